@@ -1,0 +1,73 @@
+"""Word embedding (GloVe-initialised, optional fixed tf-idf table) and GRU question encoder."""
+import numpy as np
+import torch
+import torch.nn as nn
+
+from utils import UserError
+
+
+class WordEmbedding(nn.Module):
+    """Embedding of ntoken words plus a padding row (index ntoken).
+
+    With 'c' in `op` a second table `emb_` of the same size is concatenated
+    (giving 2*emb_dim features). It is fixed (requires_grad False) and holds
+    the tf-idf-weighted GloVe mixture (FORMATS §6). The original's
+    init_embedding switched `emb_` to trainable whenever a tf-idf matrix was
+    given; here it stays fixed, as the recipe describes.
+    """
+
+    def __init__(self, ntoken, emb_dim, dropout, op=''):
+        super().__init__()
+        self.op = op
+        self.ntoken = ntoken
+        self.emb_dim = emb_dim
+        self.emb = nn.Embedding(ntoken + 1, emb_dim, padding_idx=ntoken)
+        if 'c' in op:
+            self.emb_ = nn.Embedding(ntoken + 1, emb_dim, padding_idx=ntoken)
+            self.emb_.weight.requires_grad = False
+        self.dropout = nn.Dropout(dropout)
+
+    def init_embedding(self, np_file, tfidf=None, tfidf_weights=None):
+        """Load GloVe rows [ntoken, emb_dim] from `np_file`; with `tfidf`
+        [ntoken, ntoken + n_new] and `tfidf_weights` [n_new, emb_dim] the fixed
+        table gets tfidf @ [glove; tfidf_weights]."""
+        weight_init = torch.from_numpy(np.load(np_file)).float()  # [ntoken, D]
+        if tuple(weight_init.shape) != (self.ntoken, self.emb_dim):
+            raise UserError('%s holds a %s embedding matrix but the dictionary has %d words of %d '
+                            'dims; re-run tools/create_dictionary.py for this dictionary'
+                            % (np_file, tuple(weight_init.shape), self.ntoken, self.emb_dim))
+        with torch.no_grad():
+            self.emb.weight[:self.ntoken] = weight_init
+            if 'c' in self.op:
+                fixed_init = weight_init
+                if tfidf is not None:
+                    if tfidf_weights is not None and tfidf_weights.size > 0:
+                        extra = torch.from_numpy(np.asarray(tfidf_weights, dtype=np.float32))
+                        fixed_init = torch.cat([weight_init, extra], 0)  # [ntoken + n_new, D]
+                    fixed_init = tfidf.float().matmul(fixed_init)  # [ntoken, D]
+                self.emb_.weight[:self.ntoken] = fixed_init
+
+    def forward(self, x):
+        emb = self.emb(x)  # [B,L,D]
+        if 'c' in self.op:
+            emb = torch.cat((emb, self.emb_(x)), 2)  # [B,L,2D]
+        return self.dropout(emb)
+
+
+class QuestionEmbedding(nn.Module):
+    """A (uni- or bi-directional) GRU/LSTM over the word embeddings, from a zero state."""
+
+    def __init__(self, in_dim, num_hid, nlayers, bidirect, dropout, rnn_type='GRU'):
+        super().__init__()
+        rnn_cls = nn.LSTM if rnn_type == 'LSTM' else nn.GRU
+        self.rnn = rnn_cls(in_dim, num_hid, nlayers, bidirectional=bidirect, dropout=dropout,
+                           batch_first=True)
+        self.in_dim = in_dim
+        self.num_hid = num_hid
+        self.nlayers = nlayers
+        self.ndirections = 1 + int(bidirect)
+
+    def forward_all(self, x):
+        """Hidden state at every step: x [B,L,in_dim] -> [B,L,num_hid*ndirections]."""
+        output, _ = self.rnn(x)  # zero initial state, as the original's init_hidden
+        return output
