@@ -1,0 +1,28 @@
+#!/usr/bin/env bash
+# Prepare Flickr30k Entities for training (after tools/download_flickr.sh).
+#
+# Usage (from the repository root):  bash tools/process_flickr.sh [DATAROOT]
+# DATAROOT defaults to data/flickr30k.
+#  1. unpack DATAROOT/Flickr30kEntities.tar.gz when DATAROOT/Flickr30kEntities has no
+#     Sentences/ yet (the layout the original README asked for);
+#  2. build DATAROOT/dictionary.pkl and DATAROOT/glove6b_init_300d.npy from the
+#     captions of the train/val/test images (tools/create_dictionary.py --task flickr);
+#  3. convert the detector TSV files into DATAROOT/{train,val,test}.hdf5 and
+#     {split}_imgid2idx.pkl (tools/adaptive_detection_features_converter.py --task flickr).
+# Only adaptive 10-100 box bottom-up-attention features are used.
+set -euo pipefail
+
+DATAROOT="${1:-data/flickr30k}"
+TARBALL="$DATAROOT/Flickr30kEntities.tar.gz"
+
+if [ ! -d "$DATAROOT/Flickr30kEntities/Sentences" ]; then
+    if [ ! -f "$TARBALL" ]; then
+        echo "error: neither $DATAROOT/Flickr30kEntities/Sentences nor $TARBALL exists;" \
+             "run tools/download_flickr.sh $DATAROOT first" >&2
+        exit 2
+    fi
+    tar xf "$TARBALL" -C "$DATAROOT"
+fi
+
+python3 tools/create_dictionary.py --task flickr --dataroot "$DATAROOT"
+python3 tools/adaptive_detection_features_converter.py --task flickr --dataroot "$DATAROOT"
