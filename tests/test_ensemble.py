@@ -1,0 +1,126 @@
+"""Ensembling saved predictions: averaging rules, alignment of question ids,
+the CLI and errors on inconsistent inputs."""
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+
+import ensemble
+from utils import UserError
+
+REPO = Path(__file__).resolve().parents[1]
+LABEL2ANS = ['yes', 'no', '2']
+
+
+def predictions(question_ids, logits, label2ans=LABEL2ANS):
+    return {'question_ids': torch.tensor(question_ids, dtype=torch.long),
+            'logits': torch.tensor(logits, dtype=torch.float32), 'label2ans': list(label2ans)}
+
+
+# Model A is very sure of "yes" for question 10, model B very sure against it;
+# both mildly like "no". Mean logits pick "yes" (5 > 2), mean probabilities "no".
+MODEL_A = predictions([10, 11], [[20.0, 2.0, -5.0], [0.0, 0.0, 3.0]])
+MODEL_B = predictions([10, 11], [[-10.0, 2.0, -5.0], [1.0, 0.0, 0.0]])
+
+
+def test_prob_average_is_mean_of_sigmoids():
+    ensembled = ensemble.ensemble_logits([MODEL_A, MODEL_B], 'prob')
+    expected = (torch.sigmoid(MODEL_A['logits']) + torch.sigmoid(MODEL_B['logits'])) / 2
+    assert torch.allclose(ensembled['scores'], expected, atol=1e-7)
+    assert ensembled['question_ids'].tolist() == [10, 11] and ensembled['label2ans'] == LABEL2ANS
+    assert ensemble.to_submission(ensembled) == [{'question_id': 10, 'answer': 'no'},
+                                                 {'question_id': 11, 'answer': '2'}]
+
+
+def test_logit_average_is_mean_of_logits():
+    ensembled = ensemble.ensemble_logits([MODEL_A, MODEL_B], 'logit')
+    assert torch.allclose(ensembled['scores'], torch.tensor([[5.0, 2.0, -5.0], [0.5, 0.0, 1.5]]))
+    assert [item['answer'] for item in ensemble.to_submission(ensembled)] == ['yes', '2']
+
+
+def test_inputs_in_another_question_order_are_aligned():
+    shuffled_b = predictions([11, 10], MODEL_B['logits'].flip(0).tolist())
+    aligned = ensemble.ensemble_logits([MODEL_A, MODEL_B], 'prob')
+    realigned = ensemble.ensemble_logits([MODEL_A, shuffled_b], 'prob')
+    assert torch.equal(aligned['scores'], realigned['scores'])
+    assert realigned['question_ids'].tolist() == [10, 11]
+
+
+def test_single_model_gives_its_own_argmax():
+    submission = ensemble.to_submission(ensemble.ensemble_logits([MODEL_B]))
+    assert submission == [{'question_id': 10, 'answer': 'no'}, {'question_id': 11, 'answer': 'yes'}]
+
+
+def test_different_question_sets_are_rejected():
+    other = predictions([10, 12], MODEL_B['logits'].tolist())
+    with pytest.raises(UserError, match=r'predictions\[1\]: its question ids differ .*1 missing, 1 extra'):
+        ensemble.ensemble_logits([MODEL_A, other])
+
+
+def test_different_vocabularies_are_rejected():
+    other = predictions([10, 11], MODEL_B['logits'].tolist(), ['yes', '2', 'no'])
+    with pytest.raises(UserError, match=r'predictions\[1\]: its label2ans differs'):
+        ensemble.ensemble_logits([MODEL_A, other])
+
+
+@pytest.mark.parametrize('broken, message', [
+    ({'question_ids': torch.tensor([1]), 'logits': torch.zeros(1, 3)}, 'missing key "label2ans"'),
+    (predictions([1, 2], [[0.0, 0.0, 0.0]]), r'shape \(1, 3\) but there are 2 question ids'),
+    (predictions([1, 1], [[0.0] * 3] * 2), 'question_id 1 appears more than once'),
+    ({'question_ids': torch.tensor([1.0]), 'logits': torch.zeros(1, 3), 'label2ans': LABEL2ANS},
+     '1-d int64'),
+])
+def test_malformed_predictions_are_rejected(broken, message):
+    with pytest.raises(UserError, match=message):
+        ensemble.ensemble_logits([broken])
+
+
+def test_unknown_average_is_rejected():
+    with pytest.raises(UserError, match="unknown --average 'median'"):
+        ensemble.ensemble_logits([MODEL_A], 'median')
+
+
+def test_logits_path_for_results():
+    assert ensemble.logits_path_for('results/test2015_ban_epoch12.json') == \
+        'results/test2015_ban_epoch12_logits.pth'
+
+
+def test_cli_writes_submission(tmp_path):
+    path_a, path_b = str(tmp_path / 'a_logits.pth'), str(tmp_path / 'b_logits.pth')
+    for path, model in ((path_a, MODEL_A), (path_b, MODEL_B)):
+        ensemble.save_predictions(path, model['question_ids'], model['logits'], model['label2ans'])
+    output = tmp_path / 'results' / 'ensemble.json'
+    completed = subprocess.run(
+        [sys.executable, 'tools/ensemble.py', '--inputs', path_a, path_b, '--output', str(output)],
+        cwd=REPO, capture_output=True, text=True, timeout=60)
+    assert completed.returncode == 0, completed.stderr
+    assert json.loads(output.read_text()) == [{'question_id': 10, 'answer': 'no'},
+                                              {'question_id': 11, 'answer': '2'}]
+    assert [p.name for p in output.parent.iterdir()] == ['ensemble.json']
+    ensemble.main(['--inputs', path_a, path_b, '--output', str(output), '--average', 'logit'])
+    assert [item['answer'] for item in json.loads(output.read_text())] == ['yes', '2']
+
+
+def test_cli_names_the_inconsistent_file(tmp_path):
+    path_a, path_b = str(tmp_path / 'a_logits.pth'), str(tmp_path / 'b_logits.pth')
+    ensemble.save_predictions(path_a, MODEL_A['question_ids'], MODEL_A['logits'], LABEL2ANS)
+    ensemble.save_predictions(path_b, MODEL_B['question_ids'], MODEL_B['logits'], ['yes', 'no', '3'])
+    completed = subprocess.run(
+        [sys.executable, 'tools/ensemble.py', '--inputs', path_a, path_b, '--output',
+         str(tmp_path / 'out.json')], cwd=REPO, capture_output=True, text=True, timeout=60)
+    assert completed.returncode == 2
+    assert completed.stderr == 'error: %s: its label2ans differs from that of %s; ensemble models ' \
+        'trained with the same answer vocabulary (cache/trainval_label2ans.pkl)\n' % (path_b, path_a)
+    assert not (tmp_path / 'out.json').exists()
+
+
+def test_unreadable_file_is_a_user_error(tmp_path):
+    corrupt = tmp_path / 'x_logits.pth'
+    corrupt.write_bytes(b'not a torch file')
+    with pytest.raises(UserError, match='x_logits.pth: cannot read prediction file'):
+        ensemble.load_predictions(str(corrupt))
+    with pytest.raises(UserError, match='missing file'):
+        ensemble.load_predictions(str(tmp_path / 'absent.pth'))
