@@ -1,0 +1,119 @@
+"""Evaluate a trained checkpoint.
+
+    python3 evaluate.py --input saved_models/ban --epoch 12          # VQA val score, upper bound,
+                                                                    # official accuracy per answer type
+    python3 evaluate.py --task flickr --input saved_models/flickr --epoch 5   # test Recall@1/5/10
+"""
+import argparse
+import os
+
+from torch.utils.data import DataLoader
+
+import runtime
+import train as engine
+from utils import UserError, run_cli, save_json, str2bool
+
+
+def parse_args(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    runtime.add_model_flags(parser)
+    parser.add_argument('--input', type=str, default=None,
+                        help='checkpoint folder (default saved_models/ban, or saved_models/flickr)')
+    parser.add_argument('--epoch', type=int, default=12)
+    parser.add_argument('--batch_size', type=runtime.positive_int, default=256)
+    parser.add_argument('--split', type=str, default=None, help='default: val (vqa), test (flickr)')
+    parser.add_argument('--fix_alignment', type=str2bool, nargs='?', const=True, default=False)
+    parser.add_argument('--output', type=str, default=None, help='also write the metrics to this JSON file')
+    args = parser.parse_args(argv)
+    if args.input is None:
+        args.input = 'saved_models/flickr' if args.task == 'flickr' else 'saved_models/ban'
+    if args.split is None:
+        args.split = 'test' if args.task == 'flickr' else 'val'
+    allowed = ('train', 'val', 'test') if args.task == 'flickr' else ('train', 'val')
+    if args.split not in allowed:
+        parser.error('argument --split: %s has no answers for %s; choose from %s (test2015 submissions '
+                     'are written by test.py)' % (args.split, args.task, ', '.join(allowed)))
+    return runtime.apply_task_overrides(args)
+
+
+def eval_dataset(args, dictionary):
+    if args.task == 'flickr':
+        from dataset import Flickr30kFeatureDataset
+        return Flickr30kFeatureDataset(args.split, dictionary, dataroot=runtime.task_root(args.dataroot, 'flickr'),
+                                       fix_alignment=args.fix_alignment)
+    from dataset import VQAFeatureDataset
+    return VQAFeatureDataset(args.split, dictionary, dataroot=args.dataroot, adaptive=True)
+
+
+def official_accuracy(model, dataset, args, device):
+    """The official VQA metric on the split's annotation file, when present."""
+    from dataset import pad_collate
+    from test import answers_from_logits, predict_logits
+    from tools.vqa_eval import evaluate_results
+    year = '2014'
+    questions = os.path.join(args.dataroot, 'v2_OpenEnded_mscoco_%s%s_questions.json' % (args.split, year))
+    annotations = os.path.join(args.dataroot, 'v2_mscoco_%s%s_annotations.json' % (args.split, year))
+    if not (os.path.exists(questions) and os.path.exists(annotations)):
+        return None
+    loader = DataLoader(dataset, batch_size=args.batch_size, shuffle=False, num_workers=args.workers,
+                        collate_fn=pad_collate)
+    _, logits = predict_logits(model, loader, device)
+    import torch
+    ids = torch.tensor([entry['question_id'] for entry in dataset.entries])
+    results = answers_from_logits(ids, logits, dataset.label2ans)
+    return evaluate_results(results, questions, annotations)
+
+
+def evaluate_checkpoint(args, dictionary, path, device, ctx, batch_size):
+    """Metrics dict of the checkpoint at `path` on args.split."""
+    dataset = eval_dataset(args, dictionary)
+    model, ckpt = runtime.model_from_checkpoint(dataset, args, args.task, path, device)
+    from main import eval_loader_for
+    loader = eval_loader_for(dataset, args, device, ctx, batch_size)
+    metrics = engine.evaluate(model, loader, engine.TASKS[args.task](), device, ctx)
+    metrics.update(checkpoint=path, epoch=ckpt.get('epoch'), split=args.split)
+    if args.task == 'vqa' and ctx.is_main:
+        official = official_accuracy(model, dataset, args, device)
+        if official is not None:
+            metrics['official'] = official
+    return metrics
+
+
+def print_metrics(metrics):
+    print('%s (epoch %s) on %s:' % (metrics['checkpoint'], metrics['epoch'], metrics['split']))
+    if 'recall@1' in metrics:
+        print('\tRecall@1 %.2f  Recall@5 %.2f  Recall@10 %.2f  (upper bound %.2f, %d entities)'
+              % (metrics['recall@1'], metrics['recall@5'], metrics['recall@10'], metrics['upper_bound'],
+                 metrics['entities']))
+        for type_name, values in metrics.get('recall@1_per_type', {}).items():
+            print('\t  %-12s R@1 %6.2f  (%d entities)' % (type_name, values['recall@1'], values['entities']))
+        return
+    print('\tscore %.2f (upper bound %.2f) on %d questions' % (metrics['score'], metrics['upper_bound'],
+                                                               metrics['samples']))
+    if 'entropy' in metrics:
+        print('\tattention entropy per glimpse: ' + ' '.join('%.2f' % e for e in metrics['entropy']))
+    official = metrics.get('official')
+    if official:
+        per_type = ', '.join('%s %.2f' % item for item in sorted(official['per_answer_type'].items()))
+        print('\tofficial VQA accuracy %.2f (%s)' % (official['overall'], per_type))
+
+
+def main(argv=None):
+    args = parse_args(argv)
+    ctx, device = runtime.init_distributed(args.device)
+    dictionary = runtime.load_dictionary(args.dataroot, args.task)
+    path = runtime.checkpoint_path(args.input, args.epoch)
+    metrics = evaluate_checkpoint(args, dictionary, path, device, ctx, args.batch_size)
+    if ctx.is_main:
+        print_metrics(metrics)
+        if args.output:
+            save_json(metrics, args.output)
+    if ctx.enabled:
+        import torch.distributed as dist
+        dist.barrier()
+        dist.destroy_process_group()
+    return metrics
+
+
+if __name__ == '__main__':
+    run_cli(main)

@@ -1,0 +1,204 @@
+"""Train BAN on VQA 2.0 (default) or Flickr30k Entities (--task flickr).
+
+    python3 main.py --use_both True --use_vg True    # train+val+VG, save every epoch from 3
+    python3 main.py                                  # train, validate each epoch, keep the best
+    python3 main.py --task flickr --out saved_models/flickr
+    torchrun --nproc_per_node 4 main.py ...          # DistributedDataParallel
+    python3 main.py --input saved_models/ban/model_last.pth   # resume exactly
+    python3 main.py --evaluate --input saved_models/ban/model_epoch12.pth
+"""
+import argparse
+import os
+import sys
+
+import torch
+from torch.utils.data import ConcatDataset, DataLoader
+
+import runtime
+import train as engine
+from utils import UserError, load_checkpoint, run_cli, seed_everything, str2bool
+
+
+def bool_flag(parser, name, default, bare_means, help_text):
+    """A flag usable as `--x`, `--x True` or `--x false`. A bare `--tfidf`
+    means False, as the original's store_false flag did."""
+    parser.add_argument(name, type=str2bool, nargs='?', const=bare_means, default=default, help=help_text)
+
+
+def parse_args(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    runtime.add_model_flags(parser)
+    parser.add_argument('--epochs', type=runtime.non_negative_int, default=13)
+    bool_flag(parser, '--use_both', False, True, 'train on train+val (no validation)')
+    bool_flag(parser, '--use_vg', False, True, 'add Visual Genome questions')
+    bool_flag(parser, '--tfidf', True, False, 'tf-idf embedding table for op "c" (a bare --tfidf turns it '
+                                              'OFF, as in the original)')
+    parser.add_argument('--input', type=str, default=None, help='checkpoint to resume from')
+    parser.add_argument('--output', type=str, default=None,
+                        help='checkpoint folder (default saved_models/ban, or saved_models/flickr)')
+    parser.add_argument('--batch_size', type=runtime.positive_int, default=256,
+                        help='global batch (split over torchrun processes)')
+    parser.add_argument('--seed', type=int, default=1204, help='random seed (offset by rank)')
+    parser.add_argument('--amp', choices=['off', 'bf16', 'fp16'], default='off', help='mixed precision')
+    parser.add_argument('--lr', type=float, default=None, help='base lr (default 1e-3 with validation, '
+                                                               '7e-4 with --use_both)')
+    bool_flag(parser, '--bucket', False, True, 'batch images of similar box counts together')
+    bool_flag(parser, '--load_in_memory', False, True, 'read all features into RAM (fast, needs ~32 GB)')
+    bool_flag(parser, '--fix_alignment', False, True, 'Flickr30k: correct the phrase/token alignment quirk')
+    bool_flag(parser, '--evaluate', False, True, 'only evaluate --input (val for vqa, test for flickr)')
+    args = parser.parse_args(argv)
+    if args.output is None:
+        args.output = 'saved_models/flickr' if args.task == 'flickr' else 'saved_models/ban'
+    if args.lr is not None and not args.lr > 0:
+        parser.error('argument --lr: must be > 0, got %r' % args.lr)
+    return runtime.apply_task_overrides(args)
+
+
+# ----------------------------------------------------------------- data
+
+def load_vqa_splits(args, dictionary, names):
+    from dataset import VQAFeatureDataset
+    return {name: VQAFeatureDataset(name, dictionary, dataroot=args.dataroot, adaptive=True,
+                                    load_in_memory=args.load_in_memory) for name in names}
+
+
+def load_vg_splits(args, dictionary, vqa_splits):
+    from dataset import VisualGenomeFeatureDataset
+    return [VisualGenomeFeatureDataset(name, vqa_splits[name], dictionary, dataroot=args.dataroot)
+            for name in vqa_splits]
+
+
+def training_data(args, dictionary):
+    """(train dataset, validation dataset or None) following --use_both / --use_vg."""
+    if args.task == 'flickr':
+        from dataset import Flickr30kFeatureDataset
+        root = runtime.task_root(args.dataroot, 'flickr')
+        splits = [Flickr30kFeatureDataset(name, dictionary, dataroot=root, fix_alignment=args.fix_alignment,
+                                          load_in_memory=args.load_in_memory) for name in ('train', 'val')]
+        return splits[0], splits[1]
+    if args.use_both:
+        splits = load_vqa_splits(args, dictionary, ['train', 'val'])
+        parts = [splits['train'], splits['val']]
+        if args.use_vg:
+            parts += load_vg_splits(args, dictionary, splits)
+        return ConcatDataset(parts), None
+    splits = load_vqa_splits(args, dictionary, ['train', 'val'])
+    train_set = splits['train']
+    if args.use_vg:  # VG questions of train images only: val stays held out
+        train_set = ConcatDataset([train_set] + load_vg_splits(args, dictionary, {'train': train_set}))
+    return train_set, splits['val']
+
+
+def box_counts(dataset):
+    """Boxes per item, for --bucket."""
+    if isinstance(dataset, ConcatDataset):
+        return [count for part in dataset.datasets for count in box_counts(part)]
+    return list(dataset.box_counts())
+
+
+def collate_for(task):
+    if task == 'flickr':
+        from dataset import flickr_collate
+        return flickr_collate
+    from dataset import pad_collate
+    return pad_collate
+
+
+def make_loader(dataset, batch_sampler, args, device):
+    # its own generator, so creating an iterator never draws from the global RNG (exact resume)
+    return DataLoader(dataset, batch_sampler=batch_sampler, num_workers=args.workers,
+                      collate_fn=collate_for(args.task), pin_memory=device.type == 'cuda',
+                      persistent_workers=args.workers > 0, generator=torch.Generator().manual_seed(getattr(args, 'seed', 0)))
+
+
+def eval_loader_for(dataset, args, device, ctx, batch_size):
+    sampler = engine.ShardedBatches(len(dataset), batch_size, ctx.rank, ctx.world_size)
+    return make_loader(dataset, sampler, args, device)
+
+
+# ----------------------------------------------------------------- model
+
+def init_word_embedding(model, args):
+    """GloVe init, plus the tf-idf table for op 'c' (FORMATS §6)."""
+    tfidf, weights = None, None
+    if args.task == 'vqa' and args.tfidf and 'c' in args.op:
+        from dataset import tfidf_from_questions
+        extended = runtime.load_dictionary(args.dataroot, args.task)  # grows with VG/caption words
+        glove_text = os.path.join(args.dataroot, 'glove', 'glove.6B.%dd.txt' % args.emb_dim)
+        tfidf, weights = tfidf_from_questions(['train', 'val', 'test2015'], extended, dataroot=args.dataroot,
+                                              glove_file=glove_text)
+    model.w_emb.init_embedding(runtime.glove_init_path(args.dataroot, args.task, args.emb_dim), tfidf, weights)
+
+
+def per_rank_batch(args, ctx):
+    if args.batch_size % ctx.world_size:
+        raise UserError('--batch_size %d is not divisible by the %d torchrun processes'
+                        % (args.batch_size, ctx.world_size))
+    return args.batch_size // ctx.world_size
+
+
+def run(args):
+    ctx, device = runtime.init_distributed(args.device)
+    seed_everything(args.seed + ctx.rank)
+    if device.type == 'cuda':
+        torch.backends.cudnn.benchmark = True
+    task = engine.TASKS[args.task]()
+    dictionary = runtime.load_dictionary(args.dataroot, args.task)
+    batch_size = per_rank_batch(args, ctx)
+    if args.evaluate:
+        return evaluate_only(args, dictionary, task, device, ctx, batch_size)
+    train_set, val_set = training_data(args, dictionary)
+    model = runtime.build_model(train_set.datasets[0] if isinstance(train_set, ConcatDataset) else train_set,
+                                args, args.task)
+    init_word_embedding(model, args)
+    model = model.to(device)
+    base_lr = args.lr or engine.base_learning_rate(val_set is not None)
+    optimizer = torch.optim.Adamax([p for p in model.parameters() if p.requires_grad], lr=base_lr)
+    start_epoch, resume = 0, {}
+    if args.input is not None:
+        resume = load_checkpoint(args.input, map_location=device)
+        runtime.load_model_state(model, resume['model_state'], args.input)
+        if 'optimizer_state' in resume:
+            optimizer.load_state_dict(resume['optimizer_state'])
+        start_epoch = resume['epoch'] + 1
+        if ctx.is_main:
+            print('resuming from %s at epoch %d%s' % (args.input, start_epoch, ', step %d' % resume['resume_step']
+                                                      if resume.get('resume_step') else ''))
+    model = runtime.wrap_model(model, device, ctx)
+    lengths = box_counts(train_set) if args.bucket else None
+    train_loader = make_loader(train_set, engine.train_batch_sampler(train_set, batch_size, args.seed, ctx, lengths),
+                               args, device)
+    eval_loader = eval_loader_for(val_set, args, device, ctx, batch_size) if val_set is not None else None
+    if ctx.is_main:
+        print('%d training items, %s validation items, %d parameters, device %s, %d process(es)'
+              % (len(train_set), len(val_set) if val_set is not None else 'no', sum(p.numel() for p in
+                 model.parameters()), device, ctx.world_size))
+    return engine.train(model, train_loader, eval_loader, args.epochs, args.output, optimizer, task, device, ctx,
+                        start_epoch=start_epoch, resume=resume, amp=args.amp, base_lr=base_lr)
+
+
+def evaluate_only(args, dictionary, task, device, ctx, batch_size):
+    import evaluate as evaluation
+    if args.input is None:
+        raise UserError('--evaluate needs --input <checkpoint file>')
+    args.split = 'test' if args.task == 'flickr' else 'val'
+    metrics = evaluation.evaluate_checkpoint(args, dictionary, args.input, device, ctx, batch_size)
+    if ctx.is_main:
+        evaluation.print_metrics(metrics)
+    return metrics
+
+
+def main(argv=None):
+    args = parse_args(argv)
+    try:
+        return run(args)
+    except KeyboardInterrupt:
+        print('stopped by Ctrl-C', file=sys.stderr)
+        sys.exit(130)
+    finally:
+        if torch.distributed.is_initialized():
+            torch.distributed.destroy_process_group()
+
+
+if __name__ == '__main__':
+    run_cli(main)

@@ -1,0 +1,201 @@
+"""Set-up shared by main.py, test.py, evaluate.py and ask.py: devices,
+distributed context, model construction and checkpoint I/O."""
+import os
+from dataclasses import dataclass
+
+import torch
+import torch.distributed as dist
+
+import base_model
+from utils import UserError, load_checkpoint, strip_module_prefix, torch_save_atomic
+
+
+# ----------------------------------------------------------------- devices
+
+def resolve_device(name='auto', local_rank=0):
+    """'auto' -> cuda:<local_rank> when a GPU is present, else cpu."""
+    if name == 'auto':
+        name = 'cuda' if torch.cuda.is_available() else 'cpu'
+    if name.startswith('cuda'):
+        if not torch.cuda.is_available():
+            raise UserError('--device %s requested but no CUDA GPU is available; use --device cpu' % name)
+        if name == 'cuda':
+            name = 'cuda:%d' % local_rank
+    elif name != 'cpu':
+        raise UserError('--device must be auto, cpu, cuda or cuda:N (got %r)' % name)
+    return torch.device(name)
+
+
+@dataclass
+class DistContext:
+    """Where this process stands in a torchrun job (world 1 without torchrun)."""
+    rank: int = 0
+    world_size: int = 1
+    local_rank: int = 0
+
+    @property
+    def is_main(self):
+        return self.rank == 0
+
+    @property
+    def enabled(self):
+        return self.world_size > 1
+
+
+def init_distributed(device_name='auto'):
+    """Read torchrun's environment (RANK, WORLD_SIZE, LOCAL_RANK) and start the
+    process group: NCCL on GPUs, gloo on CPU. Returns (DistContext, device)."""
+    world_size = int(os.environ.get('WORLD_SIZE', '1'))
+    if world_size <= 1:
+        return DistContext(), resolve_device(device_name)
+    ctx = DistContext(rank=int(os.environ['RANK']), world_size=world_size,
+                      local_rank=int(os.environ.get('LOCAL_RANK', '0')))
+    device = resolve_device(device_name, ctx.local_rank)
+    if device.type == 'cuda':
+        torch.cuda.set_device(device)
+    if not dist.is_initialized():
+        dist.init_process_group(backend='nccl' if device.type == 'cuda' else 'gloo')
+    return ctx, device
+
+
+# ----------------------------------------------------------------- model
+
+def build_model(dataset, args, task):
+    """BAN from the original's flags (--model --num_hid --op --gamma)."""
+    constructor = getattr(base_model, 'build_%s' % args.model, None)
+    if constructor is None:
+        raise UserError('--model %s is unknown (the only model is "ban")' % args.model)
+    return constructor(dataset, args.num_hid, args.op, args.gamma, task,
+                       emb_dim=getattr(args, 'emb_dim', 300))
+
+
+def wrap_model(model, device, ctx):
+    """DistributedDataParallel under torchrun, DataParallel over several GPUs in
+    one process (as the original), the bare model otherwise."""
+    model = model.to(device)
+    if ctx.enabled:
+        device_ids = [device.index] if device.type == 'cuda' else None
+        # the counter's functions f[8..15] exist (released layout) but never receive gradients
+        return torch.nn.parallel.DistributedDataParallel(model, device_ids=device_ids, find_unused_parameters=True)
+    if device.type == 'cuda' and torch.cuda.device_count() > 1:
+        return torch.nn.DataParallel(model)
+    return model
+
+
+def describe_mismatch(model, state_dict):
+    """Lines naming the keys missing, unexpected or of another shape."""
+    ours = {key: tuple(value.shape) for key, value in model.state_dict().items()}
+    theirs = {key: tuple(value.shape) for key, value in strip_module_prefix(state_dict).items()}
+    lines = ['missing %s %s' % (key, ours[key]) for key in ours if key not in theirs]
+    lines += ['unexpected %s %s' % (key, theirs[key]) for key in theirs if key not in ours]
+    lines += ['%s: checkpoint %s, model %s' % (key, theirs[key], ours[key])
+              for key in ours if key in theirs and theirs[key] != ours[key]]
+    return lines
+
+
+def load_model_state(model, state_dict, path):
+    """Strictly load a released or saved state dict; a checkpoint of another
+    configuration is a UserError listing the mismatched keys and shapes."""
+    model = base_model.unwrap(model)
+    mismatch = describe_mismatch(model, state_dict)
+    if mismatch:
+        shown = '; '.join(mismatch[:8]) + ('; ... %d more' % (len(mismatch) - 8) if len(mismatch) > 8 else '')
+        raise UserError('%s does not fit this model (%d mismatches: %s); pass the --num_hid, --gamma, '
+                        '--op and --task it was trained with, and the same dictionary'
+                        % (path, len(mismatch), shown))
+    model.load_state_dict(state_dict)
+
+
+def checkpoint_path(directory, epoch):
+    return os.path.join(directory, 'model_epoch%d.pth' % epoch)
+
+
+def model_from_checkpoint(dataset, args, task, path, device):
+    """Build BAN for `dataset` and load the checkpoint at `path` into it. The
+    word-embedding width is taken from the checkpoint (300 for released models)."""
+    ckpt = load_checkpoint(path, map_location='cpu')
+    state = strip_module_prefix(ckpt['model_state'])
+    if 'w_emb.emb.weight' in state:
+        args.emb_dim = int(state['w_emb.emb.weight'].shape[1])
+    model = build_model(dataset, args, task)
+    load_model_state(model, ckpt['model_state'], path)
+    return model.to(device), ckpt
+
+
+def save_checkpoint(path, model, optimizer, epoch, extra=None):
+    """The original's layout {epoch, model_state (module. keys), optimizer_state}
+    plus our resume fields; written atomically."""
+    state = {'epoch': epoch, 'model_state': base_model.checkpoint_state(model),
+             'optimizer_state': optimizer.state_dict()}
+    state.update(extra or {})
+    torch_save_atomic(state, path)
+
+
+# ----------------------------------------------------------------- data
+
+def task_root(dataroot, task):
+    """VQA files live in <dataroot>, Flickr30k Entities in <dataroot>/flickr30k."""
+    return os.path.join(dataroot, 'flickr30k') if task == 'flickr' else dataroot
+
+
+def load_dictionary(dataroot, task):
+    from dataset import Dictionary
+    path = os.path.join(task_root(dataroot, task), 'dictionary.pkl')
+    step = 'tools/process_flickr.sh' if task == 'flickr' else 'tools/process.sh (tools/create_dictionary.py)'
+    if not os.path.exists(path):
+        raise UserError('missing file %s: run %s first' % (path, step))
+    return Dictionary.load_from_file(path)
+
+
+def glove_init_path(dataroot, task, emb_dim):
+    path = os.path.join(task_root(dataroot, task), 'glove6b_init_%dd.npy' % emb_dim)
+    if not os.path.exists(path):
+        raise UserError('missing file %s: run tools/create_dictionary.py%s (with the %d-d GloVe file), or '
+                        'pass --emb_dim matching the GloVe init you made'
+                        % (path, ' --task flickr' if task == 'flickr' else '', emb_dim))
+    return path
+
+
+def positive_int(text):
+    """argparse type: an integer >= 1."""
+    import argparse
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError('expected a positive integer, got %r' % text) from None
+    if value < 1:
+        raise argparse.ArgumentTypeError('must be >= 1, got %d' % value)
+    return value
+
+
+def non_negative_int(text):
+    import argparse
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError('expected an integer >= 0, got %r' % text) from None
+    if value < 0:
+        raise argparse.ArgumentTypeError('must be >= 0, got %d' % value)
+    return value
+
+
+def add_model_flags(parser, task_default='vqa'):
+    """The original's model flags, shared by main.py, test.py, evaluate.py and ask.py."""
+    parser.add_argument('--task', choices=['vqa', 'flickr'], default=task_default, help='vqa or flickr')
+    parser.add_argument('--num_hid', type=positive_int, default=1280)
+    parser.add_argument('--model', type=str, default='ban')
+    parser.add_argument('--op', type=str, default='c', help='"c": add the fixed tf-idf embedding table')
+    parser.add_argument('--gamma', type=positive_int, default=8, help='glimpses')
+    parser.add_argument('--emb_dim', type=positive_int, default=300, help='GloVe width (50 for the demo)')
+    parser.add_argument('--dataroot', type=str, default='data')
+    parser.add_argument('--device', type=str, default='auto', help='auto, cpu, cuda or cuda:N')
+    parser.add_argument('--workers', type=non_negative_int, default=min(4, os.cpu_count() or 1),
+                        help='DataLoader worker processes')
+
+
+def apply_task_overrides(args):
+    """The original forces op '' and one glimpse for Flickr30k."""
+    if args.task == 'flickr':
+        args.op = ''
+        args.gamma = 1
+    return args

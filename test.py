@@ -1,0 +1,110 @@
+"""Write a VQA 2.0 test submission.
+
+    python3 test.py --label mytest        # results/test2015_banc1280_mytest_epoch12.json
+    python3 test.py --split test-dev2015 --input saved_models/ban --epoch 12 --logits True
+"""
+import argparse
+import os
+import sys
+
+import torch
+from torch.utils.data import DataLoader
+from tqdm import tqdm
+
+import runtime
+from tools.ensemble import save_predictions
+from utils import UserError, run_cli, save_json, str2bool
+
+
+def parse_args(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    runtime.add_model_flags(parser)
+    parser.add_argument('--label', type=str, default='', help='tag in the results file name')
+    parser.add_argument('--split', choices=['test2015', 'test-dev2015'], default='test2015')
+    parser.add_argument('--input', type=str, default='saved_models/ban', help='folder of model_epoch<N>.pth')
+    parser.add_argument('--output', type=str, default='results')
+    parser.add_argument('--batch_size', type=runtime.positive_int, default=256)
+    parser.add_argument('--debug', type=str2bool, nargs='?', const=True, default=False,
+                        help='print the first question and answer of every batch')
+    parser.add_argument('--logits', type=str2bool, nargs='?', const=True, default=False,
+                        help='also save logits to logits/<model label>/logits<index>.pth (tools/ensemble.py)')
+    parser.add_argument('--index', type=int, default=0, help='number in the logits file name')
+    parser.add_argument('--epoch', type=int, default=12, help='checkpoint epoch (-1: <input>/model.pth)')
+    args = parser.parse_args(argv)
+    if args.task != 'vqa':
+        parser.error('argument --task: test.py writes VQA submissions; use evaluate.py --task flickr')
+    return args
+
+
+def model_label(args):
+    """The original's naming: {model}{op}{num_hid}_{label}."""
+    return '%s%s%d_%s' % (args.model, args.op, args.num_hid, args.label)
+
+
+def results_path(args):
+    label = model_label(args) + ('_epoch%d' % args.epoch if args.epoch >= 0 else '')
+    return os.path.join(args.output, '%s_%s.json' % (args.split, label))
+
+
+def checkpoint_file(args):
+    if args.epoch < 0:
+        return os.path.join(args.input, 'model.pth')
+    return runtime.checkpoint_path(args.input, args.epoch)
+
+
+def decode_question(tokens, dictionary):
+    return ' '.join(dictionary.idx2word[t] for t in tokens.tolist() if t < len(dictionary.idx2word))
+
+
+@torch.no_grad()
+def predict_logits(model, loader, device, debug_dictionary=None, label2ans=None):
+    """Logits for every item, in loader order: (ids or None [Q], logits [Q, n_ans])."""
+    model.eval()
+    all_logits, all_ids = [], []
+    for v, b, q, last in tqdm(loader, desc='predict', leave=False, disable=not sys.stderr.isatty()):
+        logits, _ = model(v.to(device), b.to(device), q.to(device), None)  # [B,n_ans]
+        all_logits.append(logits.float().cpu())
+        if not torch.is_floating_point(last):
+            all_ids.append(last.view(-1))
+        if debug_dictionary is not None:
+            print(decode_question(q[0], debug_dictionary), '->', label2ans[int(logits[0].argmax())])
+    ids = torch.cat(all_ids) if all_ids else None
+    return ids, torch.cat(all_logits)
+
+
+def answers_from_logits(question_ids, logits, label2ans):
+    picked = logits.argmax(1).tolist()
+    return [{'question_id': int(qid), 'answer': label2ans[label]}
+            for qid, label in zip(question_ids.tolist(), picked)]
+
+
+def run(args):
+    from dataset import VQAFeatureDataset, pad_collate
+    device = runtime.resolve_device(args.device)
+    dictionary = runtime.load_dictionary(args.dataroot, 'vqa')
+    dataset = VQAFeatureDataset(args.split, dictionary, dataroot=args.dataroot, adaptive=True)
+    model, _ = runtime.model_from_checkpoint(dataset, args, 'vqa', checkpoint_file(args), device)
+    loader = DataLoader(dataset, batch_size=args.batch_size, shuffle=False, num_workers=args.workers,
+                        collate_fn=pad_collate)
+    ids, logits = predict_logits(model, loader, device, dictionary if args.debug else None, dataset.label2ans)
+    results = answers_from_logits(ids, logits, dataset.label2ans)
+    expected = {entry['question_id'] for entry in dataset.entries}
+    if len(results) != len(expected) or {r['question_id'] for r in results} != expected:
+        raise UserError('internal check failed: %d answers for %d questions of %s'
+                        % (len(results), len(expected), args.split))
+    path = results_path(args)
+    save_json(results, path)
+    print('wrote %d answers to %s' % (len(results), path))
+    if args.logits:
+        logits_path = os.path.join('logits', model_label(args), 'logits%d.pth' % args.index)
+        save_predictions(logits_path, ids, logits, list(dataset.label2ans))
+        print('wrote logits to %s' % logits_path)
+    return path
+
+
+def main(argv=None):
+    return run(parse_args(argv))
+
+
+if __name__ == '__main__':
+    run_cli(main)

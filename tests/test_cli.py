@@ -1,0 +1,240 @@
+"""main.py / evaluate.py / test.py / ask.py end to end on a tiny data root in
+the release formats, prepared with the real tools."""
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+
+import pytest
+import torch
+
+import tiny_vqa
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+SMALL = ['--emb_dim', str(tiny_vqa.GLOVE_DIM), '--num_hid', '16', '--gamma', '2', '--batch_size', '16',
+         '--workers', '0', '--device', 'cpu']
+EVAL = ['--num_hid', '16', '--gamma', '2', '--workers', '0', '--device', 'cpu']
+
+
+@pytest.fixture(scope='module')
+def tiny_root(tmp_path_factory):
+    root = tmp_path_factory.mktemp('tiny_vqa')
+    tiny_vqa.write_raw(root)
+    tiny_vqa.prepare(root)
+    return str(root)
+
+
+def run_main(tiny_root, output, *extra):
+    import main
+    return main.main(['--dataroot', tiny_root, '--output', str(output)] + SMALL + list(extra))
+
+
+def json_log(output):
+    with open(os.path.join(output, 'log.jsonl')) as handle:
+        return [json.loads(line) for line in handle]
+
+
+def without_timing(records):
+    return [{k: v for k, v in record.items() if k not in ('seconds', 'samples_per_s')} for record in records]
+
+
+def model_state(path):
+    return torch.load(path, weights_only=True)['model_state']
+
+
+def assert_same_weights(path_a, path_b):
+    state_a, state_b = model_state(path_a), model_state(path_b)
+    assert state_a.keys() == state_b.keys()
+    for key in state_a:
+        assert torch.equal(state_a[key], state_b[key]), key
+
+
+def test_train_with_validation_keeps_best_and_logs(tiny_root, tmp_path):
+    output = tmp_path / 'ban'
+    run_main(tiny_root, output, '--epochs', '3')
+    records = json_log(output)
+    assert [r['epoch'] for r in records] == [0, 1, 2]
+    assert [r['lr'] for r in records] == pytest.approx([5e-4, 1e-3, 1.5e-3])  # warm-up of base 1e-3
+    for record in records:
+        assert record['samples'] == 120 and record['eval_samples'] == 48
+        assert len(record['eval_entropy']) == 2 and record['eval_upper_bound'] == pytest.approx(100.0)
+        assert record['grad_norm'] > 0
+    assert records[-1]['train_loss'] < records[0]['train_loss']
+    text = (output / 'log.txt').read_text()
+    assert 'optim: adamax lr=0.0010' in text and 'eval score:' in text and 'entropy:' in text
+    best = max(range(3), key=lambda e: (records[e]['eval_score'], -e))
+    assert (output / ('model_epoch%d.pth' % best)).exists()
+    saved = torch.load(output / 'model_last.pth', weights_only=True)
+    assert saved['epoch'] == 2 and set(saved) >= {'epoch', 'model_state', 'optimizer_state'}
+    assert all(key.startswith('module.') for key in saved['model_state'])
+
+
+def test_use_both_and_vg_saves_every_epoch_from_three(tiny_root, tmp_path):
+    output = tmp_path / 'both'
+    run_main(tiny_root, output, '--use_both', 'True', '--use_vg', '--epochs', '5')
+    records = json_log(output)
+    assert records[0]['lr'] == pytest.approx(0.5 * 7e-4)
+    assert records[0]['samples'] == 120 + 48 + 2  # train + val + usable VG questions
+    assert 'eval_score' not in records[0]
+    saved = sorted(name for name in os.listdir(output) if name.startswith('model_epoch'))
+    assert saved == ['model_epoch3.pth', 'model_epoch4.pth']
+
+
+@pytest.mark.parametrize('flags,expected', [
+    ([], False), (['--use_both'], True), (['--use_both', 'True'], True), (['--use_both', 'false'], False)])
+def test_boolean_flag_spellings(flags, expected):
+    import main
+    assert main.parse_args(flags).use_both is expected
+
+
+def test_bare_tfidf_turns_it_off_as_in_the_original():
+    import main
+    assert main.parse_args([]).tfidf is True
+    assert main.parse_args(['--tfidf']).tfidf is False
+    assert main.parse_args(['--tfidf', 'True']).tfidf is True
+
+
+def test_seed_readme_spelling_out_is_output():
+    import main
+    args = main.parse_args(['--task', 'flickr', '--out', 'saved_models/flickr'])
+    assert args.output == 'saved_models/flickr' and args.op == '' and args.gamma == 1
+
+
+@pytest.mark.parametrize('flags,message', [
+    (['--use_both', 'maybe'], '--use_both'), (['--gamma', '0'], '--gamma'), (['--batch_size', '-1'], '--batch_size'),
+    (['--task', 'gqa'], '--task'), (['--epochs', 'x'], '--epochs')])
+def test_nonsense_flags_exit_2_naming_the_flag(flags, message):
+    result = subprocess.run([sys.executable, 'main.py'] + flags, cwd=REPO, capture_output=True, text=True)
+    assert result.returncode == 2
+    assert message in result.stderr and 'Traceback' not in result.stderr
+
+
+def test_resume_is_exact(tiny_root, tmp_path):
+    straight, split = tmp_path / 'straight', tmp_path / 'split'
+    run_main(tiny_root, straight, '--epochs', '2', '--use_both', '--seed', '7')
+    run_main(tiny_root, split, '--epochs', '1', '--use_both', '--seed', '7')
+    run_main(tiny_root, split, '--epochs', '2', '--use_both', '--seed', '7', '--input', str(split / 'model_last.pth'))
+    assert_same_weights(straight / 'model_last.pth', split / 'model_last.pth')
+    assert without_timing(json_log(straight)) == without_timing(json_log(split))
+
+
+def test_ctrl_c_saves_a_checkpoint_that_resumes_mid_epoch_exactly(tiny_root, tmp_path, monkeypatch):
+    import train
+    straight, interrupted = tmp_path / 'straight', tmp_path / 'interrupted'
+    run_main(tiny_root, straight, '--epochs', '2', '--use_both', '--seed', '3')
+    original_step, calls = train.VQATask.train_step, []
+
+    def step_then_interrupt(self, model, batch):
+        calls.append(1)
+        if len(calls) == 14:  # epoch 1, step index 2 (11 steps per epoch)
+            signal.raise_signal(signal.SIGINT)
+        return original_step(self, model, batch)
+
+    monkeypatch.setattr(train.VQATask, 'train_step', step_then_interrupt)
+    with pytest.raises(SystemExit) as stopped:
+        run_main(tiny_root, interrupted, '--epochs', '2', '--use_both', '--seed', '3')
+    assert stopped.value.code == 130
+    checkpoint = torch.load(interrupted / 'model_interrupted.pth', weights_only=True)
+    assert checkpoint['epoch'] == 0 and checkpoint['resume_step'] == 3
+    monkeypatch.setattr(train.VQATask, 'train_step', original_step)
+    run_main(tiny_root, interrupted, '--epochs', '2', '--use_both', '--seed', '3',
+             '--input', str(interrupted / 'model_interrupted.pth'))
+    assert_same_weights(straight / 'model_last.pth', interrupted / 'model_last.pth')
+    assert without_timing(json_log(straight)) == without_timing(json_log(interrupted))
+
+
+@pytest.fixture(scope='module')
+def trained(tiny_root, tmp_path_factory):
+    output = tmp_path_factory.mktemp('trained') / 'ban'
+    import main
+    main.main(['--dataroot', tiny_root, '--output', str(output), '--use_both', '--epochs', '4'] + SMALL)
+    return output
+
+
+def test_evaluate_reports_score_and_official_accuracy(tiny_root, trained, tmp_path, capsys):
+    import evaluate
+    metrics = evaluate.main(['--dataroot', tiny_root, '--input', str(trained), '--epoch', '3',
+                             '--output', str(tmp_path / 'metrics.json')] + EVAL)
+    assert metrics['samples'] == 48 and 0 <= metrics['score'] <= 100
+    official = metrics['official']
+    assert set(official['per_answer_type']) == {'yes/no', 'other'}
+    assert json.loads((tmp_path / 'metrics.json').read_text())['score'] == pytest.approx(metrics['score'])
+    out = capsys.readouterr().out
+    assert 'official VQA accuracy' in out and 'upper bound' in out
+
+
+def test_main_evaluate_flag_matches_evaluate_py(tiny_root, trained):
+    import evaluate
+    import main
+    via_main = main.main(['--dataroot', tiny_root, '--evaluate', '--input', str(trained / 'model_epoch3.pth')]
+                         + SMALL)
+    via_evaluate = evaluate.main(['--dataroot', tiny_root, '--input', str(trained), '--epoch', '3'] + EVAL)
+    assert via_main['score'] == via_evaluate['score']
+
+
+def test_test_py_writes_one_answer_per_question(tiny_root, trained, tmp_path, monkeypatch):
+    import test as submission
+    monkeypatch.chdir(tmp_path)
+    for split, count in (('test2015', 48), ('test-dev2015', 24)):
+        path = submission.main(['--dataroot', tiny_root, '--input', str(trained), '--epoch', '3', '--label', 'mytest',
+                                '--split', split, '--output', str(tmp_path / 'results'), '--logits', 'True']
+                               + EVAL)
+        assert os.path.basename(path) == '%s_banc16_mytest_epoch3.json' % split
+        results = json.loads(open(path).read())
+        questions = json.load(open(os.path.join(tiny_root, 'v2_OpenEnded_mscoco_%s_questions.json' % split)))
+        assert sorted(r['question_id'] for r in results) == sorted(q['question_id'] for q in questions['questions'])
+        assert all(isinstance(r['answer'], str) for r in results)
+    saved = torch.load(tmp_path / 'logits' / 'banc16_mytest' / 'logits0.pth', weights_only=True)
+    assert saved['logits'].shape == (24, 6)
+
+
+def test_checkpoint_of_another_configuration_is_named(tiny_root, trained, capsys):
+    result = subprocess.run([sys.executable, 'evaluate.py', '--dataroot', tiny_root, '--input', str(trained),
+                             '--epoch', '3', '--num_hid', '24', '--gamma', '2', '--emb_dim', '8', '--workers', '0'],
+                            cwd=REPO, capture_output=True, text=True)
+    assert result.returncode == 2
+    assert 'does not fit this model' in result.stderr and 'q_emb.rnn.weight_hh_l0' in result.stderr
+    assert 'Traceback' not in result.stderr
+
+
+def test_ask_prints_top_answers(tiny_root, trained, capsys):
+    import ask
+    answers = ask.main(['--dataroot', tiny_root, '--input', str(trained), '--epoch', '3', '--image_id', '1000',
+                        '--question', 'What color is the ball?'] + EVAL)
+    assert len(answers) == 5 and all(0 <= p <= 1 for _, p in answers)
+    assert answers == sorted(answers, key=lambda item: -item[1])
+    assert 'Q: What color is the ball?' in capsys.readouterr().out
+
+
+def test_visualize_writes_a_png(tiny_root, trained, tmp_path):
+    pytest.importorskip('PIL')
+    import visualize
+    output = tmp_path / 'att.png'
+    visualize.main(['--dataroot', tiny_root, '--input', str(trained), '--epoch', '3', '--image_id', '1000',
+                    '--question', 'What color is the ball?', '--output', str(output)] + EVAL)
+    from PIL import Image
+    image = Image.open(output)
+    assert image.format == 'PNG' and image.width > 320 and image.height >= 320
+
+
+def test_torchrun_two_processes_match_single_process(tiny_root, trained, tmp_path):
+    env = dict(os.environ, OMP_NUM_THREADS='1')
+    common = ['--dataroot', tiny_root, '--input', str(trained), '--epoch', '3'] + EVAL
+    single = tmp_path / 'single.json'
+    double = tmp_path / 'double.json'
+    subprocess.run([sys.executable, 'evaluate.py', '--output', str(single)] + common, cwd=REPO, check=True, env=env)
+    subprocess.run([sys.executable, '-m', 'torch.distributed.run', '--nproc_per_node', '2', '--master_port', '29517',
+                    'evaluate.py', '--output', str(double)] + common, cwd=REPO, check=True, env=env,
+                   capture_output=True)
+    one, two = json.loads(single.read_text()), json.loads(double.read_text())
+    for key in ('score', 'upper_bound', 'entropy', 'samples'):
+        assert one[key] == two[key], key
+    output = tmp_path / 'ddp'
+    subprocess.run([sys.executable, '-m', 'torch.distributed.run', '--nproc_per_node', '2', '--master_port', '29518',
+                    'main.py', '--dataroot', tiny_root, '--output', str(output), '--epochs', '1'] + SMALL,
+                   cwd=REPO, check=True, env=env, capture_output=True)
+    records = json_log(output)
+    assert len(records) == 1 and records[0]['samples'] == 120 and records[0]['eval_samples'] == 48
+    assert (output / 'model_epoch0.pth').exists()
