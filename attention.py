@@ -1,5 +1,4 @@
 """Bilinear attention maps over (boxes x words)."""
-import torch
 import torch.nn as nn
 import torch.nn.functional as F
 

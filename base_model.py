@@ -1,6 +1,5 @@
 """BAN models: VQA (bilinear attention + residual glimpses + counter) and
 Flickr30k Entities grounding, built by `build_ban`."""
-import torch
 import torch.nn as nn
 
 from attention import BiAttention

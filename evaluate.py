@@ -11,7 +11,7 @@ from torch.utils.data import DataLoader
 
 import runtime
 import train as engine
-from utils import UserError, run_cli, save_json, str2bool
+from utils import run_cli, save_json, str2bool
 
 
 def parse_args(argv=None):

@@ -7,7 +7,6 @@ directly while keeping the parameter names `weight_g` / `weight_v` (and the
 order bias, weight_g, weight_v) of the released checkpoints, so their state
 dicts and Adamax states load unchanged.
 """
-import torch
 import torch.nn as nn
 import torch.nn.functional as F
 

@@ -11,7 +11,6 @@ attended first; columns: the question's words). Needs Pillow
 """
 import os
 
-import torch
 
 import ask
 from utils import UserError, atomic_write, run_cli

@@ -2,7 +2,6 @@
 the release formats, prepared with the real tools."""
 import json
 import os
-import shutil
 import signal
 import subprocess
 import sys
