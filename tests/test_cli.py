@@ -237,3 +237,27 @@ def test_torchrun_two_processes_match_single_process(tiny_root, trained, tmp_pat
     records = json_log(output)
     assert len(records) == 1 and records[0]['samples'] == 120 and records[0]['eval_samples'] == 48
     assert (output / 'model_epoch0.pth').exists()
+
+
+def test_flickr_train_and_evaluate_end_to_end(tmp_path, capsys):
+    import evaluate
+    import main
+    import tiny_flickr
+    tiny_flickr.write_raw(tmp_path)
+    tiny_flickr.prepare(tmp_path)
+    output = tmp_path / 'flickr_model'
+    main.main(['--task', 'flickr', '--dataroot', str(tmp_path), '--out', str(output), '--epochs', '2',
+               '--batch_size', '8'] + SMALL[:4] + ['--workers', '0'])
+    records = json_log(output)
+    # per image 7 usable phrases (the notvisual one is skipped): 4 people, 3 clothing
+    assert records[0]['lr'] == pytest.approx(5e-4) and records[-1]['eval_entities'] == 4 * 7
+    assert records[-1]['train_loss'] < records[0]['train_loss']
+    epoch = max(int(name[len('model_epoch'):-4]) for name in os.listdir(output) if name.startswith('model_epoch'))
+    metrics = evaluate.main(['--task', 'flickr', '--dataroot', str(tmp_path), '--input', str(output),
+                             '--epoch', str(epoch), '--num_hid', '16', '--workers', '0'])
+    assert metrics['entities'] == 4 * 7 and metrics['upper_bound'] == pytest.approx(100.0)
+    assert metrics['recall@1'] <= metrics['recall@5'] <= metrics['recall@10']
+    assert set(metrics['recall@1_per_type']) == {'people', 'clothing'}
+    assert metrics['recall@1_per_type']['people']['entities'] == 4 * 4
+    out = capsys.readouterr().out
+    assert 'Recall@1' in out and 'people' in out
