@@ -33,6 +33,9 @@ def parse_args(argv=None):
     bool_flag(parser, '--use_vg', False, True, 'add Visual Genome questions')
     bool_flag(parser, '--tfidf', True, False, 'tf-idf embedding table for op "c" (a bare --tfidf turns it '
                                               'OFF, as in the original)')
+    parser.add_argument('--tfidf_sources', type=str, default='vqa,vg,cap',
+                        help='sentences of the tf-idf graph: vqa (questions), vg (Visual Genome questions), cap '
+                             '(COCO captions); drop cap to skip the captions, as the original README suggests')
     parser.add_argument('--input', type=str, default=None, help='checkpoint to resume from')
     parser.add_argument('--output', type=str, default=None,
                         help='checkpoint folder (default saved_models/ban, or saved_models/flickr)')
@@ -126,7 +129,7 @@ def init_word_embedding(model, args):
         extended = runtime.load_dictionary(args.dataroot, args.task)  # grows with VG/caption words
         glove_text = os.path.join(args.dataroot, 'glove', 'glove.6B.%dd.txt' % args.emb_dim)
         tfidf, weights = tfidf_from_questions(['train', 'val', 'test2015'], extended, dataroot=args.dataroot,
-                                              glove_file=glove_text)
+                                              target=args.tfidf_sources.split(','), glove_file=glove_text)
     model.w_emb.init_embedding(runtime.glove_init_path(args.dataroot, args.task, args.emb_dim), tfidf, weights)
 
 

@@ -1,0 +1,176 @@
+"""The newcomer demo: the real pipeline on real data shipped by PyPI packages.
+
+    bash demo.sh            # sets up .venv, then runs this file
+
+1. easy-VQA -> VQA 2.0 / Flickr30k Entities release formats (tools/make_demo_data.py)
+2. the same preparation tools as a real run (dictionary, soft scores, TSV -> HDF5)
+3. python3 main.py (BAN, op "c" with the tf-idf table), test.py, tools/vqa_eval.py (official metric)
+4. python3 main.py --task flickr, evaluate.py --task flickr (Recall@1/5/10)
+5. visualize.py (attention picture) and results/demo_summary.json
+
+Every step prints the command it runs and is skipped when its outputs
+exist, so a second run only re-reads the results.
+"""
+import argparse
+import glob
+import json
+import os
+import subprocess
+import sys
+import time
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+sys.path.insert(0, REPO)
+
+from utils import UserError, load_json, run_cli, save_json  # noqa: E402
+
+DATAROOT = 'data/demo'
+FEATURE_DIM = 32
+GLOVE = DATAROOT + '/glove/glove.6B.50d.txt'
+VQA_MODEL = dict(num_hid=128, gamma=2, op='c', epochs=8, batch_size=128)
+FLICKR_MODEL = dict(num_hid=64, epochs=3, batch_size=128)
+
+
+def run(*command):
+    """Run one project command as a user would, echoing it."""
+    command = [sys.executable] + [str(part) for part in command]
+    print('\n$ ' + ' '.join(command[1:]), flush=True)
+    subprocess.run(command, cwd=REPO, check=True)
+
+
+def exists(*paths):
+    return all(os.path.exists(os.path.join(REPO, path)) for path in paths)
+
+
+def skip(message):
+    print('[skip] ' + message, flush=True)
+
+
+def prepare_vqa():
+    run('tools/make_demo_data.py', '--dataroot', DATAROOT)
+    if exists(DATAROOT + '/dictionary.pkl', DATAROOT + '/glove6b_init_50d.npy'):
+        skip('dictionary and GloVe init exist')
+    else:
+        run('tools/create_dictionary.py', '--dataroot', DATAROOT, '--glove', GLOVE)
+    if exists(DATAROOT + '/cache/trainval_label2ans.pkl', DATAROOT + '/cache/val_target.pkl'):
+        skip('answer vocabulary and soft scores exist')
+    else:
+        run('tools/compute_softscore.py', '--dataroot', DATAROOT)
+    for split in ('train', 'val', 'test2015'):
+        if exists('%s/%s.hdf5' % (DATAROOT, split), '%s/%s_imgid2idx.pkl' % (DATAROOT, split)):
+            skip('%s features converted' % split)
+            continue
+        run('tools/adaptive_detection_features_converter.py', '--dataroot', DATAROOT, '--split', split,
+            '--tsv', '%s/demo_features/%s.tsv' % (DATAROOT, split), '--feature_dim', FEATURE_DIM)
+
+
+def last_saved_epoch(output):
+    epochs = [int(os.path.basename(path)[len('model_epoch'):-len('.pth')])
+              for path in glob.glob(os.path.join(REPO, output, 'model_epoch*.pth'))]
+    return max(epochs) if epochs else None
+
+
+def train(output, flags, epochs):
+    """Train unless finished; returns the seconds the training took (recorded once)."""
+    timing = os.path.join(REPO, output, 'demo_train_seconds.json')
+    if exists(os.path.join(output, 'demo_train_seconds.json')):
+        skip('%s is trained' % output)
+        return load_json(timing, 'delete %s to retrain' % output)['seconds']
+    started = time.time()
+    run('main.py', '--dataroot', DATAROOT, '--output', output, '--epochs', epochs, *flags)
+    seconds = time.time() - started
+    save_json({'seconds': seconds}, timing)
+    return seconds
+
+
+def vqa_flags():
+    model = VQA_MODEL
+    return ['--num_hid', model['num_hid'], '--gamma', model['gamma'], '--op', model['op'], '--emb_dim', 50]
+
+
+def run_vqa():
+    output = 'saved_models/demo'
+    seconds = train(output, vqa_flags() + ['--batch_size', VQA_MODEL['batch_size'], '--tfidf_sources', 'vqa'],
+                    VQA_MODEL['epochs'])
+    epoch = last_saved_epoch(output)
+    results = 'results/test2015_banc%d_demo_epoch%d.json' % (VQA_MODEL['num_hid'], epoch)
+    if exists(results):
+        skip(results + ' exists')
+    else:
+        run('test.py', '--dataroot', DATAROOT, '--input', output, '--epoch', epoch, '--label', 'demo',
+            '--split', 'test2015', *vqa_flags())
+    metrics = 'results/demo_vqa_test_metrics.json'
+    run('tools/vqa_eval.py', '--results', results, '--out', metrics,
+        '--questions', DATAROOT + '/v2_OpenEnded_mscoco_test2015_questions.json',
+        '--annotations', DATAROOT + '/v2_mscoco_test2015_annotations.json')
+    return seconds, epoch, load_json(os.path.join(REPO, metrics), 'rerun the demo')
+
+
+def prepare_flickr():
+    root = DATAROOT + '/flickr30k'
+    if exists(root + '/dictionary.pkl', root + '/glove6b_init_50d.npy'):
+        skip('Flickr30k dictionary exists')
+    else:
+        run('tools/create_dictionary.py', '--task', 'flickr', '--dataroot', root, '--glove', GLOVE)
+    for split in ('train', 'val', 'test'):
+        if exists('%s/%s.hdf5' % (root, split)):
+            skip('Flickr30k %s features converted' % split)
+            continue
+        run('tools/adaptive_detection_features_converter.py', '--task', 'flickr', '--dataroot', root,
+            '--split', split, '--tsv', '%s/demo_features/%s.tsv' % (root, split), '--feature_dim', FEATURE_DIM)
+
+
+def run_flickr():
+    output = 'saved_models/demo_flickr'
+    flags = ['--num_hid', FLICKR_MODEL['num_hid'], '--emb_dim', 50]
+    seconds = train(output, ['--task', 'flickr', '--batch_size', FLICKR_MODEL['batch_size']] + flags,
+                    FLICKR_MODEL['epochs'])
+    epoch = last_saved_epoch(output)
+    metrics = 'results/demo_flickr_test_metrics.json'
+    run('evaluate.py', '--task', 'flickr', '--dataroot', DATAROOT, '--input', output, '--epoch', epoch,
+        '--output', metrics, *flags)
+    return seconds, load_json(os.path.join(REPO, metrics), 'rerun the demo')
+
+
+def draw_attention(epoch):
+    """One test question's attention, drawn on its easy-VQA image."""
+    questions = load_json(os.path.join(REPO, DATAROOT, 'v2_OpenEnded_mscoco_test2015_questions.json'), 'rerun')
+    question = questions['questions'][0]
+    import easy_vqa
+    image_path = easy_vqa.get_test_image_paths()[question['image_id'] - 200000]
+    picture = 'results/demo_attention.png'
+    run('visualize.py', '--dataroot', DATAROOT, '--input', 'saved_models/demo', '--epoch', epoch,
+        '--image_id', question['image_id'], '--question', question['question'], '--image', image_path,
+        '--output', picture, *vqa_flags())
+    return picture
+
+
+def main(argv=None):
+    argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter).parse_args(argv)
+    started = time.time()
+    prepare_vqa()
+    vqa_seconds, epoch, vqa_metrics = run_vqa()
+    prepare_flickr()
+    flickr_seconds, flickr_metrics = run_flickr()
+    picture = draw_attention(epoch)
+    summary = {'vqa_accuracy': vqa_metrics['overall'],
+               'vqa_accuracy_per_answer_type': vqa_metrics['per_answer_type'],
+               'grounding_recall_at_1': flickr_metrics['recall@1'],
+               'grounding_recall_at_5': flickr_metrics['recall@5'],
+               'grounding_recall_at_10': flickr_metrics['recall@10'],
+               'train_seconds': round(vqa_seconds + flickr_seconds, 1),
+               'vqa_train_seconds': round(vqa_seconds, 1), 'flickr_train_seconds': round(flickr_seconds, 1),
+               'vqa_model': VQA_MODEL, 'flickr_model': FLICKR_MODEL, 'attention_picture': picture,
+               'this_run_seconds': round(time.time() - started, 1)}
+    save_json(summary, os.path.join(REPO, 'results', 'demo_summary.json'))
+    print('\nresults/demo_summary.json:')
+    for key in ('vqa_accuracy', 'grounding_recall_at_1', 'train_seconds'):
+        print('  %-22s %.2f' % (key, summary[key]))
+    if summary['vqa_accuracy'] < 99.0 or summary['grounding_recall_at_1'] < 95.0:
+        raise UserError('demo accuracy below target (VQA %.2f < 99 or R@1 %.2f < 95)'
+                        % (summary['vqa_accuracy'], summary['grounding_recall_at_1']))
+    return summary
+
+
+if __name__ == '__main__':
+    run_cli(main)
