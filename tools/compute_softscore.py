@@ -1,0 +1,112 @@
+"""Answer vocabulary and soft-score targets of VQA 2.0 (FORMATS.md section 1).
+
+Reads `v2_mscoco_{train2014,val2014}_annotations.json`; keeps the normalised
+consensus answers (`multiple_choice_answer`) of at least `--min_occurrence`
+distinct questions (3,129 answers on the real data with 9), labelled in
+first-occurrence order over train then val; scores each question's 10 human
+answers 0 / .3 / .6 / .9 / 1.0 by count. Writes, in the original's pickle
+layouts, `<dataroot>/cache/trainval_ans2label.pkl` (dict),
+`trainval_label2ans.pkl` (list) and `{train,val}_target.pkl` (list of
+{question_id, image_id, labels, scores}).
+
+Usage: python3 tools/compute_softscore.py [--dataroot data] [--min_occurrence 9]
+"""
+import argparse
+import os
+import pickle
+import sys
+
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+from answers import get_score, preprocess_answer  # noqa: E402
+from dataset import DOWNLOAD_FIX, PICKLE_PROTOCOL  # noqa: E402
+from utils import UserError, atomic_write, load_json, run_cli  # noqa: E402
+
+ANNOTATED_SPLITS = ('train', 'val')
+
+
+def annotation_path(dataroot, name):
+    return os.path.join(dataroot, 'v2_mscoco_%s2014_annotations.json' % name)
+
+
+def load_annotations(dataroot, name):
+    """The checked `annotations` list of a VQA v2 annotation file."""
+    path = annotation_path(dataroot, name)
+    data = load_json(path, DOWNLOAD_FIX)
+    annotations = data.get('annotations') if isinstance(data, dict) else None
+    if not isinstance(annotations, list):
+        raise UserError('%s: no "annotations" list; it is not a VQA v2 annotation file; %s' % (path, DOWNLOAD_FIX))
+    for position, item in enumerate(annotations):
+        if not (isinstance(item, dict) and isinstance(item.get('question_id'), int)
+                and isinstance(item.get('image_id'), int)
+                and isinstance(item.get('multiple_choice_answer'), str)
+                and isinstance(item.get('answers'), list)
+                and all(isinstance(answer, dict) and isinstance(answer.get('answer'), str)
+                        for answer in item['answers'])):
+            raise UserError('%s: annotations[%d] (question %s) needs int question_id and image_id, a str '
+                            'multiple_choice_answer and answers [{"answer": str}, ...]; %s'
+                            % (path, position, item.get('question_id') if isinstance(item, dict) else '?',
+                               DOWNLOAD_FIX))
+    return annotations
+
+
+def filter_answers(annotations, min_occurrence):
+    """{normalised consensus answer: set of question ids} for the answers of
+    at least `min_occurrence` distinct questions, in first-occurrence order."""
+    occurrence = {}
+    for item in annotations:
+        occurrence.setdefault(preprocess_answer(item['multiple_choice_answer']), set()).add(item['question_id'])
+    return {answer: ids for answer, ids in occurrence.items() if len(ids) >= min_occurrence}
+
+
+def create_ans2label(occurrence):
+    """(ans2label dict, label2ans list) in the order of `occurrence`."""
+    label2ans = list(occurrence)
+    return {answer: label for label, answer in enumerate(label2ans)}, label2ans
+
+
+def compute_target(annotations, ans2label):
+    """Per question: the labels of its in-vocabulary human answers (normalised
+    with preprocess_answer) and their soft scores by count."""
+    targets = []
+    for item in annotations:
+        counts = {}
+        for answer in item['answers']:
+            normalised = preprocess_answer(answer['answer'])
+            counts[normalised] = counts.get(normalised, 0) + 1
+        labels = [ans2label[answer] for answer in counts if answer in ans2label]
+        scores = [get_score(counts[answer]) for answer in counts if answer in ans2label]
+        targets.append({'question_id': item['question_id'], 'image_id': item['image_id'],
+                        'labels': labels, 'scores': scores})
+    return targets
+
+
+def dump_pickle(obj, path):
+    with atomic_write(path, 'wb') as handle:
+        pickle.dump(obj, handle, protocol=PICKLE_PROTOCOL)
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__.split('\n\n')[0])
+    parser.add_argument('--dataroot', default='data')
+    parser.add_argument('--min_occurrence', type=int, default=9,
+                        help='keep answers that are the consensus answer of at least this many questions')
+    args = parser.parse_args(argv)
+    annotations = {name: load_annotations(args.dataroot, name) for name in ANNOTATED_SPLITS}
+    occurrence = filter_answers(annotations['train'] + annotations['val'], args.min_occurrence)
+    if not occurrence:
+        raise UserError('no answer is the consensus answer of %d questions in %s and %s; lower --min_occurrence'
+                        % (args.min_occurrence, annotation_path(args.dataroot, 'train'),
+                           annotation_path(args.dataroot, 'val')))
+    ans2label, label2ans = create_ans2label(occurrence)
+    cache = os.path.join(args.dataroot, 'cache')
+    dump_pickle(ans2label, os.path.join(cache, 'trainval_ans2label.pkl'))
+    dump_pickle(label2ans, os.path.join(cache, 'trainval_label2ans.pkl'))
+    for name in ANNOTATED_SPLITS:
+        dump_pickle(compute_target(annotations[name], ans2label), os.path.join(cache, '%s_target.pkl' % name))
+    print('%d answers appear >= %d times; wrote %s' % (len(label2ans), args.min_occurrence, cache))
+    return ans2label, label2ans
+
+
+if __name__ == '__main__':
+    run_cli(main)

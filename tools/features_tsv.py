@@ -1,0 +1,156 @@
+"""Streaming reader (and writer, for tests and demos) of the bottom-up-attention
+region-feature TSV files (FORMATS.md section 2).
+
+One image per line, tab-separated, no header:
+    image_id, image_w, image_h, num_boxes, boxes, features
+with `boxes` / `features` base64 of little-endian float32 [num_boxes, 4] /
+[num_boxes, D]. Lines are read one at a time, so memory does not depend on
+the file size. Every problem is a UserError naming `file:line`.
+"""
+import base64
+import binascii
+import csv
+import math
+import os
+import sys
+
+import numpy as np
+
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+from utils import UserError, atomic_write, require_file  # noqa: E402
+
+FIELDNAMES = ('image_id', 'image_w', 'image_h', 'num_boxes', 'boxes', 'features')
+FEATURES_FIX = 'download the bottom-up-attention features with tools/download.sh'
+
+
+def raise_csv_field_size_limit():
+    """A features field is ~100 kB-1 MB of base64: lift csv's 128 kB limit."""
+    limit = sys.maxsize
+    while True:
+        try:
+            csv.field_size_limit(limit)
+            return
+        except OverflowError:
+            limit //= 10
+
+
+def _decode_array(text, num_boxes, width, name, where, feature_flag=None):
+    """float32 [num_boxes, width] from base64 `text`, checked for size and finiteness."""
+    try:
+        raw = base64.b64decode(text, validate=True)
+    except (binascii.Error, ValueError):
+        raise UserError('%s: the %s field is not valid base64' % (where, name)) from None
+    expected = num_boxes * width * 4
+    if len(raw) != expected:
+        hint = ''
+        if feature_flag and len(raw) % (num_boxes * 4) == 0:
+            hint = ' (it holds %d values per box: pass %s %d)' % (len(raw) // (num_boxes * 4), feature_flag,
+                                                                  len(raw) // (num_boxes * 4))
+        raise UserError('%s: the %s field holds %d bytes, expected %d (num_boxes %d x %d float32)%s'
+                        % (where, name, len(raw), expected, num_boxes, width, hint))
+    array = np.frombuffer(raw, dtype='<f4').reshape(num_boxes, width).astype(np.float32)
+    if not np.isfinite(array).all():
+        bad_box = int(np.nonzero(~np.isfinite(array).all(axis=1))[0][0])
+        raise UserError('%s: the %s field has NaN or infinite values (box %d)' % (where, name, bad_box))
+    return array
+
+
+def _parse_header(fields, where):
+    """(image_id, image_w, image_h, num_boxes) of a split line."""
+    if len(fields) != len(FIELDNAMES):
+        raise UserError('%s: %d tab-separated fields, expected %d (%s)'
+                        % (where, len(fields), len(FIELDNAMES), ', '.join(FIELDNAMES)))
+    try:
+        image_id = int(fields[0])
+        image_w, image_h = float(fields[1]), float(fields[2])
+        num_boxes = int(fields[3])
+    except ValueError:
+        raise UserError('%s: image_id, image_w, image_h, num_boxes must be numbers, got %.60r'
+                        % (where, fields[:4])) from None
+    if not (math.isfinite(image_w) and math.isfinite(image_h) and image_w > 0 and image_h > 0):
+        raise UserError('%s: image %d has size %r x %r; width and height must be positive'
+                        % (where, image_id, image_w, image_h))
+    if num_boxes < 1:
+        raise UserError('%s: image %d has num_boxes %d; at least one box is needed' % (where, image_id, num_boxes))
+    return image_id, image_w, image_h, num_boxes
+
+
+def _check_boxes(boxes, where, image_id):
+    """Reject inverted boxes (x2 < x1 or y2 < y1); return the number of
+    zero-area boxes, which detectors can emit and which are kept."""
+    widths, heights = boxes[:, 2] - boxes[:, 0], boxes[:, 3] - boxes[:, 1]
+    inverted = np.nonzero((widths < 0) | (heights < 0))[0]
+    if inverted.size:
+        box = int(inverted[0])
+        raise UserError('%s: image %d box %d is inverted (x1, y1, x2, y2 = %s): x2 < x1 or y2 < y1'
+                        % (where, image_id, box, boxes[box].tolist()))
+    return int(((widths == 0) | (heights == 0)).sum())
+
+
+def iter_tsv_records(paths, feature_dim=2048, decode=True, num_boxes=None, feature_flag='--feature_dim'):
+    """Yield one dict per line of the TSV files `paths`, in order:
+    image_id, image_w, image_h, num_boxes, boxes float32 [n, 4] and features
+    float32 [n, D] (None when not decoded), zero_area_boxes, and `where`
+    ('file:line').
+
+    `decode`: True decodes and validates every record, False none (a cheap
+    pass over image ids and box counts), or a container of the image ids to
+    decode. `num_boxes`, when given, is the box count every line must have.
+    An image appearing twice over all the files is an error.
+    """
+    raise_csv_field_size_limit()
+    seen = {}
+    for path in paths:
+        require_file(path, FEATURES_FIX)
+        with open(path, 'r', newline='', encoding='ascii', errors='replace') as handle:
+            reader = csv.reader(handle, delimiter='\t', quoting=csv.QUOTE_NONE)
+            while True:
+                try:
+                    fields = next(reader)
+                except StopIteration:
+                    break
+                except csv.Error as err:
+                    raise UserError('%s:%d: unreadable line (%s)' % (path, reader.line_num, err)) from None
+                if not fields:
+                    continue
+                where = '%s:%d' % (path, reader.line_num)
+                yield _record(fields, where, seen, feature_dim, decode, num_boxes, feature_flag)
+
+
+def _record(fields, where, seen, feature_dim, decode, fixed_boxes, feature_flag):
+    image_id, image_w, image_h, num_boxes = _parse_header(fields, where)
+    if image_id in seen:
+        raise UserError('%s: image %d appears again (first at %s); each image must appear once'
+                        % (where, image_id, seen[image_id]))
+    seen[image_id] = where
+    if fixed_boxes is not None and num_boxes != fixed_boxes:
+        raise UserError('%s: image %d has %d boxes; the fixed-box features have %d per image'
+                        % (where, image_id, num_boxes, fixed_boxes))
+    record = {'image_id': image_id, 'image_w': image_w, 'image_h': image_h, 'num_boxes': num_boxes,
+              'boxes': None, 'features': None, 'zero_area_boxes': 0, 'where': where}
+    if decode is True or (decode is not False and image_id in decode):
+        record['boxes'] = _decode_array(fields[4], num_boxes, 4, 'boxes', where)  # [n, 4]
+        record['features'] = _decode_array(fields[5], num_boxes, feature_dim, 'features', where,
+                                           feature_flag)  # [n, D]
+        record['zero_area_boxes'] = _check_boxes(record['boxes'], where, image_id)
+    return record
+
+
+def encode_record(image_id, image_w, image_h, boxes, features):
+    """One TSV line (without newline) in the release format; boxes [n, 4], features [n, D]."""
+    boxes = np.ascontiguousarray(boxes, dtype='<f4')
+    features = np.ascontiguousarray(features, dtype='<f4')
+    if boxes.ndim != 2 or boxes.shape[1] != 4 or features.ndim != 2 or len(features) != len(boxes):
+        raise ValueError('boxes must be [n, 4] and features [n, D], got %s and %s'
+                         % (boxes.shape, features.shape))
+    return '\t'.join([str(int(image_id)), repr(float(image_w)), repr(float(image_h)), str(len(boxes)),
+                      base64.b64encode(boxes.tobytes()).decode('ascii'),
+                      base64.b64encode(features.tobytes()).decode('ascii')])
+
+
+def write_tsv(path, records):
+    """Write (image_id, image_w, image_h, boxes, features) tuples as a TSV file."""
+    with atomic_write(path, 'w') as handle:
+        for record in records:
+            handle.write(encode_record(*record) + '\n')
