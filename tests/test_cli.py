@@ -261,3 +261,21 @@ def test_flickr_train_and_evaluate_end_to_end(tmp_path, capsys):
     assert metrics['recall@1_per_type']['people']['entities'] == 4 * 4
     out = capsys.readouterr().out
     assert 'Recall@1' in out and 'people' in out
+
+
+def test_non_finite_loss_stops_naming_epoch_and_step(tiny_root, tmp_path, monkeypatch, capsys):
+    import train
+    original_step, calls = train.VQATask.train_step, []
+
+    def diverging_step(self, model, batch):
+        calls.append(1)
+        loss, stats = original_step(self, model, batch)
+        return (loss * float('nan') if len(calls) == 5 else loss), stats
+
+    monkeypatch.setattr(train.VQATask, 'train_step', diverging_step)
+    import main
+    from utils import run_cli
+    with pytest.raises(SystemExit) as stopped:
+        run_cli(main.main, ['--dataroot', tiny_root, '--output', str(tmp_path / 'nan'), '--epochs', '2'] + SMALL)
+    assert stopped.value.code == 2
+    assert 'loss became nan at epoch 0, step 4' in capsys.readouterr().err
