@@ -106,6 +106,25 @@ def load_model_state(model, state_dict, path):
     model.load_state_dict(state_dict)
 
 
+def resume_epoch(checkpoint, path):
+    """The last finished epoch recorded in a checkpoint (-1 for a Ctrl-C
+    checkpoint of epoch 0)."""
+    epoch = checkpoint.get('epoch')
+    if not isinstance(epoch, int) or isinstance(epoch, bool) or epoch < -1:
+        raise UserError('%s: "epoch" is %r, not an epoch number, so training cannot resume from it; resume from '
+                        'a model_last.pth or model_interrupted.pth written by main.py' % (path, epoch))
+    return epoch
+
+
+def load_optimizer_state(optimizer, state, path):
+    """Restore the optimizer of a resumed run; a state of another model is a UserError."""
+    try:
+        optimizer.load_state_dict(state)
+    except (ValueError, KeyError, TypeError, RuntimeError) as err:
+        raise UserError('%s: its optimizer state does not fit this model (%s); resume with the flags it was '
+                        'trained with' % (path, str(err).splitlines()[0] if str(err) else type(err).__name__)) from None
+
+
 def checkpoint_path(directory, epoch):
     return os.path.join(directory, 'model_epoch%d.pth' % epoch)
 
@@ -156,27 +175,23 @@ def glove_init_path(dataroot, task, emb_dim):
     return path
 
 
-def positive_int(text):
-    """argparse type: an integer >= 1."""
+def int_at_least(minimum):
+    """argparse type: an integer >= minimum (the error names the bound)."""
     import argparse
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError('expected a positive integer, got %r' % text) from None
-    if value < 1:
-        raise argparse.ArgumentTypeError('must be >= 1, got %d' % value)
-    return value
+
+    def parse(text):
+        try:
+            value = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError('expected an integer >= %d, got %r' % (minimum, text)) from None
+        if value < minimum:
+            raise argparse.ArgumentTypeError('must be >= %d, got %d' % (minimum, value))
+        return value
+    return parse
 
 
-def non_negative_int(text):
-    import argparse
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError('expected an integer >= 0, got %r' % text) from None
-    if value < 0:
-        raise argparse.ArgumentTypeError('must be >= 0, got %d' % value)
-    return value
+positive_int = int_at_least(1)
+non_negative_int = int_at_least(0)
 
 
 def add_model_flags(parser, task_default='vqa'):
@@ -184,7 +199,8 @@ def add_model_flags(parser, task_default='vqa'):
     parser.add_argument('--task', choices=['vqa', 'flickr'], default=task_default, help='vqa or flickr')
     parser.add_argument('--num_hid', type=positive_int, default=1280)
     parser.add_argument('--model', type=str, default='ban')
-    parser.add_argument('--op', type=str, default='c', help='"c": add the fixed tf-idf embedding table')
+    parser.add_argument('--op', type=str, choices=['', 'c'], default='c',
+                        help='"c": add the fixed tf-idf embedding table; "": no table')
     parser.add_argument('--gamma', type=positive_int, default=8, help='glimpses')
     parser.add_argument('--emb_dim', type=positive_int, default=300, help='GloVe width (50 for the demo)')
     parser.add_argument('--dataroot', type=str, default='data')
