@@ -27,8 +27,8 @@ from utils import UserError, load_json, run_cli, save_json  # noqa: E402
 DATAROOT = 'data/demo'
 FEATURE_DIM = 32
 GLOVE = DATAROOT + '/glove/glove.6B.50d.txt'
-VQA_MODEL = dict(num_hid=128, gamma=2, op='c', epochs=8, batch_size=128)
-FLICKR_MODEL = dict(num_hid=64, epochs=3, batch_size=128)
+VQA_MODEL = dict(num_hid=128, gamma=2, op='c', epochs=13, batch_size=64)
+FLICKR_MODEL = dict(num_hid=64, epochs=2, batch_size=128)
 
 
 def run(*command):
