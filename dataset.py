@@ -60,12 +60,21 @@ def load_questions(dataroot, name):
     if not isinstance(questions, list):
         raise UserError('%s: no "questions" list; it is not a VQA v2 question file; %s'
                         % (path, DOWNLOAD_FIX))
+    position_of = {}
     for position, question in enumerate(questions):
         if not (isinstance(question, dict) and isinstance(question.get('question'), str)
                 and isinstance(question.get('question_id'), int)
                 and isinstance(question.get('image_id'), int)):
             raise UserError('%s: questions[%d] needs an int "question_id", an int "image_id" and a '
                             'str "question", got %.200r; %s' % (path, position, question, DOWNLOAD_FIX))
+        question_id = question['question_id']
+        if question_id in position_of:
+            raise UserError('%s: question_id %d appears twice (questions[%d] and questions[%d]); the file is '
+                            'corrupt; %s' % (path, question_id, position_of[question_id], position, DOWNLOAD_FIX))
+        position_of[question_id] = position
+        if not split_words(question['question']):
+            raise UserError('%s: questions[%d] (question_id %d) has no words (%r); the file is corrupt; %s'
+                            % (path, position, question_id, question['question'], DOWNLOAD_FIX))
     return questions
 
 
@@ -170,11 +179,34 @@ def load_targets(dataroot, name, num_answers):
 
 # ----------------------------------------------------------------- features
 
-def _load_imgid2idx(path, fix):
+IMGID2IDX_DIGEST = 'imgid2idx_sha256'  # HDF5 attribute: digest of the imgid2idx written with it
+
+
+def imgid2idx_digest(img_id2idx):
+    """Hex SHA-256 of an image_id -> row mapping. The converters store it in
+    the HDF5 file (attribute `imgid2idx_sha256`) so that readers can tell a
+    matching `*_imgid2idx.pkl` from one of another (e.g. interrupted) run."""
+    pairs = sorted((int(image_id), int(row)) for image_id, row in img_id2idx.items())
+    return hashlib.sha256(json.dumps(pairs).encode('ascii')).hexdigest()
+
+
+def check_imgid2idx_digest(h5_path, written_digest, pkl_path, img_id2idx, fix):
+    """UserError when the HDF5 file names another imgid2idx than `img_id2idx`
+    (files converted by the original carry no digest and pass)."""
+    if written_digest is not None and str(written_digest) != imgid2idx_digest(img_id2idx):
+        raise UserError('%s and %s come from different conversions (an interrupted or mixed run); '
+                        're-convert them: %s' % (h5_path, pkl_path, fix))
+
+
+def load_imgid2idx(path, fix):
+    """{image_id: feature row} of a `*_imgid2idx.pkl` file (restricted unpickler)."""
     mapping = utils.safe_pickle_load(path, fix)
     if not isinstance(mapping, dict):
         raise UserError('%s: expected a dict image_id -> row; %s' % (path, fix))
-    return {int(image_id): int(row) for image_id, row in mapping.items()}
+    try:
+        return {int(image_id): int(row) for image_id, row in mapping.items()}
+    except (TypeError, ValueError):
+        raise UserError('%s: image ids and rows must be integers; %s' % (path, fix)) from None
 
 
 class FeatureStore:
@@ -197,7 +229,7 @@ class FeatureStore:
         self.adaptive = adaptive
         self.h5_path = os.path.join(dataroot, '%s%s.hdf5' % (split, suffix))
         self.imgid2idx_path = os.path.join(dataroot, '%s%s_imgid2idx.pkl' % (split, suffix))
-        self.img_id2idx = _load_imgid2idx(self.imgid2idx_path, fix)
+        self.img_id2idx = load_imgid2idx(self.imgid2idx_path, fix)
         utils.require_file(self.h5_path, fix)
         self._read_layout(fix)
         self._check_rows(fix)
@@ -227,6 +259,7 @@ class FeatureStore:
             if written_for is not None and str(written_for) != self.split:
                 raise UserError('%s holds the features of split %r, not %r; %s'
                                 % (self.h5_path, str(written_for), self.split, fix))
+            self._written_digest = h5.attrs.get(IMGID2IDX_DIGEST)
             features = h5['image_features']
             if features.ndim != (2 if self.adaptive else 3):
                 raise UserError('%s: image_features is %d-d, so it is not a %s features file; %s'
@@ -234,11 +267,18 @@ class FeatureStore:
                                    'adaptive' if self.adaptive else 'fixed-36', fix))
             self.v_dim = int(features.shape[-1])
             self.s_dim = int(h5['spatial_features'].shape[-1])
+            if h5['spatial_features'].shape[:-1] != features.shape[:-1]:
+                raise UserError('%s: spatial_features %s and image_features %s disagree on the boxes; %s'
+                                % (self.h5_path, h5['spatial_features'].shape, features.shape, fix))
             if self.adaptive:
                 self.pos_boxes = h5['pos_boxes'][()].astype(np.int64)  # [num_images, 2]
+                if self.pos_boxes.ndim != 2 or self.pos_boxes.shape[1] != 2:
+                    raise UserError('%s: pos_boxes has shape %s, expected [images, 2]; %s'
+                                    % (self.h5_path, self.pos_boxes.shape, fix))
                 self.num_images = len(self.pos_boxes)
                 total_boxes = features.shape[0]
-                if len(self.pos_boxes) and (self.pos_boxes.min() < 0 or self.pos_boxes.max() > total_boxes):
+                if len(self.pos_boxes) and (self.pos_boxes.min() < 0 or self.pos_boxes.max() > total_boxes
+                                            or (self.pos_boxes[:, 0] > self.pos_boxes[:, 1]).any()):
                     raise UserError('%s: pos_boxes points outside the %d feature rows; %s'
                                     % (self.h5_path, total_boxes, fix))
             else:
@@ -252,6 +292,7 @@ class FeatureStore:
             raise UserError('%s maps %d images but %s holds %d: the two files come from different '
                             'conversions or splits; %s' % (self.imgid2idx_path, len(self.img_id2idx),
                                                            self.h5_path, self.num_images, fix))
+        check_imgid2idx_digest(self.h5_path, self._written_digest, self.imgid2idx_path, self.img_id2idx, fix)
 
     def row_of_image(self, image_id, where):
         """Feature row of `image_id`; `where` names who asked (for the error)."""
@@ -311,11 +352,27 @@ class _QuestionFeatureDataset(Dataset):
     'answer' ({labels, scores} or None for test splits)."""
 
     def tokenize(self, max_length=QUESTION_LENGTH):
-        """Cut each question to `max_length` tokens; pad AT THE END with padding_idx."""
+        """Cut each question to `max_length` tokens; pad AT THE END with padding_idx.
+
+        Words outside the dictionary map to index ntoken - 1 (the original's
+        choice); questions made only of such words are counted in
+        `unknown_only_questions` and reported, since many of them mean the
+        dictionary was built from other question files."""
         padding = self.dictionary.padding_idx
+        unknown = padding - 1
+        self.unknown_only_questions = 0
         for entry in self.entries:
-            tokens = self.dictionary.tokenize(entry['question'], False)[:max_length]
+            tokens = self.dictionary.tokenize(entry['question'], False)
+            if tokens and all(token == unknown for token in tokens) and not any(
+                    word in self.dictionary.word2idx for word in split_words(entry['question'])):
+                self.unknown_only_questions += 1
+            tokens = tokens[:max_length]
             entry['q_token'] = tokens + [padding] * (max_length - len(tokens))
+        if self.unknown_only_questions:
+            print('warning: %s: %d of %d questions have only words outside the dictionary (%d words); they '
+                  'read as index ntoken-1, as in the original. If that is many, the dictionary comes from other '
+                  'question files: %s' % (self.name, self.unknown_only_questions, len(self.entries),
+                                          self.dictionary.ntoken, DICTIONARY_FIX))
 
     def __getitem__(self, index):
         entry = self.entries[index]
@@ -509,7 +566,7 @@ class VisualGenomeFeatureDataset(_QuestionFeatureDataset):
         if not isinstance(vg_questions, list):
             raise UserError('%s: expected a list of {"id", "qas"}; %s' % (qa_path, fix))
         entries = []
-        used_images = out_of_split = total_questions = 0
+        used_images = out_of_split = total_questions = empty_questions = 0
         for image in vg_questions:
             if not isinstance(image, dict) or 'id' not in image or not isinstance(image.get('qas'), list):
                 raise UserError('%s: item %.100r needs "id" and a "qas" list; %s' % (qa_path, image, fix))
@@ -524,14 +581,21 @@ class VisualGenomeFeatureDataset(_QuestionFeatureDataset):
                 if not isinstance(qa, dict) or not {'qa_id', 'question', 'answer'} <= set(qa):
                     raise UserError('%s: a question of VG image %s needs "qa_id", "question" and '
                                     '"answer", got %.200r; %s' % (qa_path, image['id'], qa, fix))
+                if not isinstance(qa['question'], str) or not isinstance(qa['answer'], str):
+                    raise UserError('%s: question %s of VG image %s needs a str "question" and "answer"; %s'
+                                    % (qa_path, qa['qa_id'], image['id'], fix))
+                if not split_words(qa['question']):
+                    empty_questions += 1
+                    continue
                 label = self.ans2label.get(preprocess_answer(qa['answer']))
                 if label is None or row is None:
                     continue
                 entries.append({'question_id': qa['qa_id'], 'image_id': coco_id, 'image': row,
                                 'question': qa['question'], 'answer': {'labels': [label], 'scores': [1.0]}})
-        print('Visual Genome %s: %d/%d VG images have a COCO id, %d of them outside this split; '
-              '%d/%d questions used' % (self.name, used_images, len(images), out_of_split,
-                                        len(entries), total_questions))
+        print('Visual Genome %s: %d/%d VG images have a COCO id (the others are skipped), %d of them outside '
+              'this split; %d/%d questions used, %d empty ones skipped'
+              % (self.name, used_images, len(images), out_of_split, len(entries), total_questions,
+                 empty_questions))
         return entries
 
 
@@ -568,7 +632,7 @@ def _glove_rows_from_text(glove_file, words):
     found = {}
     dim = None
     with open(glove_file, 'r', encoding='utf-8') as handle:
-        for line_no, line in enumerate(handle, 1):
+        for line_no, line in utils.utf8_lines(handle, glove_file, GLOVE_FIX):
             if dim is None:
                 dim = len(line.rstrip('\n').rstrip(' ').split(' ')) - 1
                 if dim < 1:
@@ -580,9 +644,12 @@ def _glove_rows_from_text(glove_file, words):
                 raise UserError('%s:%d: %d values where line 1 has %d; the file is corrupt; %s'
                                 % (glove_file, line_no, len(fields) - 1, dim, GLOVE_FIX))
             try:
-                found[fields[0]] = np.array([float(x) for x in fields[1:]]).astype(np.float32)
+                vector = np.array([float(x) for x in fields[1:]]).astype(np.float32)
             except ValueError:
                 raise UserError('%s:%d: non-numeric vector value; %s' % (glove_file, line_no, GLOVE_FIX)) from None
+            if not np.isfinite(vector).all():
+                raise UserError('%s:%d: NaN or infinite vector value; %s' % (glove_file, line_no, GLOVE_FIX))
+            found[fields[0]] = vector
     if dim is None:
         raise UserError('%s is empty; %s' % (glove_file, GLOVE_FIX))
     return dim, found

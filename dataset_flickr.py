@@ -26,7 +26,7 @@ import torch
 import torch.nn.functional as F
 from torch.utils.data import Dataset
 
-from utils import UserError, atomic_write, require_file, safe_pickle_load
+from utils import UserError, atomic_write, require_file, safe_pickle_load, utf8_lines
 
 logger = logging.getLogger(__name__)
 
@@ -146,6 +146,9 @@ def parse_annotation_file(path):
         if bndbox is None or len(bndbox) == 0:
             continue
         box = [_xml_int(bndbox, tag, path) for tag in ('xmin', 'ymin', 'xmax', 'ymax')]
+        if box[2] < box[0] or box[3] < box[1]:
+            raise UserError('%s: box %s is inverted (xmax < xmin or ymax < ymin); %s'
+                            % (path, box, ANNOTATIONS_FIX))
         for name in obj.findall('name'):
             chain_id = _xml_int_text(name.text, 'name', path)
             if chain_id <= 0:
@@ -217,7 +220,7 @@ def read_split_ids(dataroot, split):
     require_file(txt_path, ANNOTATIONS_FIX)
     image_ids = []
     with open(txt_path, 'r', encoding='utf-8') as handle:
-        for line_no, line in enumerate(handle, 1):
+        for line_no, line in utf8_lines(handle, txt_path, ANNOTATIONS_FIX):
             if not line.strip():
                 continue
             try:
@@ -240,7 +243,7 @@ def read_sentence_lines(path):
     """The stripped lines of a Sentences file (five captions)."""
     require_file(path, ANNOTATIONS_FIX)
     with open(path, 'r', encoding='utf-8') as handle:
-        return [line.strip() for line in handle]
+        return [line.strip() for _, line in utf8_lines(handle, path, ANNOTATIONS_FIX)]
 
 
 # ----------------------------------------------------------------- dataset
@@ -300,7 +303,7 @@ class Flickr30kFeatureDataset(Dataset):
         self.fix_alignment = fix_alignment
         self.num_ans_candidates = MAX_BOXES
         self.h5_path = require_file(os.path.join(dataroot, '%s.hdf5' % name), FEATURES_FIX)
-        image_rows = self._load_image_rows()
+        image_rows, self.img_id2idx = self._load_image_rows()
         boxes, self.pos_boxes, self.v_dim, self.s_dim = self._read_box_layout()
         self.cut_images = 0
         self.entries = self._load_entries(image_rows, boxes)
@@ -315,7 +318,8 @@ class Flickr30kFeatureDataset(Dataset):
     # ------------------------------------------------------------- loading
 
     def _load_image_rows(self):
-        """{image_id: row of pos_boxes} for every image id of the split."""
+        """({image_id: row of pos_boxes} for every image id of the split,
+        the whole imgid2idx mapping)."""
         pkl_path = os.path.join(self.dataroot, '%s_imgid2idx.pkl' % self.name)
         mapping = safe_pickle_load(pkl_path, FEATURES_FIX)
         if not isinstance(mapping, dict):
@@ -332,7 +336,7 @@ class Flickr30kFeatureDataset(Dataset):
                 raise UserError('%s: image %d of the %s split has no features; %s'
                                 % (pkl_path, image_id, self.name, FEATURES_FIX))
             image_rows[image_id] = rows[image_id]
-        return image_rows
+        return image_rows, rows
 
     def _read_box_layout(self):
         """(image_bb [total, 4], pos_boxes [n_img, 2], v_dim, s_dim) of the HDF5 file."""
@@ -341,11 +345,29 @@ class Flickr30kFeatureDataset(Dataset):
                 for key in ('image_features', 'spatial_features', 'image_bb', 'pos_boxes'):
                     if key not in h5:
                         raise UserError('%s: dataset %r is missing; %s' % (self.h5_path, key, FEATURES_FIX))
+                self._check_conversion(h5)
                 boxes = np.asarray(h5['image_bb'], dtype=np.float32)  # [total, 4]
                 pos_boxes = np.asarray(h5['pos_boxes'], dtype=np.int64)  # [n_img, 2]
+                if pos_boxes.ndim != 2 or pos_boxes.shape[1] != 2 or (len(pos_boxes) and (
+                        pos_boxes.min() < 0 or pos_boxes.max() > len(boxes)
+                        or (pos_boxes[:, 0] > pos_boxes[:, 1]).any())):
+                    raise UserError('%s: pos_boxes (shape %s) does not index the %d boxes; %s'
+                                    % (self.h5_path, pos_boxes.shape, len(boxes), FEATURES_FIX))
                 return boxes, pos_boxes, int(h5['image_features'].shape[1]), int(h5['spatial_features'].shape[1])
         except OSError as err:
             raise UserError('%s: cannot read HDF5 file (%s); %s' % (self.h5_path, err, FEATURES_FIX)) from None
+
+    def _check_conversion(self, h5):
+        """The HDF5 file must be of this split and of the same conversion as
+        `<split>_imgid2idx.pkl` (the attributes our converter writes)."""
+        import dataset
+        written_for = h5.attrs.get('split')
+        if written_for is not None and str(written_for) != self.name:
+            raise UserError('%s holds the features of split %r, not %r; %s'
+                            % (self.h5_path, str(written_for), self.name, FEATURES_FIX))
+        dataset.check_imgid2idx_digest(self.h5_path, h5.attrs.get(dataset.IMGID2IDX_DIGEST),
+                                       os.path.join(self.dataroot, '%s_imgid2idx.pkl' % self.name),
+                                       self.img_id2idx, FEATURES_FIX)
 
     def _load_entries(self, image_rows, boxes):
         entries = []
@@ -505,8 +527,9 @@ def create_flickr_dictionary(dataroot, glove_path=None):
         for image_id in read_split_ids(dataroot, split):
             for line in read_sentence_lines(sentence_path(dataroot, image_id)):
                 dictionary.tokenize(remove_annotations(line), True)
-    dictionary.dump_to_file(os.path.join(dataroot, 'dictionary.pkl'))
+    # GloVe is read before anything is written: a bad GloVe file leaves the old pair untouched
     weights, _ = dataset.create_glove_embedding_init(dictionary.idx2word, glove_path)
+    dictionary.dump_to_file(os.path.join(dataroot, 'dictionary.pkl'))
     with atomic_write(os.path.join(dataroot, 'glove6b_init_%dd.npy' % weights.shape[1]), 'wb') as handle:
         np.save(handle, weights)
     return dictionary

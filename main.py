@@ -9,7 +9,9 @@
 """
 import argparse
 import os
+import signal
 import sys
+import threading
 
 import torch
 from torch.utils.data import ConcatDataset, DataLoader
@@ -161,9 +163,9 @@ def run(args):
     if args.input is not None:
         resume = load_checkpoint(args.input, map_location=device)
         runtime.load_model_state(model, resume['model_state'], args.input)
+        start_epoch = runtime.resume_epoch(resume, args.input) + 1
         if 'optimizer_state' in resume:
-            optimizer.load_state_dict(resume['optimizer_state'])
-        start_epoch = resume['epoch'] + 1
+            runtime.load_optimizer_state(optimizer, resume['optimizer_state'], args.input)
         if ctx.is_main:
             print('resuming from %s at epoch %d%s' % (args.input, start_epoch, ', step %d' % resume['resume_step']
                                                       if resume.get('resume_step') else ''))
@@ -191,14 +193,27 @@ def evaluate_only(args, dictionary, task, device, ctx, batch_size):
     return metrics
 
 
+def _sigterm_as_ctrl_c(signum, frame):
+    """SIGTERM (a scheduler's preemption, `kill`) does what Ctrl-C does:
+    the training step finishes and model_interrupted.pth is saved."""
+    handler = signal.getsignal(signal.SIGINT)
+    if not callable(handler):
+        raise KeyboardInterrupt
+    handler(signal.SIGINT, frame)
+
+
 def main(argv=None):
     args = parse_args(argv)
+    in_main_thread = threading.current_thread() is threading.main_thread()
+    previous_sigterm = signal.signal(signal.SIGTERM, _sigterm_as_ctrl_c) if in_main_thread else None
     try:
         return run(args)
     except KeyboardInterrupt:
-        print('stopped by Ctrl-C', file=sys.stderr)
+        print('stopped by Ctrl-C or SIGTERM', file=sys.stderr)
         sys.exit(130)
     finally:
+        if in_main_thread:
+            signal.signal(signal.SIGTERM, previous_sigterm)
         if torch.distributed.is_initialized():
             torch.distributed.destroy_process_group()
 

@@ -3,6 +3,7 @@ distributed context, model construction and checkpoint I/O."""
 import os
 from dataclasses import dataclass
 
+import numpy as np
 import torch
 import torch.distributed as dist
 
@@ -172,6 +173,11 @@ def glove_init_path(dataroot, task, emb_dim):
         raise UserError('missing file %s: run tools/create_dictionary.py%s (with the %d-d GloVe file), or '
                         'pass --emb_dim matching the GloVe init you made'
                         % (path, ' --task flickr' if task == 'flickr' else '', emb_dim))
+    try:
+        np.load(path, mmap_mode='r')  # reads the header and checks the size only
+    except (ValueError, OSError, EOFError) as err:
+        raise UserError('%s is not a readable .npy matrix (%s); re-run tools/create_dictionary.py%s'
+                        % (path, err, ' --task flickr' if task == 'flickr' else '')) from None
     return path
 
 

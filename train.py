@@ -24,7 +24,7 @@ from tqdm import tqdm
 
 import runtime
 from base_model import unwrap
-from utils import UserError
+from utils import UserError, atomic_write
 
 GRAD_CLIP = 0.25
 WARMUP_FACTORS = (0.5, 1.0, 1.5, 2.0)  # x base lr at epochs 0..3
@@ -372,6 +372,25 @@ class RunLog:
         with open(self.json_path, 'a', encoding='utf-8') as handle:
             handle.write(json.dumps(record, sort_keys=True) + '\n')
 
+    def drop_epochs_from(self, epoch):
+        """Resuming at `epoch`: keep only the log.jsonl records of earlier
+        epochs. A run stopped after logging an epoch but before saving its
+        checkpoint re-runs that epoch, which would otherwise be logged twice;
+        a line torn by a crash goes too."""
+        if not self.enabled or not os.path.exists(self.json_path):
+            return
+        kept = []
+        with open(self.json_path, 'r', encoding='utf-8') as handle:
+            for line in handle:
+                try:
+                    record = json.loads(line)
+                except ValueError:
+                    continue
+                if isinstance(record, dict) and isinstance(record.get('epoch'), int) and record['epoch'] < epoch:
+                    kept.append(line.rstrip('\n') + '\n')
+        with atomic_write(self.json_path, 'w') as handle:
+            handle.write(''.join(kept))
+
 
 def _rng_state():
     """The generators that training draws from (dropout): torch CPU and CUDA.
@@ -435,6 +454,8 @@ def train(model, train_loader, eval_loader, num_epochs, output, optimizer, task,
     resume = resume or {}
     base_lr = base_lr or base_learning_rate(eval_loader is not None)
     log = RunLog(output, ctx.is_main)
+    if resume:
+        log.drop_epochs_from(start_epoch)
     scaler = torch.amp.GradScaler(device.type) if amp == 'fp16' else None
     best_eval_score = resume.get('best_eval_score', -math.inf)
     if 'rng_state' in resume:

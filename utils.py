@@ -33,7 +33,7 @@ def run_cli(main, argv=None):
     try:
         return main(argv)
     except UserError as err:
-        print('error: %s' % err, file=sys.stderr)
+        print('error: %s' % ' '.join(str(err).splitlines()), file=sys.stderr)  # always one line
         sys.exit(2)
 
 
@@ -118,6 +118,23 @@ def load_json(path, fix):
     except json.JSONDecodeError as err:
         raise UserError('%s is not valid JSON (line %d, column %d: %s); %s'
                         % (path, err.lineno, err.colno, err.msg, fix)) from None
+    except UnicodeDecodeError as err:
+        raise UserError('%s is not UTF-8 text (byte %d: %s); %s' % (path, err.start, err.reason, fix)) from None
+    except RecursionError:
+        raise UserError('%s nests JSON too deeply to be a data file; %s' % (path, fix)) from None
+    except OSError as err:  # a folder, no permission, an I/O error
+        raise UserError('cannot read %s (%s); %s' % (path, err.strerror or err, fix)) from None
+
+
+def utf8_lines(handle, path, fix):
+    """Yield (line number, line) of a text file opened with encoding='utf-8';
+    bytes that are not UTF-8 are a UserError naming the file and the place."""
+    line_no = 0
+    try:
+        for line_no, line in enumerate(handle, 1):
+            yield line_no, line
+    except UnicodeDecodeError as err:
+        raise UserError('%s: not UTF-8 text after line %d (%s); %s' % (path, line_no, err.reason, fix)) from None
 
 
 _SAFE_BUILTINS = {'dict', 'list', 'tuple', 'set', 'frozenset', 'int', 'float', 'str',
@@ -152,8 +169,8 @@ def safe_pickle_load(path, fix='re-create it with the tools/ scripts'):
     except pickle.UnpicklingError as err:
         raise UserError('%s: unsafe or unreadable pickle (%s); only plain containers, strings and '
                         'numbers are accepted; %s' % (path, err, fix)) from None
-    except (EOFError, ValueError, TypeError, AttributeError, IndexError) as err:
-        raise UserError('%s: corrupt pickle (%s); %s' % (path, err, fix)) from None
+    except Exception as err:  # truncated or damaged: EOFError, ValueError, KeyError, OverflowError, MemoryError...
+        raise UserError('%s: corrupt pickle (%s: %s); %s' % (path, type(err).__name__, err, fix)) from None
 
 
 def load_checkpoint(path, map_location='cpu'):
@@ -168,6 +185,11 @@ def load_checkpoint(path, map_location='cpu'):
                         % (path, type(err).__name__, str(err).splitlines()[0] if str(err) else '')) from None
     if not isinstance(ckpt, dict) or 'model_state' not in ckpt:
         raise UserError('%s: not a BAN checkpoint (no "model_state" key)' % path)
+    state = ckpt['model_state']
+    if not isinstance(state, dict) or not all(isinstance(key, str) and torch.is_tensor(value)
+                                              for key, value in state.items()):
+        raise UserError('%s: "model_state" is not a dict of named tensors, so this is not a BAN checkpoint; '
+                        're-download or re-train it' % path)
     return ckpt
 
 

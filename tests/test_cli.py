@@ -218,20 +218,27 @@ def test_visualize_writes_a_png(tiny_root, trained, tmp_path):
     assert image.format == 'PNG' and image.width > 320 and image.height >= 320
 
 
+def free_port():
+    import socket
+    with socket.socket() as probe:
+        probe.bind(('127.0.0.1', 0))
+        return str(probe.getsockname()[1])
+
+
 def test_torchrun_two_processes_match_single_process(tiny_root, trained, tmp_path):
     env = dict(os.environ, OMP_NUM_THREADS='1')
     common = ['--dataroot', tiny_root, '--input', str(trained), '--epoch', '3'] + EVAL
     single = tmp_path / 'single.json'
     double = tmp_path / 'double.json'
     subprocess.run([sys.executable, 'evaluate.py', '--output', str(single)] + common, cwd=REPO, check=True, env=env)
-    subprocess.run([sys.executable, '-m', 'torch.distributed.run', '--nproc_per_node', '2', '--master_port', '29517',
+    subprocess.run([sys.executable, '-m', 'torch.distributed.run', '--nproc_per_node', '2', '--master_port', free_port(),
                     'evaluate.py', '--output', str(double)] + common, cwd=REPO, check=True, env=env,
                    capture_output=True)
     one, two = json.loads(single.read_text()), json.loads(double.read_text())
     for key in ('score', 'upper_bound', 'entropy', 'samples'):
         assert one[key] == two[key], key
     output = tmp_path / 'ddp'
-    subprocess.run([sys.executable, '-m', 'torch.distributed.run', '--nproc_per_node', '2', '--master_port', '29518',
+    subprocess.run([sys.executable, '-m', 'torch.distributed.run', '--nproc_per_node', '2', '--master_port', free_port(),
                     'main.py', '--dataroot', tiny_root, '--output', str(output), '--epochs', '1'] + SMALL,
                    cwd=REPO, check=True, env=env, capture_output=True)
     records = json_log(output)

@@ -12,10 +12,14 @@ val2014 -> val, test2015 -> test2015) or of its split file (Flickr30k).
 Two streaming passes: the first counts the boxes, the second writes row
 blocks into preallocated datasets, so memory does not grow with the input.
 Outputs go to temporary paths renamed only on success: an interrupted run or
-a malformed line (reported as file:line) leaves no output file.
+a malformed line (reported as file:line) leaves no output file. The HDF5 file
+records its split (attribute `split`) and the SHA-256 of its imgid2idx mapping
+(`imgid2idx_sha256`), so the readers and `--check` (which tools/process.sh
+uses to skip finished work) tell a finished conversion from the halves of two
+runs.
 
 Usage: python3 tools/adaptive_detection_features_converter.py [--dataroot data]
-       [--task vqa|flickr] [--split S ... [--tsv FILE ...]] [--feature_dim 2048]
+       [--task vqa|flickr] [--split S ... [--tsv FILE ...]] [--feature_dim 2048] [--check]
 """
 import argparse
 import contextlib
@@ -88,6 +92,7 @@ class _SplitWriter:
             'spatial_features': h5.create_dataset('spatial_features', shape + (6,), dtype='f4'),
         }
         h5.attrs['split'] = split
+        h5.attrs[dataset.IMGID2IDX_DIGEST] = dataset.imgid2idx_digest(image_rows(layout))
         self.block_rows = max(1, BLOCK_BYTES // (4 * feature_dim * (fixed_boxes or 1)))
         self.pending = []
         self.pending_rows = 0
@@ -124,6 +129,11 @@ class _SplitWriter:
         if self.next_image != len(self.layout):
             raise UserError('split %s: %d of %d images were found again in the writing pass: the TSV '
                             'files changed during the conversion' % (self.split, self.next_image, len(self.layout)))
+
+
+def image_rows(layout):
+    """{image_id: row} of a split layout [(image_id, num_boxes)] in TSV order."""
+    return {image_id: row for row, (image_id, _) in enumerate(layout)}
 
 
 def _image_owners(split_images):
@@ -181,13 +191,37 @@ def convert(tsv_paths, split_images, outputs, feature_dim=2048, fixed_boxes=None
             writer.finish()
     img_id2idx = {}
     for split, layout in layouts.items():
-        img_id2idx[split] = {image_id: row for row, (image_id, _) in enumerate(layout)}
+        img_id2idx[split] = image_rows(layout)
         with atomic_write(outputs[split][1], 'wb') as handle:
             pickle.dump(img_id2idx[split], handle, protocol=dataset.PICKLE_PROTOCOL)
         log('%s: %d images, %d boxes -> %s, %s' % (split, len(layout), sum(n for _, n in layout),
                                                   outputs[split][0], outputs[split][1]))
     log('skipped %d TSV images no question needs; kept %d zero-area boxes' % (skipped, zero_area))
     return img_id2idx
+
+
+def unfinished_reason(h5_path, pkl_path, split):
+    """Why `h5_path` + `pkl_path` are not a finished conversion of `split`
+    (missing, unreadable, another split, or halves of different runs, as an
+    interrupted re-conversion can leave them), or None when they are."""
+    for path in (h5_path, pkl_path):
+        if not os.path.exists(path):
+            return '%s is missing' % path
+    try:
+        mapping = dataset.load_imgid2idx(pkl_path, 're-convert it')
+        with h5py.File(h5_path, 'r') as h5:
+            written_for = h5.attrs.get('split')
+            digest = h5.attrs.get(dataset.IMGID2IDX_DIGEST)
+            num_rows = len(h5['pos_boxes'] if 'pos_boxes' in h5 else h5['image_features'])
+    except (UserError, OSError, KeyError) as err:
+        return '%s or %s is unreadable (%s)' % (h5_path, pkl_path, err)
+    if written_for is not None and str(written_for) != split:
+        return '%s holds split %s' % (h5_path, written_for)
+    if digest is not None and str(digest) != dataset.imgid2idx_digest(mapping):
+        return '%s and %s come from different runs' % (h5_path, pkl_path)
+    if len(mapping) != num_rows:
+        return '%s maps %d images but %s holds %d' % (pkl_path, len(mapping), h5_path, num_rows)
+    return None
 
 
 # ----------------------------------------------------------------- command line
@@ -226,6 +260,9 @@ def build_parser(fixed):
                         help='explicit input TSV file(s) holding the images of --split '
                              '(default: the release file names under the data root)')
     parser.add_argument('--feature_dim', type=int, default=2048, help='feature values per box (default 2048)')
+    parser.add_argument('--check', action='store_true',
+                        help='convert nothing: exit 0 when the outputs of the splits are a finished conversion, '
+                             '1 (naming the reason) otherwise; used by tools/process.sh to skip done work')
     if fixed:
         parser.add_argument('--num_boxes', type=int, default=36, help='boxes per image (default 36)')
     return parser
@@ -245,6 +282,8 @@ def main(argv=None, fixed=False):
         raise UserError('--feature_dim must be positive, got %d' % args.feature_dim)
     fixed_boxes = args.num_boxes if fixed else None
     suffix = '36' if fixed else ''
+    if args.check:
+        return check_outputs(args.dataroot, args.split or splits, suffix)
     images_of = _flickr_images if args.task == 'flickr' else _vqa_images
     for tsv_paths, job_splits in plan_jobs(args, fixed_boxes):
         split_images = {split: images_of(args.dataroot, split) for split in job_splits}
@@ -252,6 +291,17 @@ def main(argv=None, fixed=False):
                            os.path.join(args.dataroot, '%s%s_imgid2idx.pkl' % (split, suffix)))
                    for split in job_splits}
         convert(tsv_paths, split_images, outputs, args.feature_dim, fixed_boxes)
+
+
+def check_outputs(dataroot, splits, suffix):
+    """--check: exit status 1 naming the first split not (completely) converted."""
+    for split in splits:
+        reason = unfinished_reason(os.path.join(dataroot, '%s%s.hdf5' % (split, suffix)),
+                                   os.path.join(dataroot, '%s%s_imgid2idx.pkl' % (split, suffix)), split)
+        if reason is not None:
+            print('not converted: %s' % reason)
+            sys.exit(1)
+    print('converted: %s' % ', '.join(splits))
 
 
 def exit_on_sigterm():

@@ -23,6 +23,7 @@ from dataset import DOWNLOAD_FIX, PICKLE_PROTOCOL  # noqa: E402
 from utils import UserError, atomic_write, load_json, run_cli  # noqa: E402
 
 ANNOTATED_SPLITS = ('train', 'val')
+HUMAN_ANSWERS = 10
 
 
 def annotation_path(dataroot, name):
@@ -36,6 +37,7 @@ def load_annotations(dataroot, name):
     annotations = data.get('annotations') if isinstance(data, dict) else None
     if not isinstance(annotations, list):
         raise UserError('%s: no "annotations" list; it is not a VQA v2 annotation file; %s' % (path, DOWNLOAD_FIX))
+    position_of = {}
     for position, item in enumerate(annotations):
         if not (isinstance(item, dict) and isinstance(item.get('question_id'), int)
                 and isinstance(item.get('image_id'), int)
@@ -47,6 +49,14 @@ def load_annotations(dataroot, name):
                             'multiple_choice_answer and answers [{"answer": str}, ...]; %s'
                             % (path, position, item.get('question_id') if isinstance(item, dict) else '?',
                                DOWNLOAD_FIX))
+        if len(item['answers']) != HUMAN_ANSWERS:
+            raise UserError('%s: annotations[%d] (question %d) has %d human answers; VQA annotations have %d, '
+                            'and the soft scores assume it; %s' % (path, position, item['question_id'],
+                                                                  len(item['answers']), HUMAN_ANSWERS, DOWNLOAD_FIX))
+        if item['question_id'] in position_of:
+            raise UserError('%s: question %d is annotated twice (annotations[%d] and annotations[%d]); %s'
+                            % (path, item['question_id'], position_of[item['question_id']], position, DOWNLOAD_FIX))
+        position_of[item['question_id']] = position
     return annotations
 
 
@@ -92,6 +102,8 @@ def main(argv=None):
     parser.add_argument('--min_occurrence', type=int, default=9,
                         help='keep answers that are the consensus answer of at least this many questions')
     args = parser.parse_args(argv)
+    if args.min_occurrence < 1:
+        parser.error('argument --min_occurrence: must be >= 1, got %d' % args.min_occurrence)
     annotations = {name: load_annotations(args.dataroot, name) for name in ANNOTATED_SPLITS}
     occurrence = filter_answers(annotations['train'] + annotations['val'], args.min_occurrence)
     if not occurrence:

@@ -39,9 +39,11 @@ def glove_init_path(dataroot, dim):
     return os.path.join(dataroot, 'glove6b_init_%dd.npy' % dim)
 
 
-def write_glove_init(dictionary, glove, dataroot):
-    """Save the GloVe rows of the dictionary's words; returns the file path."""
-    weights, word2emb = create_glove_embedding_init(dictionary.idx2word, glove)
+def write_glove_init(dictionary, glove, dataroot, glove_rows=None):
+    """Save the GloVe rows of the dictionary's words (`glove_rows`: the
+    (weights, word2emb) of create_glove_embedding_init when already read);
+    returns the file path."""
+    weights, word2emb = glove_rows or create_glove_embedding_init(dictionary.idx2word, glove)
     path = glove_init_path(dataroot, weights.shape[1])
     with atomic_write(path, 'wb') as handle:
         np.save(handle, weights)
@@ -74,10 +76,13 @@ def main(argv=None):
     args.dataroot = args.dataroot or 'data'
     glove = args.glove or os.path.join(args.dataroot, 'glove', 'glove.6B.300d.txt')
     dictionary = create_dictionary(args.dataroot)
+    # GloVe is read before anything is written: a bad GloVe file must not leave
+    # a new dictionary beside the GloVe init of the old one
+    glove_rows = create_glove_embedding_init(dictionary.idx2word, glove)
     dictionary_path = os.path.join(args.dataroot, DICTIONARY_FILE)
     dictionary.dump_to_file(dictionary_path)
     print('%d words -> %s' % (dictionary.ntoken, dictionary_path))
-    write_glove_init(dictionary, glove, args.dataroot)
+    write_glove_init(dictionary, glove, args.dataroot, glove_rows)
     return dictionary
 
 

@@ -22,6 +22,8 @@ from utils import UserError, atomic_write, require_file  # noqa: E402
 
 FIELDNAMES = ('image_id', 'image_w', 'image_h', 'num_boxes', 'boxes', 'features')
 FEATURES_FIX = 'download the bottom-up-attention features with tools/download.sh'
+LINE_FIX = ('the file is corrupt or truncated: re-download it (tools/download.sh), or check the --tsv, '
+            '--feature_dim and --num_boxes options')
 
 
 def raise_csv_field_size_limit():
@@ -111,11 +113,16 @@ def iter_tsv_records(paths, feature_dim=2048, decode=True, num_boxes=None, featu
                 except StopIteration:
                     break
                 except csv.Error as err:
-                    raise UserError('%s:%d: unreadable line (%s)' % (path, reader.line_num, err)) from None
+                    raise UserError('%s:%d: unreadable line (%s); %s'
+                                    % (path, reader.line_num, err, LINE_FIX)) from None
                 if not fields:
                     continue
                 where = '%s:%d' % (path, reader.line_num)
-                yield _record(fields, where, seen, feature_dim, decode, num_boxes, feature_flag)
+                try:
+                    record = _record(fields, where, seen, feature_dim, decode, num_boxes, feature_flag)
+                except UserError as err:
+                    raise UserError('%s; %s' % (err, LINE_FIX)) from None
+                yield record
 
 
 def _record(fields, where, seen, feature_dim, decode, fixed_boxes, feature_flag):

@@ -1,0 +1,904 @@
+"""Robustness (docs/ROBUSTNESS.md): every bad input of the table is answered
+by a one-line `error: ...` naming the file/line/key and the fix, exit status 2
+and no output, or by a documented skip with a count; failures mid-write keep
+the previous file; resume after a crash is exact; loading is safe.
+
+The command-line rows run the real scripts as `__main__` (`runpy`), all in
+ONE child process so that torch is imported once; one row is also run as a
+plain `python3 <script>` subprocess to show that both agree.
+"""
+import ast
+import base64
+import hashlib
+import json
+import os
+import pickle
+import pyexpat
+import shutil
+import signal
+import subprocess
+import sys
+from pathlib import Path
+
+import h5py
+import numpy as np
+import pytest
+import torch
+
+import adaptive_detection_features_converter as converter
+import compute_softscore
+import dataset_flickr
+import runtime
+import tiny_flickr
+import utils
+from dataset import Dictionary, VisualGenomeFeatureDataset, VQAFeatureDataset
+from test_data_helpers import FEATURE_DIM, GLOVE_DIM, image_record, prepared_root
+from utils import UserError
+
+REPO = Path(__file__).resolve().parents[1]
+CONVERTER = 'tools/adaptive_detection_features_converter.py'
+TRAIN_FLAGS = ['--emb_dim', str(GLOVE_DIM), '--num_hid', '8', '--gamma', '1', '--op', '', '--batch_size', '2',
+               '--workers', '0', '--device', 'cpu']
+EVAL_FLAGS = ['--num_hid', '8', '--gamma', '1', '--op', '', '--workers', '0', '--device', 'cpu']
+FLICKR_FLAGS = ['--task', 'flickr', '--emb_dim', str(tiny_flickr.GLOVE_DIM), '--num_hid', '8', '--batch_size', '4',
+                '--workers', '0', '--device', 'cpu', '--epochs', '1']
+
+# Runs [(script, argv), ...] given as JSON in argv[1], as `python3 script argv...` would, and writes
+# [{returncode, stdout, stderr}] to argv[2]. An uncaught exception prints its traceback (code 1).
+BATCH_RUNNER = r'''
+import contextlib, io, json, runpy, sys, traceback
+jobs_path, results_path = sys.argv[1:3]
+jobs = json.load(open(jobs_path))
+results = []
+for script, argv in jobs:
+    out, err = io.StringIO(), io.StringIO()
+    sys.argv = [script] + argv
+    code = 0
+    with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+        try:
+            runpy.run_path(script, run_name='__main__')
+        except SystemExit as stop:
+            code = stop.code if isinstance(stop.code, int) else (0 if stop.code is None else 1)
+        except BaseException:
+            traceback.print_exc()
+            code = 1
+    results.append({'returncode': code, 'stdout': out.getvalue(), 'stderr': err.getvalue()})
+json.dump(results, open(results_path, 'w'))
+'''
+
+
+# ----------------------------------------------------------------- shared data
+
+@pytest.fixture(scope='module')
+def vqa_root(tmp_path_factory):
+    """A prepared VQA data root (the real tools) and a 1-epoch checkpoint in <root>/model."""
+    import main
+    root = prepared_root(tmp_path_factory.mktemp('robust_vqa') / 'data')
+    main.main(['--dataroot', root, '--output', os.path.join(root, 'model'), '--epochs', '1'] + TRAIN_FLAGS)
+    return root
+
+
+@pytest.fixture(scope='module')
+def flickr_root(tmp_path_factory):
+    """A prepared Flickr30k tree: <root>/flickr30k and <root>/glove."""
+    root = tmp_path_factory.mktemp('robust_flickr')
+    tiny_flickr.write_raw(root)
+    tiny_flickr.prepare(root)
+    return str(root)
+
+
+def snapshot(folder):
+    """{relative path: sha256} of every file under `folder`."""
+    digests = {}
+    for directory, _, names in os.walk(folder):
+        for name in names:
+            path = os.path.join(directory, name)
+            with open(path, 'rb') as handle:
+                digests[os.path.relpath(path, folder)] = hashlib.sha256(handle.read()).hexdigest()
+    return digests
+
+
+def read_json(path):
+    with open(path) as handle:
+        return json.load(handle)
+
+
+def write_json(path, data):
+    with open(path, 'w') as handle:
+        json.dump(data, handle)
+
+
+def edit_json(path, edit):
+    data = read_json(path)
+    edit(data)
+    write_json(path, data)
+
+
+def val_questions(root):
+    return os.path.join(root, 'v2_OpenEnded_mscoco_val2014_questions.json')
+
+
+def val_annotations(root):
+    return os.path.join(root, 'v2_mscoco_val2014_annotations.json')
+
+
+def rewrite_tsv_line(root, image_id, edit):
+    """Replace the TSV line of `image_id` (under trainval/) by `edit(fields)`
+    (a list of fields or a whole line); returns 'file:line' of it."""
+    folder = os.path.join(root, 'trainval')
+    for name in sorted(os.listdir(folder)):
+        path = os.path.join(folder, name)
+        with open(path) as handle:
+            lines = handle.read().split('\n')
+        for index, line in enumerate(lines):
+            if line.split('\t', 1)[0] == str(image_id):
+                new = edit(line.split('\t'))
+                lines[index] = new if isinstance(new, str) else '\t'.join(new)
+                with open(path, 'w') as handle:
+                    handle.write('\n'.join(lines))
+                return '%s:%d' % (name, index + 1)
+    raise KeyError(image_id)
+
+
+def encoded_field(array):
+    return base64.b64encode(np.ascontiguousarray(array, dtype='<f4').tobytes()).decode('ascii')
+
+
+class RunsCode:
+    """Unpickling this calls os.system: a pickle that carries code."""
+
+    def __init__(self, marker):
+        self.marker = str(marker)
+
+    def __reduce__(self):
+        return os.system, ('touch %s' % self.marker,)
+
+
+# ----------------------------------------------------------------- command-line rows
+#
+# Each case corrupts a private copy of a prepared root and returns the command;
+# the expected error must name `fragments` (file, key and fix).
+
+CASES = {}
+
+
+def case(*fragments, data='vqa'):
+    """Register the decorated builder as the case of its name."""
+    def register(build):
+        CASES[build.__name__] = (build, fragments, data)
+        return build
+    return register
+
+
+def converter_cmd(root, split='val'):
+    return [CONVERTER, '--dataroot', root, '--split', split, '--feature_dim', str(FEATURE_DIM)]
+
+
+def main_cmd(root):
+    return ['main.py', '--dataroot', root, '--output', os.path.join(root, 'out'), '--epochs', '1'] + TRAIN_FLAGS
+
+
+def evaluate_cmd(root, checkpoint_folder, *extra):
+    return ['evaluate.py', '--dataroot', root, '--input', checkpoint_folder, '--epoch', '0'] + EVAL_FLAGS + list(extra)
+
+
+def flickr_main_cmd(root):
+    return ['main.py', '--dataroot', root, '--output', os.path.join(root, 'out')] + FLICKR_FLAGS
+
+
+@case('karpathy_train_resnet101_faster_rcnn_genome.tsv.0:2', 'features field', 're-download')
+def tsv_truncated_line(root):
+    rewrite_tsv_line(root, 5, lambda fields: '\t'.join(fields)[:-7])  # an interrupted download
+    return converter_cmd(root)
+
+
+@case('karpathy_train_resnet101_faster_rcnn_genome.tsv.0:2', 'boxes field is not valid base64',
+      're-download')
+def tsv_base64_garbage(root):
+    rewrite_tsv_line(root, 5, lambda fields: fields[:4] + ['@@@@not base64@@@@'] + fields[5:])
+    return converter_cmd(root)
+
+
+@case('tsv.0:2', 'boxes field holds 16 bytes, expected 32 (num_boxes 2', 're-download')
+def tsv_box_count_disagrees(root):
+    rewrite_tsv_line(root, 5, lambda fields: fields[:3] + ['2'] + fields[4:])
+    return converter_cmd(root)
+
+
+@case('tsv.0:2', 'features field has NaN or infinite values (box 0)', 're-download')
+def tsv_nan_features(root):
+    def nan_features(fields):
+        features = image_record(5, 1)[4].copy()
+        features[0, 3] = np.nan
+        return fields[:5] + [encoded_field(features)]
+    rewrite_tsv_line(root, 5, nan_features)
+    return converter_cmd(root)
+
+
+@case('tsv.0:2', 'boxes field has NaN or infinite values (box 0)', 're-download')
+def tsv_inf_boxes(root):
+    def inf_boxes(fields):
+        boxes = image_record(5, 1)[3].copy()
+        boxes[0, 2] = np.inf
+        return fields[:4] + [encoded_field(boxes)] + fields[5:]
+    rewrite_tsv_line(root, 5, inf_boxes)
+    return converter_cmd(root)
+
+
+@case('tsv.0:2', 'image 5 box 0 is inverted', 're-download')
+def tsv_negative_area_box(root):
+    def inverted(fields):
+        boxes = image_record(5, 1)[3].copy()
+        boxes[0, [1, 3]] = boxes[0, [3, 1]]
+        return fields[:4] + [encoded_field(boxes)] + fields[5:]
+    rewrite_tsv_line(root, 5, inverted)
+    return converter_cmd(root)
+
+
+@case('tsv.0:2', 'image 5 has size 0.0 x', 'must be positive', 're-download')
+def tsv_zero_image_size(root):
+    rewrite_tsv_line(root, 5, lambda fields: fields[:1] + ['0'] + fields[2:])
+    return converter_cmd(root)
+
+
+@case('tsv.0:2', 'image 5 has num_boxes 0', 're-download')
+def tsv_no_boxes(root):
+    rewrite_tsv_line(root, 5, lambda fields: fields[:3] + ['0', '', ''])
+    return converter_cmd(root)
+
+
+@case('karpathy_test_resnet101_faster_rcnn_genome.tsv:1',
+      'features field holds 96 bytes, expected 128', 'pass --feature_dim 6')
+def tsv_wrong_feature_dim(root):
+    return converter_cmd(root)[:-1] + ['8']
+
+
+@case('v2_OpenEnded_mscoco_val2014_questions.json is not valid JSON (line 1',
+      'tools/download.sh')
+def questions_truncated_json(root):
+    with open(val_questions(root)) as handle:
+        text = handle.read()
+    with open(val_questions(root), 'w') as handle:
+        handle.write(text[:len(text) // 2])
+    return ['tools/create_dictionary.py', '--dataroot', root]
+
+
+@case('v2_OpenEnded_mscoco_val2014_questions.json is not UTF-8 text (byte 0',
+      'tools/download.sh')
+def questions_not_utf8(root):
+    with open(val_questions(root), 'wb') as handle:
+        handle.write(b'\xff\xfe{"questions": []}')
+    return ['tools/create_dictionary.py', '--dataroot', root]
+
+
+@case('val2014_questions.json: questions[1] needs an int "question_id", an int "image_id"',
+      'tools/download.sh')
+def question_missing_key(root):
+    edit_json(val_questions(root), lambda data: data['questions'][1].pop('image_id'))
+    return ['tools/create_dictionary.py', '--dataroot', root]
+
+
+@case('val2014_questions.json: question_id 201 appears twice (questions[0] and questions[2])',
+      'tools/download.sh')
+def question_duplicate_id(root):
+    edit_json(val_questions(root), lambda data: data['questions'][2].update(question_id=201))
+    return ['tools/create_dictionary.py', '--dataroot', root]
+
+
+@case("val2014_questions.json: questions[1] (question_id 202) has no words (' ? ')",
+      'tools/download.sh')
+def question_empty(root):
+    edit_json(val_questions(root), lambda data: data['questions'][1].update(question=' ? '))
+    return ['tools/create_dictionary.py', '--dataroot', root]
+
+
+@case('val2014_annotations.json: annotations[2] (question 203) needs',
+      'multiple_choice_answer', 'tools/download.sh')
+def annotation_missing_key(root):
+    edit_json(val_annotations(root), lambda data: data['annotations'][2].pop('multiple_choice_answer'))
+    return ['tools/compute_softscore.py', '--dataroot', root, '--min_occurrence', '1']
+
+
+@case('val2014_annotations.json: annotations[0] (question 201) has 9 human answers',
+      'VQA annotations have 10', 'tools/download.sh')
+def annotation_nine_answers(root):
+    edit_json(val_annotations(root), lambda data: data['annotations'][0]['answers'].pop())
+    return ['tools/compute_softscore.py', '--dataroot', root, '--min_occurrence', '1']
+
+
+@case('val2014_annotations.json: question 202 is annotated twice', 'tools/download.sh')
+def annotation_duplicate_id(root):
+    edit_json(val_annotations(root), lambda data: data['annotations'].append(dict(data['annotations'][1])))
+    return ['tools/compute_softscore.py', '--dataroot', root, '--min_occurrence', '1']
+
+
+@case('val2014_questions.json: question 299 has no answer target in',
+      'val_target.pkl', 'compute_softscore.py')
+def question_without_annotation(root):
+    edit_json(val_questions(root), lambda data: data['questions'].append(
+        {'image_id': 5, 'question': 'Why?', 'question_id': 299}))
+    return main_cmd(root)
+
+
+@case('val_target.pkl: annotation of question 202 (and 0 more) has no question in',
+      'compute_softscore.py')
+def annotation_without_question(root):
+    edit_json(val_questions(root), lambda data: data['questions'].pop(1))
+    return main_cmd(root)
+
+
+@case('question 201 is on image 5 but its target in',
+      'says image 4', 'compute_softscore.py')
+def question_and_annotation_disagree_on_image(root):
+    edit_json(val_questions(root), lambda data: data['questions'][0].update(image_id=5))
+    return main_cmd(root)
+
+
+def add_a_question_word(root):
+    """A new word: a dictionary written before GloVe is read would differ from the old one."""
+    edit_json(val_questions(root), lambda data: data['questions'][2].update(question='What color is the zebra?'))
+
+
+@case('glove.6B.300d.txt:3: 4 values where line 1 has 5', 'download GloVe')
+def glove_line_of_wrong_width(root):
+    add_a_question_word(root)
+    path = os.path.join(root, 'glove', 'glove.6B.300d.txt')
+    with open(path) as handle:
+        lines = handle.read().split('\n')
+    lines[2] = lines[2].rsplit(' ', 1)[0]
+    with open(path, 'w') as handle:
+        handle.write('\n'.join(lines))
+    return ['tools/create_dictionary.py', '--dataroot', root]
+
+
+@case('glove.6B.300d.txt:2: NaN or infinite vector value', 'download GloVe')
+def glove_nan_value(root):
+    add_a_question_word(root)
+    path = os.path.join(root, 'glove', 'glove.6B.300d.txt')
+    with open(path) as handle:
+        lines = handle.read().split('\n')
+    lines[1] = ' '.join(lines[1].split(' ')[:2] + ['nan'] + lines[1].split(' ')[3:])
+    with open(path, 'w') as handle:
+        handle.write('\n'.join(lines))
+    return ['tools/create_dictionary.py', '--dataroot', root]
+
+
+@case('glove6b_init_5d.npy is not a readable .npy matrix', 'tools/create_dictionary.py')
+def glove_init_truncated(root):
+    path = os.path.join(root, 'glove6b_init_%dd.npy' % GLOVE_DIM)
+    with open(path, 'rb') as handle:
+        head = handle.read(150)
+    with open(path, 'wb') as handle:
+        handle.write(head)
+    return main_cmd(root)
+
+
+@case('train.hdf5: dataset(s) pos_boxes missing', 'adaptive_detection_features_converter.py')
+def hdf5_missing_dataset(root):
+    with h5py.File(os.path.join(root, 'train.hdf5'), 'a') as h5:
+        del h5['pos_boxes']
+    return main_cmd(root)
+
+
+@case("train.hdf5 holds the features of split 'val', not 'train'",
+      'adaptive_detection_features_converter.py')
+def hdf5_of_another_split(root):
+    shutil.copy(os.path.join(root, 'val.hdf5'), os.path.join(root, 'train.hdf5'))
+    return main_cmd(root)
+
+
+@case('train.hdf5: cannot read HDF5 file', 'adaptive_detection_features_converter.py')
+def hdf5_truncated(root):
+    path = os.path.join(root, 'train.hdf5')
+    with open(path, 'rb') as handle:
+        head = handle.read(2048)
+    with open(path, 'wb') as handle:
+        handle.write(head)
+    return main_cmd(root)
+
+
+@case('train.hdf5 and', 'train_imgid2idx.pkl come from different conversions',
+      'adaptive_detection_features_converter.py')
+def hdf5_and_imgid2idx_of_different_runs(root):
+    path = os.path.join(root, 'train_imgid2idx.pkl')
+    mapping = utils.safe_pickle_load(path)
+    images = sorted(mapping, key=mapping.get)
+    with open(path, 'wb') as handle:  # same images, rows in another order: silently wrong features otherwise
+        pickle.dump({image_id: row for row, image_id in enumerate(reversed(images))}, handle, protocol=2)
+    return main_cmd(root)
+
+
+@case('train_imgid2idx.pkl: unsafe or unreadable pickle', 'refusing to load',
+      'adaptive_detection_features_converter.py')
+def pickle_that_carries_code(root):
+    with open(os.path.join(root, 'train_imgid2idx.pkl'), 'wb') as handle:
+        pickle.dump({1: RunsCode(os.path.join(root, 'PWNED'))}, handle)
+    return main_cmd(root)
+
+
+@case('model_epoch0.pth: cannot read checkpoint', 'truncated', 're-download or re-train')
+def checkpoint_truncated(root):
+    path = os.path.join(root, 'model', 'model_epoch0.pth')
+    with open(path, 'rb') as handle:
+        head = handle.read(4000)
+    with open(path, 'wb') as handle:
+        handle.write(head)
+    return evaluate_cmd(root, os.path.join(root, 'model'))
+
+
+@case('model_epoch0.pth does not fit this model',
+      'q_emb.rnn.weight_hh_l0: checkpoint (24, 8), model (36, 12)', 'pass the --num_hid, --gamma')
+def checkpoint_of_another_configuration(root):
+    command = evaluate_cmd(root, os.path.join(root, 'model'))
+    command[command.index('--num_hid') + 1] = '12'
+    return command
+
+
+@case('model_epoch0.pth: cannot read checkpoint (UnpicklingError',
+      'not a weights-only checkpoint')
+def checkpoint_that_carries_code(root):
+    torch.save({'epoch': 0, 'model_state': RunsCode(os.path.join(root, 'PWNED'))},
+               os.path.join(root, 'model', 'model_epoch0.pth'))
+    return evaluate_cmd(root, os.path.join(root, 'model'))
+
+
+@case('model_epoch0.pth: not a BAN checkpoint (no "model_state" key)')
+def checkpoint_of_something_else(root):
+    torch.save({'state_dict': {'w': torch.zeros(2)}}, os.path.join(root, 'model', 'model_epoch0.pth'))
+    return evaluate_cmd(root, os.path.join(root, 'model'))
+
+
+@case('model_epoch0.pth: "epoch" is None', 'model_last.pth')
+def resume_from_checkpoint_without_epoch(root):
+    path = os.path.join(root, 'model', 'model_epoch0.pth')
+    checkpoint = torch.load(path, weights_only=True)
+    torch.save({'model_state': checkpoint['model_state']}, path)
+    return main_cmd(root) + ['--input', path]
+
+
+@case('Annotations/100.xml: malformed XML', 'process_flickr.sh', data='flickr')
+def flickr_malformed_xml(root):
+    with open(os.path.join(root, 'flickr30k', 'Flickr30kEntities', 'Annotations', '100.xml'), 'w') as handle:
+        handle.write('<annotation><object><name>1</name>')
+    return flickr_main_cmd(root)
+
+
+@case("Annotations/101.xml: <xmin> holds 'ten', expected an integer",
+      'process_flickr.sh', data='flickr')
+def flickr_xml_non_integer_coordinate(root):
+    path = os.path.join(root, 'flickr30k', 'Flickr30kEntities', 'Annotations', '101.xml')
+    with open(path) as handle:
+        text = handle.read()
+    start = text.index('<xmin>') + len('<xmin>')
+    with open(path, 'w') as handle:
+        handle.write(text[:start] + 'ten' + text[text.index('</xmin>'):])
+    return flickr_main_cmd(root)
+
+
+@case("Annotations/100.xml: <name> holds 'one', expected an integer",
+      'process_flickr.sh', data='flickr')
+def flickr_xml_non_integer_chain_id(root):
+    path = os.path.join(root, 'flickr30k', 'Flickr30kEntities', 'Annotations', '100.xml')
+    with open(path) as handle:
+        text = handle.read()
+    with open(path, 'w') as handle:
+        handle.write(text.replace('<name>1</name>', '<name>one</name>', 1))
+    return flickr_main_cmd(root)
+
+
+@case('Annotations/100.xml: box [', 'is inverted', 'process_flickr.sh', data='flickr')
+def flickr_xml_inverted_box(root):
+    path = os.path.join(root, 'flickr30k', 'Flickr30kEntities', 'Annotations', '100.xml')
+    with open(path) as handle:
+        text = handle.read()
+    with open(path, 'w') as handle:
+        handle.write(text.replace('<xmin>', '<xmin>9999', 1))
+    return flickr_main_cmd(root)
+
+
+@case('Sentences/102.txt:3: "[" at column 29 is never closed', 'process_flickr.sh',
+      data='flickr')
+def flickr_unbalanced_brackets(root):
+    path = os.path.join(root, 'flickr30k', 'Flickr30kEntities', 'Sentences', '102.txt')
+    with open(path) as handle:
+        lines = handle.read().split('\n')
+    lines[2] = lines[2].replace('a man]', 'a man')
+    with open(path, 'w') as handle:
+        handle.write('\n'.join(lines))
+    return flickr_main_cmd(root)
+
+
+@case('Sentences/103.txt:2: bad phrase annotation [/EN#one/people',
+      'process_flickr.sh', data='flickr')
+def flickr_non_integer_chain_id_in_sentence(root):
+    path = os.path.join(root, 'flickr30k', 'Flickr30kEntities', 'Sentences', '103.txt')
+    with open(path) as handle:
+        text = handle.read()
+    with open(path, 'w') as handle:
+        handle.write(text.replace('[/EN#1/people The person]', '[/EN#one/people The person]'))
+    return flickr_main_cmd(root)
+
+
+@case("Flickr30kEntities/val.txt:2: '2O1' is not an image id", 'process_flickr.sh',
+      data='flickr')
+def flickr_non_integer_split_id(root):
+    with open(os.path.join(root, 'flickr30k', 'Flickr30kEntities', 'val.txt'), 'w') as handle:
+        handle.write('200\n2O1\n')
+    return ['tools/create_dictionary.py', '--task', 'flickr', '--dataroot', os.path.join(root, 'flickr30k'),
+            '--glove', os.path.join(root, 'glove', 'glove.6B.%dd.txt' % tiny_flickr.GLOVE_DIM)]
+
+
+@case('--feature_dim must be positive, got 0')
+def converter_feature_dim_zero(root):
+    return converter_cmd(root)[:-1] + ['0']
+
+
+# argparse's own errors: the usage, then one `<prog>: error: argument --x: ...` line, exit 2.
+ARGPARSE_CASES = {
+    'lr_zero': (['main.py', '--lr', '0'], 'main.py: error: argument --lr: must be > 0, got 0.0'),
+    'op_unknown': (['main.py', '--op', 'x'],
+                   "main.py: error: argument --op: invalid choice: 'x' (choose from '', 'c')"),
+    'gamma_zero': (['main.py', '--gamma', '0'], 'main.py: error: argument --gamma: must be >= 1, got 0'),
+    'batch_size_negative': (['test.py', '--batch_size', '-1'],
+                            'test.py: error: argument --batch_size: must be >= 1, got -1'),
+    'unknown_task': (['evaluate.py', '--task', 'gqa'],
+                     "evaluate.py: error: argument --task: invalid choice: 'gqa' (choose from 'vqa', 'flickr')"),
+    'min_occurrence_zero': (['tools/compute_softscore.py', '--min_occurrence', '0'],
+                            'compute_softscore.py: error: argument --min_occurrence: must be >= 1, got 0'),
+}
+
+
+def run_batch(jobs, folder):
+    jobs_path, results_path = os.path.join(folder, 'jobs.json'), os.path.join(folder, 'results.json')
+    write_json(jobs_path, jobs)
+    completed = subprocess.run([sys.executable, '-c', BATCH_RUNNER, jobs_path, results_path], cwd=str(REPO),
+                               capture_output=True, text=True, timeout=300)
+    assert completed.returncode == 0, completed.stderr
+    return read_json(results_path)
+
+
+@pytest.fixture(scope='module')
+def cli_results(vqa_root, flickr_root, tmp_path_factory):
+    """{case: (result, its data root, snapshot of that root before the command)} (root and snapshot
+    are None for ARGPARSE_CASES)."""
+    base = tmp_path_factory.mktemp('cases')
+    jobs, names, prepared = [], [], {}
+    for name, (build, _, data) in CASES.items():
+        root = shutil.copytree(vqa_root if data == 'vqa' else flickr_root, str(base / name))
+        command = build(root)
+        prepared[name] = (root, snapshot(root))
+        jobs.append((command[0], command[1:]))
+        names.append(name)
+    for name, (command, _) in ARGPARSE_CASES.items():
+        jobs.append((command[0], command[1:]))
+        names.append(name)
+    results = run_batch(jobs, str(base))
+    return {name: (result,) + prepared.get(name, (None, None)) for name, result in zip(names, results)}
+
+
+@pytest.mark.parametrize('name', sorted(CASES))
+def test_bad_input_gives_one_line_error_and_no_output(cli_results, name):
+    result, root, before = cli_results[name]
+    assert 'Traceback' not in result['stderr'], result['stderr']
+    assert result['returncode'] == 2, result
+    assert result['stderr'].startswith('error: ') and result['stderr'].count('\n') == 1, result['stderr']
+    for fragment in CASES[name][1]:
+        assert fragment in result['stderr'], (fragment, result['stderr'])
+    assert snapshot(root) == before  # nothing written, nothing half-written, no temporary file left
+    assert not os.path.exists(os.path.join(root, 'PWNED'))
+
+
+@pytest.mark.parametrize('name', sorted(ARGPARSE_CASES))
+def test_nonsense_flag_values_exit_2_naming_the_flag(cli_results, name):
+    result = cli_results[name][0]
+    assert result['returncode'] == 2 and 'Traceback' not in result['stderr']
+    lines = result['stderr'].splitlines()
+    assert lines[0].startswith('usage: ') and lines[-1] == ARGPARSE_CASES[name][1]
+
+
+def test_batch_runner_matches_a_real_subprocess(vqa_root, tmp_path):
+    """The runpy batch above behaves as `python3 <script>`: same status, same stderr."""
+    root = shutil.copytree(vqa_root, str(tmp_path / 'data'))
+    command = CASES['checkpoint_truncated'][0](root)
+    real = subprocess.run([sys.executable] + command, cwd=str(REPO), capture_output=True, text=True, timeout=120)
+    batch = run_batch([(command[0], command[1:])], str(tmp_path))[0]
+    assert (real.returncode, real.stderr) == (batch['returncode'], batch['stderr'])
+    assert real.returncode == 2 and real.stderr.count('\n') == 1
+
+
+def test_run_cli_keeps_a_multi_line_message_on_one_line(capsys):
+    def fails(argv):
+        raise UserError('first line\nsecond line')
+    with pytest.raises(SystemExit) as stopped:
+        utils.run_cli(fails, [])
+    assert stopped.value.code == 2 and capsys.readouterr().err == 'error: first line second line\n'
+
+
+# ----------------------------------------------------------------- documented skips and counts
+
+def test_zero_area_boxes_are_kept_and_counted(tmp_path, capsys):
+    root = prepared_root(tmp_path / 'data')
+    capsys.readouterr()
+
+    def zero_width(fields):
+        boxes = image_record(5, 1)[3].copy()
+        boxes[0, 2] = boxes[0, 0]
+        return fields[:4] + [encoded_field(boxes)] + fields[5:]
+    rewrite_tsv_line(root, 5, zero_width)
+    converter.main(converter_cmd(root)[1:])
+    assert 'kept 1 zero-area boxes' in capsys.readouterr().out
+    row = utils.safe_pickle_load(os.path.join(root, 'val_imgid2idx.pkl'))[5]
+    with h5py.File(os.path.join(root, 'val.hdf5'), 'r') as h5:
+        start, end = h5['pos_boxes'][row]
+        assert end - start == 1 and h5['spatial_features'][start, 4] == 0.0  # width 0, kept as the original
+
+
+def test_questions_of_only_unknown_words_are_counted(vqa_root, tmp_path, capsys):
+    root = shutil.copytree(vqa_root, str(tmp_path / 'data'))
+    edit_json(val_questions(root), lambda data: data['questions'][1].update(question='Xyzzy plugh?'))
+    dictionary = Dictionary.load_from_file(os.path.join(root, 'dictionary.pkl'))
+    val = VQAFeatureDataset('val', dictionary, root)
+    assert val.unknown_only_questions == 1
+    assert val.entries[1]['q_token'][:2] == [dictionary.ntoken - 1] * 2  # the original's unknown index
+    assert 'warning: val: 1 of 3 questions have only words outside the dictionary' in capsys.readouterr().out
+    assert VQAFeatureDataset('train', dictionary, root).unknown_only_questions == 0
+
+
+def test_visual_genome_images_without_coco_id_and_empty_questions_are_skipped_and_counted(vqa_root, tmp_path, capsys):
+    root = shutil.copytree(vqa_root, str(tmp_path / 'data'))
+    edit_json(os.path.join(root, 'question_answers.json'), lambda qas: qas[0]['qas'].append(
+        {'qa_id': 5009, 'image_id': 1001, 'question': '?', 'answer': 'brown'}))
+    dictionary = Dictionary.load_from_file(os.path.join(root, 'dictionary.pkl'))
+    train = VQAFeatureDataset('train', dictionary, root)
+    vg = VisualGenomeFeatureDataset('train', train, dictionary, root)
+    assert [entry['question_id'] for entry in vg.entries] == [5001]
+    out = capsys.readouterr().out
+    assert '3/4 VG images have a COCO id (the others are skipped)' in out
+    assert '1/5 questions used, 1 empty ones skipped' in out  # counted on images with a COCO id
+
+
+# ----------------------------------------------------------------- no lost work
+
+def temporary_files(folder):
+    return [name for name in os.listdir(folder) if name.endswith('.tmp')]
+
+
+def fail_halfway(monkeypatch, module, name, after_bytes=10):
+    """Make `module.name(obj, handle, ...)` write `after_bytes` bytes, then fail like a full disk."""
+    def write_then_fail(obj, handle, *args, **kwargs):
+        handle.write(b'\0' * after_bytes)
+        raise OSError(28, 'No space left on device')
+    monkeypatch.setattr(module, name, write_then_fail)
+
+
+def test_checkpoint_save_failing_halfway_keeps_the_previous_checkpoint(tmp_path, monkeypatch):
+    model = torch.nn.Linear(3, 2)
+    optimizer = torch.optim.Adamax(model.parameters())
+    path = str(tmp_path / 'model_last.pth')
+    runtime.save_checkpoint(path, model, optimizer, 4)
+    before = snapshot(str(tmp_path))
+    fail_halfway(monkeypatch, torch, 'save')
+    with pytest.raises(OSError, match='No space left'):
+        runtime.save_checkpoint(path, model, optimizer, 5)
+    assert snapshot(str(tmp_path)) == before and not temporary_files(str(tmp_path))
+    assert utils.load_checkpoint(path)['epoch'] == 4
+
+
+def test_json_and_pickle_writes_failing_halfway_keep_the_previous_files(vqa_root, tmp_path, monkeypatch):
+    results = str(tmp_path / 'results.json')
+    utils.save_json([{'question_id': 1, 'answer': 'yes'}], results)
+    def failing_fsync(fd):  # the data is written, the flush to disk fails
+        raise OSError(5, 'Input/output error')
+    monkeypatch.setattr(utils.os, 'fsync', failing_fsync)
+    with pytest.raises(OSError):
+        utils.save_json([{'question_id': 1, 'answer': 'no'}], results)
+    monkeypatch.undo()
+    assert read_json(results) == [{'question_id': 1, 'answer': 'yes'}] and not temporary_files(str(tmp_path))
+
+    root = shutil.copytree(vqa_root, str(tmp_path / 'data'))
+    cache = os.path.join(root, 'cache')
+    before = snapshot(cache)
+    fail_halfway(monkeypatch, compute_softscore.pickle, 'dump')
+    with pytest.raises(OSError):
+        compute_softscore.main(['--dataroot', root, '--min_occurrence', '1'])
+    assert snapshot(cache) == before and not temporary_files(cache)
+
+
+def test_conversion_failing_mid_write_keeps_the_previous_features(vqa_root, tmp_path, monkeypatch):
+    root = shutil.copytree(vqa_root, str(tmp_path / 'data'))
+    before = snapshot(root)
+    original_flush, calls = converter._SplitWriter.flush, []
+
+    def flush_then_fail(self):
+        original_flush(self)
+        calls.append(1)
+        if len(calls) == 2:  # train's and val's rows are in their temporary HDF5 files
+            raise OSError(28, 'No space left on device')
+    monkeypatch.setattr(converter._SplitWriter, 'flush', flush_then_fail)
+    with pytest.raises(OSError):
+        converter.main(['--dataroot', root, '--feature_dim', str(FEATURE_DIM)])
+    assert calls == [1, 1] and snapshot(root) == before and not temporary_files(root)
+
+
+def test_interrupted_reconversion_is_detected_and_redone(vqa_root, tmp_path, monkeypatch):
+    """A re-conversion stopped after its HDF5 file was renamed but before its
+    imgid2idx was written leaves a new HDF5 beside an old mapping: readers and
+    tools/process.sh must not take that pair for finished features."""
+    root = shutil.copytree(vqa_root, str(tmp_path / 'data'))
+    first = os.path.join(root, 'trainval', 'karpathy_val_resnet101_faster_rcnn_genome.tsv')  # image 2
+    second = os.path.join(root, 'trainval', 'karpathy_train_resnet101_faster_rcnn_genome.tsv.0')  # images 1, 5
+    os.rename(first, first + '.swap')
+    os.rename(second, first)
+    os.rename(first + '.swap', second)  # the train images now come as 1, 2, 3 instead of 2, 1, 3
+    original_write = converter.atomic_write
+
+    def stop_before_the_mapping(path, mode='wb'):
+        raise KeyboardInterrupt
+    monkeypatch.setattr(converter, 'atomic_write', stop_before_the_mapping)
+    with pytest.raises(KeyboardInterrupt):
+        converter.main(converter_cmd(root, 'train')[1:])
+    monkeypatch.setattr(converter, 'atomic_write', original_write)
+    assert not temporary_files(root)
+    dictionary = Dictionary.load_from_file(os.path.join(root, 'dictionary.pkl'))
+    with pytest.raises(UserError, match='train.hdf5 and .*train_imgid2idx.pkl come from different conversions'):
+        VQAFeatureDataset('train', dictionary, root)
+    with pytest.raises(SystemExit) as status:
+        converter.main(['--dataroot', root, '--check', '--split', 'train'])
+    assert status.value.code == 1
+    env = dict(os.environ, FEATURE_DIM=str(FEATURE_DIM), MIN_OCCURRENCE='1')
+    done = subprocess.run(['bash', str(REPO / 'tools' / 'process.sh'), root], env=env, capture_output=True,
+                          text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    assert 'come from different runs' in done.stdout and '[skip] adaptive' not in done.stdout
+    assert VQAFeatureDataset('train', dictionary, root).img_id2idx == {1: 0, 2: 1, 3: 2}
+    converter.main(['--dataroot', root, '--check'])  # all three splits finished: no SystemExit
+
+
+def run_training(root, output, *extra):
+    import main
+    return main.main(['--dataroot', root, '--output', str(output), '--use_both', '--seed', '5'] + TRAIN_FLAGS
+                     + list(extra))
+
+
+def json_log(output):
+    with open(os.path.join(output, 'log.jsonl')) as handle:
+        return [{k: v for k, v in json.loads(line).items() if k not in ('seconds', 'samples_per_s')}
+                for line in handle]
+
+
+def same_weights(path_a, path_b):
+    state_a = torch.load(path_a, weights_only=True)['model_state']
+    state_b = torch.load(path_b, weights_only=True)['model_state']
+    return state_a.keys() == state_b.keys() and all(torch.equal(state_a[k], state_b[k]) for k in state_a)
+
+
+def test_crash_between_logging_and_saving_an_epoch_resumes_exactly(vqa_root, tmp_path, monkeypatch):
+    straight, crashed = tmp_path / 'straight', tmp_path / 'crashed'
+    run_training(vqa_root, straight, '--epochs', '2')
+    original_save = runtime.save_checkpoint
+
+    def crash_at_epoch_1(path, model, optimizer, epoch, extra=None):
+        if epoch == 1:
+            raise OSError(5, 'I/O error')
+        original_save(path, model, optimizer, epoch, extra)
+    monkeypatch.setattr(runtime, 'save_checkpoint', crash_at_epoch_1)
+    with pytest.raises(OSError):
+        run_training(vqa_root, crashed, '--epochs', '2')
+    assert [record['epoch'] for record in json_log(crashed)] == [0, 1]  # epoch 1 logged, not saved
+    monkeypatch.setattr(runtime, 'save_checkpoint', original_save)
+    run_training(vqa_root, crashed, '--epochs', '2', '--input', str(crashed / 'model_last.pth'))
+    assert json_log(crashed) == json_log(straight)  # epoch 1 once, with the same numbers
+    assert same_weights(straight / 'model_last.pth', crashed / 'model_last.pth')
+    assert not temporary_files(str(crashed))
+
+
+def test_sigterm_saves_a_resumable_checkpoint_like_ctrl_c(vqa_root, tmp_path, monkeypatch):
+    """A scheduler's SIGTERM takes the Ctrl-C path (whose exact mid-epoch resume
+    is tested in test_cli.py): the step finishes, model_interrupted.pth is saved."""
+    import train
+    stopped = tmp_path / 'stopped'
+    original_step, calls = train.VQATask.train_step, []
+
+    def step_then_sigterm(self, model, batch):
+        calls.append(1)
+        if len(calls) == 6:  # epoch 1 (7 items in batches of 2: 4 steps per epoch), second step
+            signal.raise_signal(signal.SIGTERM)
+        return original_step(self, model, batch)
+    monkeypatch.setattr(train.VQATask, 'train_step', step_then_sigterm)
+    previous = signal.getsignal(signal.SIGTERM)
+    with pytest.raises(SystemExit) as status:
+        run_training(vqa_root, stopped, '--epochs', '2')
+    assert status.value.code == 130 and signal.getsignal(signal.SIGTERM) is previous
+    checkpoint = torch.load(stopped / 'model_interrupted.pth', weights_only=True)
+    assert checkpoint['epoch'] == 0 and checkpoint['resume_step'] == 2 and len(calls) == 6
+    assert [record['epoch'] for record in json_log(stopped)] == [0] and not temporary_files(str(stopped))
+
+
+# ----------------------------------------------------------------- safe loading
+
+def test_optimizer_state_of_another_model_is_named():
+    model = torch.nn.Linear(3, 2)
+    other = torch.optim.Adamax(torch.nn.Sequential(torch.nn.Linear(3, 2), torch.nn.Linear(2, 2)).parameters())
+    with pytest.raises(UserError, match='ckpt.pth: its optimizer state does not fit this model'):
+        runtime.load_optimizer_state(torch.optim.Adamax(model.parameters()), other.state_dict(), 'ckpt.pth')
+
+
+ENTITY_EXPANSION = ('<?xml version="1.0"?><!DOCTYPE a [<!ENTITY l0 "lol">'
+                    + ''.join('<!ENTITY l%d "%s">' % (level, ('&l%d;' % (level - 1)) * 10) for level in range(1, 10))
+                    + ']><annotation><object><name>&l9;</name></object></annotation>')
+EXTERNAL_ENTITY = ('<?xml version="1.0"?><!DOCTYPE a [<!ENTITY x SYSTEM "file:///etc/passwd">]><annotation><object>'
+                   '<name>&x;</name><bndbox><xmin>1</xmin><ymin>1</ymin><xmax>2</xmax><ymax>2</ymax></bndbox>'
+                   '</object></annotation>')
+
+
+OLD_EXPAT = pytest.mark.skipif(pyexpat.version_info < (2, 4, 1), reason='expat < 2.4.1 has no amplification limit')
+
+
+@pytest.mark.parametrize('xml, message', [pytest.param(ENTITY_EXPANSION, 'amplification', marks=OLD_EXPAT),
+                                          (EXTERNAL_ENTITY, 'undefined entity')],
+                         ids=['entity_expansion', 'external_entity'])
+def test_xml_entity_tricks_are_refused(tmp_path, xml, message):
+    path = tmp_path / '1.xml'
+    path.write_text(xml)
+    with pytest.raises(UserError, match='1.xml: malformed XML .*%s' % message):
+        dataset_flickr.parse_annotation_file(str(path))
+
+
+PROJECT_FILES = sorted(path for path in list(REPO.glob('*.py')) + list(REPO.glob('tools/*.py')))
+
+
+def unsafe_calls(source, filename):
+    """(line, description) of every unsafe loading or code-running call in `source`."""
+    found = []
+    for node in ast.walk(ast.parse(source, filename)):
+        if not isinstance(node, ast.Call):
+            continue
+        func = node.func
+        name = func.id if isinstance(func, ast.Name) else func.attr if isinstance(func, ast.Attribute) else ''
+        owner = func.value.id if isinstance(func, ast.Attribute) and isinstance(func.value, ast.Name) else ''
+        keywords = {keyword.arg: keyword.value for keyword in node.keywords}
+
+        def is_true(key):
+            return isinstance(keywords.get(key), ast.Constant) and keywords[key].value is True
+
+        if isinstance(func, ast.Name) and name in ('eval', 'exec'):
+            found.append((node.lineno, '%s()' % name))
+        elif owner in ('pickle', 'cPickle', 'dill', 'marshal', 'shelve') and name in ('load', 'loads', 'open'):
+            found.append((node.lineno, '%s.%s()' % (owner, name)))
+        elif owner == 'torch' and name == 'load' and not is_true('weights_only'):
+            found.append((node.lineno, 'torch.load() without weights_only=True'))
+        elif owner in ('np', 'numpy') and name == 'load' and is_true('allow_pickle'):
+            found.append((node.lineno, 'np.load(allow_pickle=True)'))
+        elif owner == 'os' and name in ('system', 'popen'):
+            found.append((node.lineno, 'os.%s()' % name))
+        elif owner == 'subprocess' and is_true('shell'):
+            found.append((node.lineno, 'subprocess.%s(shell=True)' % name))
+        elif owner == 'yaml' and name in ('load', 'unsafe_load'):
+            found.append((node.lineno, 'yaml.%s()' % name))
+    return found
+
+
+def test_the_scan_finds_each_unsafe_pattern():
+    source = ('import pickle, torch, os, subprocess, numpy as np\n'
+              'eval("1")\nexec("1")\npickle.load(f)\npickle.loads(b)\ntorch.load(p)\n'
+              'torch.load(p, weights_only=False)\nnp.load(p, allow_pickle=True)\nos.system(c)\n'
+              'subprocess.run(c, shell=True)\nmodel.eval()\ntorch.load(p, weights_only=True)\n')
+    assert [line for line, _ in unsafe_calls(source, 'x.py')] == [2, 3, 4, 5, 6, 7, 8, 9, 10]
+
+
+@pytest.mark.parametrize('path', PROJECT_FILES, ids=lambda path: str(path.relative_to(REPO)))
+def test_no_unsafe_loading_or_code_execution(path):
+    """Pickles only through utils.safe_pickle_load's restricted unpickler (which
+    subclasses pickle.Unpickler and never calls pickle.load), checkpoints only
+    with weights_only=True, no eval/exec/os.system/shell=True."""
+    assert unsafe_calls(path.read_text(encoding='utf-8'), str(path)) == []
+
+
+def test_restricted_unpickler_is_the_only_unpickler(tmp_path):
+    sources = {path: path.read_text(encoding='utf-8') for path in PROJECT_FILES}
+    assert [str(path.relative_to(REPO)) for path, text in sources.items() if 'Unpickler' in text] == ['utils.py']
+    evil = tmp_path / 'evil.pkl'
+    evil.write_bytes(pickle.dumps(RunsCode(tmp_path / 'ran')))
+    with pytest.raises(UserError, match='evil.pkl: unsafe or unreadable pickle .*refusing to load'):
+        utils.safe_pickle_load(str(evil))
+    assert not (tmp_path / 'ran').exists()
