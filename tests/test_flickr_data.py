@@ -205,6 +205,9 @@ def test_images_over_100_boxes_are_cut(flickr_root, caplog):
     assert features.shape == (100, V_DIM) and spatials.shape == (100, 6)
     assert ds.entries[3]['target_indices'] == [[3]]          # box 102 matched but was cut
     assert targets[0].nonzero().flatten().tolist() == [3]
+    counts = ds.box_counts()  # what --bucket groups by: boxes the model sees
+    assert counts.tolist() == [ds[i][0].shape[0] for i in range(len(ds))]
+    assert counts[3] == 100
 
 
 def test_load_in_memory_gives_same_items(flickr_root):
