@@ -11,7 +11,7 @@ Both are computed without materialising a batch x boxes x words x hidden tensor.
 import torch
 import torch.nn as nn
 
-from fc import FCNet, WNLinear, weight_norm_scale
+from fc import Dropout, FCNet, WNLinear, weight_norm_scale
 
 
 class BCNet(nn.Module):
@@ -32,7 +32,7 @@ class BCNet(nn.Module):
         self.h_out = h_out
         self.v_net = FCNet([v_dim, h_dim * k], act=act, dropout=dropout[0])
         self.q_net = FCNet([q_dim, h_dim * k], act=act, dropout=dropout[0])
-        self.dropout = nn.Dropout(dropout[1])  # on the attention branch's v_
+        self.dropout = Dropout(dropout[1])  # on the attention branch's v_
         if h_out is not None and h_out <= self.max_mat_glimpses:
             h_mat = torch.empty(1, h_out, 1, h_dim * k).normal_()
             # own parameters in the released order: h_bias, h_mat_g, h_mat_v

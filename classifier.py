@@ -1,7 +1,7 @@
 """Answer classifier: a two-layer weight-normalised MLP."""
 import torch.nn as nn
 
-from fc import WNLinear
+from fc import Dropout, WNLinear
 
 
 class SimpleClassifier(nn.Module):
@@ -18,7 +18,7 @@ class SimpleClassifier(nn.Module):
         self.main = nn.Sequential(
             WNLinear(in_dim, hid_dim),
             nn.ReLU(),
-            nn.Dropout(dropout),
+            Dropout(dropout),
             WNLinear(hid_dim, out_dim),
         )
 

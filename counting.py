@@ -27,15 +27,15 @@ class PiecewiseLin(nn.Module):
     def forward(self, x):
         w = self.weight.abs()
         w = w / w.sum()  # [n+1], sums to 1
-        w = w.view([self.n + 1] + [1] * x.dim())  # [n+1,1,...]
-        csum = w.cumsum(dim=0).expand((self.n + 1,) + tuple(x.shape))  # [n+1,*x]
-        w = w.expand_as(csum)  # [n+1,*x]
-        y = self.n * x.unsqueeze(0)  # [1,*x]
-        segment = y.long()  # [1,*x] (truncation, as the original)
-        frac = y.frac()  # [1,*x]
-        below = csum.gather(0, segment.clamp(max=self.n))  # [1,*x] rise of whole segments
-        within = frac * w.gather(0, (segment + 1).clamp(max=self.n))  # [1,*x]
-        return (below + within).squeeze(0)  # [*x]
+        csum = w.cumsum(dim=0)  # [n+1] value at each segment start
+        y = self.n * x  # [*x]
+        segment = y.long()  # [*x] (truncation, as the original)
+        # Indexing the [n+1] tables gives what the original's gather over tables
+        # expanded to [n+1, *x] gives, without building (or, in backward,
+        # summing) those [n+1, *x] tensors.
+        below = csum[segment.clamp(max=self.n)]  # [*x] rise of whole segments
+        within = y.frac() * w[(segment + 1).clamp(max=self.n)]  # [*x]
+        return below + within  # [*x]
 
 
 class Counter(nn.Module):

@@ -7,13 +7,59 @@ directly while keeping the parameter names `weight_g` / `weight_v` (and the
 order bias, weight_g, weight_v) of the released checkpoints, so their state
 dicts and Adamax states load unchanged.
 """
+import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
 
+class _ScalarWeightNorm(torch.autograd.Function):
+    """`w = g * v / ||v||` with a hand-written backward.
+
+    Autograd's own graph for this (norm, divide, multiply) spends about five
+    passes over v per backward; the closed form below needs a dot product and
+    one fused pass. With s = g / ||v||:
+        dL/dg = <G, v> / ||v||
+        dL/dv = s * (G - (dL/dg / ||v||) * v)
+    """
+
+    @staticmethod
+    def forward(ctx, v, g):
+        norm = v.norm()
+        ctx.save_for_backward(v, g, norm)
+        return v * (g / norm)
+
+    @staticmethod
+    @torch.autograd.function.once_differentiable
+    def backward(ctx, grad_w):
+        v, g, norm = ctx.saved_tensors
+        grad_g = torch.dot(grad_w.reshape(-1), v.reshape(-1)) / norm  # 0-d
+        grad_v = torch.addcmul(grad_w, v, -grad_g / norm).mul_(g / norm)  # like v
+        return grad_v, grad_g
+
+
 def weight_norm_scale(v, g):
     """`g * v / ||v||` with the Frobenius norm over the whole tensor."""
-    return v * (g / v.norm())
+    return _ScalarWeightNorm.apply(v, g)
+
+
+class Dropout(nn.Dropout):
+    """nn.Dropout, faster on CPU.
+
+    Same function: each element is kept with probability 1 - p and scaled by
+    1 / (1 - p). On CPU the keep mask comes from one float32 uniform draw per
+    element compared with p, about twice as fast as the stock bernoulli_-based
+    kernel, and drawn the same way whatever the input dtype (so float32 and
+    bfloat16-autocast runs from one seed drop the same elements). On other
+    devices the stock (fused) kernel runs. No parameters, so module indices
+    and state dicts are unchanged.
+    """
+
+    def forward(self, x):
+        if (not self.training or self.inplace or not 0 < self.p < 1
+                or x.device.type != 'cpu' or not x.is_floating_point()):
+            return super().forward(x)
+        keep_scale = torch.rand_like(x, dtype=torch.float32).ge_(self.p).mul_(1 / (1 - self.p))
+        return x * keep_scale.to(x.dtype)  # 0 or 1/(1-p) per element
 
 
 class WNLinear(nn.Module):
@@ -55,7 +101,7 @@ class FCNet(nn.Module):
         layers = []
         for in_dim, out_dim in zip(dims[:-1], dims[1:]):
             if dropout > 0:
-                layers.append(nn.Dropout(dropout))
+                layers.append(Dropout(dropout))
             layers.append(WNLinear(in_dim, out_dim))
             if act:
                 layers.append(getattr(nn, act)())
