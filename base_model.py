@@ -24,9 +24,17 @@ def _accept_dataparallel_keys(module, state_dict, prefix, *args):
 
 
 class _BanBase(nn.Module):
-    def __init__(self):
+    """The question encoder and bilinear attention both models start with
+    (registered first: their order fixes the state-dict and optimizer order)."""
+
+    def __init__(self, w_emb, q_emb, v_att, op, glimpse):
         super().__init__()
         self.register_load_state_dict_pre_hook(_accept_dataparallel_keys)
+        self.op = op
+        self.glimpse = glimpse
+        self.w_emb = w_emb
+        self.q_emb = q_emb
+        self.v_att = v_att
 
 
 class BanModel(_BanBase):
@@ -39,12 +47,7 @@ class BanModel(_BanBase):
     """
 
     def __init__(self, w_emb, q_emb, v_att, b_net, q_prj, c_prj, classifier, counter, op, glimpse):
-        super().__init__()
-        self.op = op
-        self.glimpse = glimpse
-        self.w_emb = w_emb
-        self.q_emb = q_emb
-        self.v_att = v_att
+        super().__init__(w_emb, q_emb, v_att, op, glimpse)
         self.b_net = nn.ModuleList(b_net)
         self.q_prj = nn.ModuleList(q_prj)
         self.c_prj = nn.ModuleList(c_prj)
@@ -75,14 +78,6 @@ class BanModelFlickr(_BanBase):
     (the padding rule fills unused slots from index 0 upwards) read exactly
     -99, as in the original.
     """
-
-    def __init__(self, w_emb, q_emb, v_att, op, glimpse):
-        super().__init__()
-        self.op = op
-        self.glimpse = glimpse
-        self.w_emb = w_emb
-        self.q_emb = q_emb
-        self.v_att = v_att
 
     def forward(self, v, b, q, e, labels=None):
         w_emb = self.w_emb(q)  # [B,L,D]
