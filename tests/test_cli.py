@@ -286,3 +286,19 @@ def test_non_finite_loss_stops_naming_epoch_and_step(tiny_root, tmp_path, monkey
         run_cli(main.main, ['--dataroot', tiny_root, '--output', str(tmp_path / 'nan'), '--epochs', '2'] + SMALL)
     assert stopped.value.code == 2
     assert 'loss became nan at epoch 0, step 4' in capsys.readouterr().err
+
+
+def test_bucketed_batches_cover_every_item_once(tiny_root, tmp_path, monkeypatch):
+    import train
+    seen = []
+    original_step = train.VQATask.train_step
+
+    def counting_step(self, model, batch):
+        seen.append(batch[0].shape[1])  # padded box count of this batch
+        return original_step(self, model, batch)
+
+    monkeypatch.setattr(train.VQATask, 'train_step', counting_step)
+    output = tmp_path / 'bucket'
+    run_main(tiny_root, output, '--epochs', '1', '--bucket')
+    assert json_log(output)[0]['samples'] == 120
+    assert len(seen) == 8 and max(seen) <= 13
