@@ -113,7 +113,6 @@ class FlickrTask:
     """Batches (v, b, q, e_pos, e_num, target, entity_ids, entity_types);
     loss = summed BCE over the valid entities' box logits / batch."""
     name = 'flickr'
-    type_names = ('people', 'clothing', 'bodyparts', 'animals', 'vehicles', 'instruments', 'scene', 'other')
 
     @staticmethod
     def to_device(batch, device):
@@ -135,18 +134,18 @@ class FlickrTask:
         v, b, q, e, n, target, _, types = batch
         _, att_logits = model(v, b, q, e, None)
         logits, labels = dataset_flickr.merge_entity_logits(att_logits.float(), n, target)
-        sums = {'samples': logits.size(0), 'upper_bound': float((labels.sum(1) > 0).sum().item())}
+        sums = {'samples': logits.size(0), 'upper_bound': float(dataset_flickr.entities_with_target(labels))}
         for k, hits in dataset_flickr.recall_hits(logits, labels, (1, 5, 10)).items():
             sums['r@%d' % k] = float(hits)
-        merged_types = torch.cat([t[:int(count)] for t, count in zip(types, n[:, 0].tolist())], 0)
-        top1 = dataset_flickr.top_k_hits(logits, labels, 1)  # [E] bool
-        for index, type_name in enumerate(self.type_names):
-            has_type = (merged_types == index).any(1)  # [E]
-            sums['n_' + type_name] = float(has_type.sum().item())
-            sums['r@1_' + type_name] = float((has_type & top1.cpu()).sum().item())
+        merged_types = torch.cat([t[:int(count)] for t, count in zip(types, n[:, 0].tolist())], 0)  # [E,3]
+        by_type = dataset_flickr.recall_hits_by_type(logits, labels, merged_types, (1,))
+        for type_name, counts in by_type.items():
+            sums['n_' + type_name] = float(counts['entities'])
+            sums['r@1_' + type_name] = float(counts['hits'][1])
         return sums
 
     def summarise(self, sums):
+        from dataset_flickr import ENTITY_TYPES
         entities = max(sums.get('samples', 0), 1)
         result = {'entities': int(sums.get('samples', 0)),
                   'upper_bound': 100.0 * sums.get('upper_bound', 0.0) / entities}
@@ -155,7 +154,7 @@ class FlickrTask:
                 result['recall@%d' % k] = 100.0 * sums['r@%d' % k] / entities
         result['score'] = result.get('recall@1', 100.0 * sums.get('score', 0.0) / entities)
         per_type = {}
-        for type_name in self.type_names:
+        for type_name in ENTITY_TYPES:
             count = sums.get('n_' + type_name, 0)
             if count:
                 per_type[type_name] = {'entities': int(count),
