@@ -123,12 +123,12 @@ def eval_loader_for(dataset, args, device, ctx, batch_size):
 
 # ----------------------------------------------------------------- model
 
-def init_word_embedding(model, args):
+def init_word_embedding(model, args, dictionary):
     """GloVe init, plus the tf-idf table for op 'c' (FORMATS §6)."""
     tfidf, weights = None, None
     if args.task == 'vqa' and args.tfidf and 'c' in args.op:
         from dataset import tfidf_from_questions
-        extended = runtime.load_dictionary(args.dataroot, args.task)  # grows with VG/caption words
+        extended = dictionary.copy()  # grows with VG/caption words; the datasets keep the original
         glove_text = os.path.join(args.dataroot, 'glove', 'glove.6B.%dd.txt' % args.emb_dim)
         tfidf, weights = tfidf_from_questions(['train', 'val', 'test2015'], extended, dataroot=args.dataroot,
                                               target=args.tfidf_sources.split(','), glove_file=glove_text)
@@ -155,7 +155,7 @@ def run(args):
     train_set, val_set = training_data(args, dictionary)
     model = runtime.build_model(train_set.datasets[0] if isinstance(train_set, ConcatDataset) else train_set,
                                 args, args.task)
-    init_word_embedding(model, args)
+    init_word_embedding(model, args, dictionary)
     model = model.to(device)
     base_lr = args.lr or engine.base_learning_rate(val_set is not None)
     optimizer = torch.optim.Adamax([p for p in model.parameters() if p.requires_grad], lr=base_lr)
