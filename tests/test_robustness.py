@@ -114,6 +114,18 @@ def edit_json(path, edit):
     write_json(path, data)
 
 
+def edit_text(path, edit):
+    """Replace a text file's content by `edit(content)`."""
+    with open(path) as handle:
+        text = handle.read()
+    with open(path, 'w') as handle:
+        handle.write(edit(text))
+
+
+def flickr_file(root, folder, name):
+    return os.path.join(root, 'flickr30k', 'Flickr30kEntities', folder, name)
+
+
 def val_questions(root):
     return os.path.join(root, 'v2_OpenEnded_mscoco_val2014_questions.json')
 
@@ -256,10 +268,7 @@ def tsv_wrong_feature_dim(root):
 @case('v2_OpenEnded_mscoco_val2014_questions.json is not valid JSON (line 1',
       'tools/download.sh')
 def questions_truncated_json(root):
-    with open(val_questions(root)) as handle:
-        text = handle.read()
-    with open(val_questions(root), 'w') as handle:
-        handle.write(text[:len(text) // 2])
+    edit_text(val_questions(root), lambda text: text[:len(text) // 2])
     return ['tools/create_dictionary.py', '--dataroot', root]
 
 
@@ -466,56 +475,41 @@ def flickr_malformed_xml(root):
 @case("Annotations/101.xml: <xmin> holds 'ten', expected an integer",
       'process_flickr.sh', data='flickr')
 def flickr_xml_non_integer_coordinate(root):
-    path = os.path.join(root, 'flickr30k', 'Flickr30kEntities', 'Annotations', '101.xml')
-    with open(path) as handle:
-        text = handle.read()
-    start = text.index('<xmin>') + len('<xmin>')
-    with open(path, 'w') as handle:
-        handle.write(text[:start] + 'ten' + text[text.index('</xmin>'):])
+    edit_text(flickr_file(root, 'Annotations', '101.xml'),
+              lambda text: text[:text.index('<xmin>') + len('<xmin>')] + 'ten' + text[text.index('</xmin>'):])
     return flickr_main_cmd(root)
 
 
 @case("Annotations/100.xml: <name> holds 'one', expected an integer",
       'process_flickr.sh', data='flickr')
 def flickr_xml_non_integer_chain_id(root):
-    path = os.path.join(root, 'flickr30k', 'Flickr30kEntities', 'Annotations', '100.xml')
-    with open(path) as handle:
-        text = handle.read()
-    with open(path, 'w') as handle:
-        handle.write(text.replace('<name>1</name>', '<name>one</name>', 1))
+    edit_text(flickr_file(root, 'Annotations', '100.xml'),
+              lambda text: text.replace('<name>1</name>', '<name>one</name>', 1))
     return flickr_main_cmd(root)
 
 
 @case('Annotations/100.xml: box [', 'is inverted', 'process_flickr.sh', data='flickr')
 def flickr_xml_inverted_box(root):
-    path = os.path.join(root, 'flickr30k', 'Flickr30kEntities', 'Annotations', '100.xml')
-    with open(path) as handle:
-        text = handle.read()
-    with open(path, 'w') as handle:
-        handle.write(text.replace('<xmin>', '<xmin>9999', 1))
+    edit_text(flickr_file(root, 'Annotations', '100.xml'), lambda text: text.replace('<xmin>', '<xmin>9999', 1))
     return flickr_main_cmd(root)
 
 
 @case('Sentences/102.txt:3: "[" at column 29 is never closed', 'process_flickr.sh',
       data='flickr')
 def flickr_unbalanced_brackets(root):
-    path = os.path.join(root, 'flickr30k', 'Flickr30kEntities', 'Sentences', '102.txt')
-    with open(path) as handle:
-        lines = handle.read().split('\n')
-    lines[2] = lines[2].replace('a man]', 'a man')
-    with open(path, 'w') as handle:
-        handle.write('\n'.join(lines))
+    def open_third_line(text):
+        lines = text.split('\n')
+        lines[2] = lines[2].replace('a man]', 'a man')
+        return '\n'.join(lines)
+    edit_text(flickr_file(root, 'Sentences', '102.txt'), open_third_line)
     return flickr_main_cmd(root)
 
 
 @case('Sentences/103.txt:2: bad phrase annotation [/EN#one/people',
       'process_flickr.sh', data='flickr')
 def flickr_non_integer_chain_id_in_sentence(root):
-    path = os.path.join(root, 'flickr30k', 'Flickr30kEntities', 'Sentences', '103.txt')
-    with open(path) as handle:
-        text = handle.read()
-    with open(path, 'w') as handle:
-        handle.write(text.replace('[/EN#1/people The person]', '[/EN#one/people The person]'))
+    edit_text(flickr_file(root, 'Sentences', '103.txt'),
+              lambda text: text.replace('[/EN#1/people The person]', '[/EN#one/people The person]'))
     return flickr_main_cmd(root)
 
 
