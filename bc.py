@@ -14,6 +14,52 @@ import torch.nn as nn
 from fc import Dropout, FCNet, WNLinear, weight_norm_scale
 
 
+class _GlimpseLogits(torch.autograd.Function):
+    """``logits[b,h,i,j] = sum_k v_[b,i,k] * W[h,k] * q_[b,j,k]`` with a hand-written backward.
+
+    Forward scales the (short) word side by each glimpse's weights and folds the
+    glimpses into one batched matmul: B*H*L*K floats instead of the B*N*L*K outer
+    product. Backward goes glimpse by glimpse, so its temporaries are B*L*K
+    floats rather than autograd's B*H*L*K products (strided, and as large as the
+    forward's scaled words), and the scaled words are recomputed instead of kept.
+    """
+
+    @staticmethod
+    def forward(ctx, v_, q_, weight):
+        batch, num_boxes, _ = v_.shape
+        glimpses, num_words = weight.size(0), q_.size(1)
+        q_h = q_.unsqueeze(1) * weight[None, :, None, :]  # [B,H,L,K]
+        q_h = q_h.reshape(batch, glimpses * num_words, -1)  # [B,H*L,K]
+        logits = torch.bmm(v_, q_h.transpose(1, 2))  # [B,N,H*L]
+        ctx.save_for_backward(v_, q_, weight)
+        return logits.view(batch, num_boxes, glimpses, num_words).transpose(1, 2)  # [B,H,N,L]
+
+    @staticmethod
+    @torch.autograd.function.once_differentiable
+    def backward(ctx, grad_logits):
+        v_, q_, weight = ctx.saved_tensors
+        grad_logits = grad_logits.contiguous()  # [B,H,N,L]
+        # Under autocast the forward matmul ran in a reduced dtype; the matmuls here
+        # run in that dtype too and the sums over glimpses accumulate in float32.
+        work_dtype = grad_logits.dtype
+        acc_dtype = torch.promote_types(work_dtype, torch.float32)
+        v_work = v_.to(work_dtype)  # [B,N,K]
+        grad_v = torch.zeros(v_.shape, dtype=acc_dtype, device=v_.device)  # [B,N,K]
+        grad_q = torch.zeros(q_.shape, dtype=acc_dtype, device=q_.device)  # [B,L,K]
+        grad_weight = torch.empty_like(weight)  # [H,K]
+        for h in range(weight.size(0)):
+            grad_h = grad_logits[:, h]  # [B,N,L]
+            q_scaled = (q_ * weight[h]).to(work_dtype)  # [B,L,K]
+            if acc_dtype == work_dtype:
+                grad_v.baddbmm_(grad_h, q_scaled)  # [B,N,K]
+            else:
+                grad_v.add_(torch.bmm(grad_h, q_scaled))  # [B,N,K]
+            grad_q_h = torch.bmm(grad_h.transpose(1, 2), v_work).to(acc_dtype)  # [B,L,K] dL/dq_scaled
+            grad_q.addcmul_(grad_q_h, weight[h])  # [B,L,K]
+            grad_weight[h] = (grad_q_h * q_).sum((0, 1))  # [K]
+        return grad_v.to(v_.dtype), grad_q.to(q_.dtype), grad_weight
+
+
 class BCNet(nn.Module):
     """Low-rank bilinear pooling of a visual set v [B,N,v_dim] and a word set q [B,L,q_dim].
 
@@ -54,14 +100,7 @@ class BCNet(nn.Module):
         v_ = self.dropout(self.v_net(v))  # [B,N,K]
         q_ = self.q_net(q)  # [B,L,K]
         weight, bias = self._glimpse_weights()  # [H,K], [H]
-        # Scale the (short) word side by each glimpse's weights and fold the glimpses into one
-        # batched matmul: B*H*L*K floats instead of the B*N*L*K outer product, and no
-        # broadcast whose backward would expand v_ to B*H*N*K.
-        batch, num_words, _ = q_.shape
-        q_h = q_.unsqueeze(1) * weight[None, :, None, :]  # [B,H,L,K]
-        q_h = q_h.reshape(batch, -1, q_h.size(-1))  # [B,H*L,K]
-        logits = torch.bmm(v_, q_h.transpose(1, 2))  # [B,N,H*L]
-        logits = logits.view(batch, v_.size(1), -1, num_words).transpose(1, 2)  # [B,H,N,L]
+        logits = _GlimpseLogits.apply(v_, q_, weight)  # [B,H,N,L]
         return logits + bias.view(1, -1, 1, 1)  # [B,H,N,L]
 
     def forward_with_weights(self, v, q, w):
