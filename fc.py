@@ -7,6 +7,10 @@ directly while keeping the parameter names `weight_g` / `weight_v` (and the
 order bias, weight_g, weight_v) of the released checkpoints, so their state
 dicts and Adamax states load unchanged.
 """
+import math
+import os
+from concurrent.futures import ThreadPoolExecutor
+
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
@@ -42,23 +46,65 @@ def weight_norm_scale(v, g):
     return _ScalarWeightNorm.apply(v, g)
 
 
+RNG_CHUNK = 1 << 18  # elements per separately seeded block of a dropout mask
+_rng_pools = {}  # pid -> thread pool (a forked worker must not reuse its parent's threads)
+
+
+def _rng_pool():
+    pool = _rng_pools.get(os.getpid())
+    if pool is None:
+        pool = ThreadPoolExecutor(max(1, torch.get_num_threads()), thread_name_prefix='dropout-rng')
+        _rng_pools.clear()
+        _rng_pools[os.getpid()] = pool
+    return pool
+
+
+def cpu_uniform(shape):
+    """float32 uniform [0, 1) numbers on CPU, drawn in parallel.
+
+    torch's CPU generator fills a tensor on one thread. Here a large tensor is
+    cut into blocks of RNG_CHUNK elements, each filled by its own generator
+    seeded from the default one, on up to torch.get_num_threads() threads. The
+    blocks (and so the numbers) do not depend on the thread count: one
+    `torch.manual_seed` gives the same draws on any machine.
+    """
+    out = torch.empty(shape, dtype=torch.float32)
+    flat = out.view(-1)
+    num_chunks = math.ceil(flat.numel() / RNG_CHUNK)
+    if num_chunks <= 1:
+        return out.uniform_()
+    seeds = torch.randint(0, 2 ** 62, (num_chunks,)).tolist()
+
+    def fill(index):
+        generator = torch.Generator().manual_seed(seeds[index])
+        flat[index * RNG_CHUNK:(index + 1) * RNG_CHUNK].uniform_(generator=generator)
+
+    if torch.get_num_threads() == 1:
+        for index in range(num_chunks):
+            fill(index)
+    else:
+        list(_rng_pool().map(fill, range(num_chunks)))
+    return out
+
+
 class Dropout(nn.Dropout):
     """nn.Dropout, faster on CPU.
 
     Same function: each element is kept with probability 1 - p and scaled by
     1 / (1 - p). On CPU the keep mask comes from one float32 uniform draw per
-    element compared with p, about twice as fast as the stock bernoulli_-based
-    kernel, and drawn the same way whatever the input dtype (so float32 and
-    bfloat16-autocast runs from one seed drop the same elements). On other
-    devices the stock (fused) kernel runs. No parameters, so module indices
-    and state dicts are unchanged.
+    element compared with p (`cpu_uniform`, drawn on several threads), about
+    three times as fast as the stock bernoulli_-based kernel, and drawn the
+    same way whatever the input dtype (so float32 and bfloat16-autocast runs
+    from one seed drop the same elements). On other devices the stock (fused)
+    kernel runs. No parameters, so module indices and state dicts are
+    unchanged.
     """
 
     def forward(self, x):
         if (not self.training or self.inplace or not 0 < self.p < 1
                 or x.device.type != 'cpu' or not x.is_floating_point()):
             return super().forward(x)
-        keep_scale = torch.rand_like(x, dtype=torch.float32).ge_(self.p).mul_(1 / (1 - self.p))
+        keep_scale = cpu_uniform(x.shape).ge_(self.p).mul_(1 / (1 - self.p))
         return x * keep_scale.to(x.dtype)  # 0 or 1/(1-p) per element
 
 

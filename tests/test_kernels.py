@@ -3,7 +3,7 @@ import pytest
 import torch
 
 from bc import BCNet, _GlimpseLogits
-from fc import Dropout, weight_norm_scale
+from fc import RNG_CHUNK, Dropout, cpu_uniform, weight_norm_scale
 
 
 def plain_glimpse_logits(v_, q_, weight):
@@ -86,8 +86,9 @@ def test_cpu_dropout_keeps_1_minus_p_and_rescales(p):
     assert torch.equal(Dropout(p).eval()(x), x)
 
 
-def test_cpu_dropout_is_reproducible_from_the_seed():
-    x = torch.randn(64, 3000)
+@pytest.mark.parametrize('size', [3000, 3 * RNG_CHUNK])
+def test_cpu_dropout_is_reproducible_from_the_seed(size):
+    x = torch.randn(size)
     torch.manual_seed(3)
     first = Dropout(0.2).train()(x)
     torch.manual_seed(3)
@@ -96,3 +97,26 @@ def test_cpu_dropout_is_reproducible_from_the_seed():
     third = Dropout(0.2).train()(x)
     assert torch.equal(first, second)
     assert not torch.equal(first, third)
+
+
+def test_parallel_uniform_draws_do_not_depend_on_the_thread_count():
+    shape = (3, RNG_CHUNK + 1000)  # several separately seeded blocks
+    threads = torch.get_num_threads()
+    draws = []
+    try:
+        for count in (1, 2, 3):
+            torch.set_num_threads(count)
+            torch.manual_seed(11)
+            draws.append(cpu_uniform(shape))
+    finally:
+        torch.set_num_threads(threads)
+    assert all(torch.equal(draws[0], other) for other in draws[1:])
+    flat = draws[0].view(-1)
+    assert 0 <= flat.min() and flat.max() < 1
+    assert abs(flat.mean().item() - 0.5) < 0.002
+    # blocks come from different generators: no block repeats the first
+    first = flat[:1000]
+    for start in range(RNG_CHUNK, flat.numel() - 1000, RNG_CHUNK):
+        assert not torch.equal(first, flat[start:start + 1000])
+    torch.manual_seed(12)
+    assert not torch.equal(cpu_uniform(shape), draws[0])
