@@ -614,13 +614,35 @@ def _collate_column(values):
     first = values[0]
     if torch.is_tensor(first):
         if first.dim() > 1:
-            return torch.nn.utils.rnn.pad_sequence(list(values), batch_first=True)  # [B, N_max, ...], zero rows
-        return torch.stack(values, 0)
+            return _pad_rows(values)  # [B, N_max, ...], zero rows
+        return torch.stack(values, 0, out=_batch_buffer(first, (len(values),) + tuple(first.shape)))
     if isinstance(first, (int, np.integer)):
         return torch.tensor([int(value) for value in values], dtype=torch.long)  # [B]
     if isinstance(first, float):
         return torch.tensor(values, dtype=torch.float32)  # [B]
     raise TypeError('pad_collate cannot batch items of type %s' % type(first).__name__)
+
+
+def _batch_buffer(like, shape):
+    """An uninitialised tensor of `shape` with `like`'s dtype. In a DataLoader
+    worker it lives in shared memory, so handing the batch to the main process
+    needs no copy (torch's default_collate does the same)."""
+    if torch.utils.data.get_worker_info() is None:
+        return torch.empty(shape, dtype=like.dtype)
+    numel = int(np.prod(shape))
+    storage = like._typed_storage()._new_shared(numel, device=like.device)
+    return like.new(storage).view(shape)
+
+
+def _pad_rows(values):
+    """Stack [n_i, ...] tensors into [B, N_max, ...], padding with zero rows."""
+    first = values[0]
+    num_rows = max(value.size(0) for value in values)
+    out = _batch_buffer(first, (len(values), num_rows) + tuple(first.shape[1:]))  # [B, N_max, ...]
+    for index, value in enumerate(values):
+        out[index, :value.size(0)] = value
+        out[index, value.size(0):] = 0
+    return out
 
 
 # ----------------------------------------------------------------- GloVe

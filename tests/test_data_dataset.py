@@ -227,3 +227,16 @@ def test_process_sh_prepares_a_data_root(tmp_path, dictionary):
     assert val.label2ans == LABELS_MIN1 and len(val) == 3
     again = subprocess.run(['bash', script, root], env=env, capture_output=True, text=True, timeout=120)
     assert again.returncode == 0 and '[skip] adaptive features already converted' in again.stdout
+
+
+def _collate_and_report_sharing(batch):
+    features, spatials, questions, targets = pad_collate(batch)
+    return [tensor.is_shared() for tensor in (features, spatials, questions, targets)]
+
+
+def test_worker_batches_are_built_in_shared_memory(prepared, dictionary):
+    train = VQAFeatureDataset('train', dictionary, prepared)
+    in_worker = next(iter(DataLoader(train, batch_size=4, collate_fn=_collate_and_report_sharing, num_workers=1)))
+    assert in_worker == [True] * 4  # no copy when the batch is handed to the main process
+    in_main = _collate_and_report_sharing([train[0], train[1]])
+    assert in_main == [False] * 4
