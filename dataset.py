@@ -638,10 +638,9 @@ def _pad_rows(values):
     """Stack [n_i, ...] tensors into [B, N_max, ...], padding with zero rows."""
     first = values[0]
     num_rows = max(value.size(0) for value in values)
-    out = _batch_buffer(first, (len(values), num_rows) + tuple(first.shape[1:]))  # [B, N_max, ...]
+    out = _batch_buffer(first, (len(values), num_rows) + tuple(first.shape[1:])).zero_()  # [B, N_max, ...]
     for index, value in enumerate(values):
-        out[index, :value.size(0)] = value
-        out[index, value.size(0):] = 0
+        out[index].narrow(0, 0, value.size(0)).copy_(value)
     return out
 
 
