@@ -7,8 +7,6 @@
 import argparse
 import os
 
-from torch.utils.data import DataLoader
-
 import runtime
 import train as engine
 from utils import run_cli, save_json, str2bool
@@ -45,23 +43,22 @@ def eval_dataset(args, dictionary):
     return VQAFeatureDataset(args.split, dictionary, dataroot=args.dataroot, adaptive=True)
 
 
-def official_accuracy(model, dataset, args, device):
-    """The official VQA metric on the split's annotation file, when present."""
-    from dataset import pad_collate
-    from test import answers_from_logits, predict_logits
-    from tools.vqa_eval import evaluate_results
+def official_files(args):
+    """(questions, annotations) JSON paths of args.split, or None when either is missing."""
     year = '2014'
     questions = os.path.join(args.dataroot, 'v2_OpenEnded_mscoco_%s%s_questions.json' % (args.split, year))
     annotations = os.path.join(args.dataroot, 'v2_mscoco_%s%s_annotations.json' % (args.split, year))
-    if not (os.path.exists(questions) and os.path.exists(annotations)):
-        return None
-    loader = DataLoader(dataset, batch_size=args.batch_size, shuffle=False, num_workers=args.workers,
-                        collate_fn=pad_collate)
-    _, logits = predict_logits(model, loader, device)
-    import torch
-    ids = torch.tensor([entry['question_id'] for entry in dataset.entries])
-    results = answers_from_logits(ids, logits, dataset.label2ans)
-    return evaluate_results(results, questions, annotations)
+    if os.path.exists(questions) and os.path.exists(annotations):
+        return questions, annotations
+    return None
+
+
+def official_accuracy(dataset, answer_labels, files):
+    """The official VQA metric of the predicted labels (one per entry, in order)."""
+    from tools.vqa_eval import evaluate_results
+    results = [{'question_id': int(entry['question_id']), 'answer': dataset.label2ans[label]}
+               for entry, label in zip(dataset.entries, answer_labels)]
+    return evaluate_results(results, *files)
 
 
 def evaluate_checkpoint(args, dictionary, path, device, ctx, batch_size):
@@ -70,12 +67,13 @@ def evaluate_checkpoint(args, dictionary, path, device, ctx, batch_size):
     model, ckpt = runtime.model_from_checkpoint(dataset, args, args.task, path, device)
     from main import eval_loader_for
     loader = eval_loader_for(dataset, args, device, ctx, batch_size)
-    metrics = engine.evaluate(model, loader, engine.TASKS[args.task](), device, ctx)
+    files = official_files(args) if args.task == 'vqa' else None
+    task = engine.VQATask(keep_answers=True) if files else engine.TASKS[args.task]()
+    metrics = engine.evaluate(model, loader, task, device, ctx)
+    answer_labels = metrics.pop('answers', None)
     metrics.update(checkpoint=path, epoch=ckpt.get('epoch'), split=args.split)
-    if args.task == 'vqa' and ctx.is_main:
-        official = official_accuracy(model, dataset, args, device)
-        if official is not None:
-            metrics['official'] = official
+    if files and ctx.is_main:
+        metrics['official'] = official_accuracy(dataset, answer_labels, files)
     return metrics
 
 

@@ -76,8 +76,16 @@ def calc_entropy(att):
 # ----------------------------------------------------------------- tasks
 
 class VQATask:
-    """Batches (v, b, q, target); loss = the recipe's BCE; score = VQA soft score."""
+    """Batches (v, b, q, target); loss = the recipe's BCE; score = VQA soft score.
+
+    With `keep_answers` evaluation also returns 'answers': the arg-max label of
+    every item in loader order (for the official metric, without a second pass).
+    """
     name = 'vqa'
+    concatenated = ('answers',)  # per-item lists that evaluate() joins instead of adding
+
+    def __init__(self, keep_answers=False):
+        self.keep_answers = keep_answers
 
     @staticmethod
     def to_device(batch, device):
@@ -93,10 +101,13 @@ class VQATask:
     def eval_step(self, model, batch):
         v, b, q, target = batch
         logits, att = model(v, b, q, None)
-        return {'score': compute_score_with_logits(logits, target).sum().item(),
+        sums = {'score': compute_score_with_logits(logits, target).sum().item(),
                 'upper_bound': target.max(1)[0].sum().item(),
                 'samples': v.size(0),
                 'entropy': calc_entropy(att).tolist()}
+        if self.keep_answers:
+            sums['answers'] = logits.argmax(1).tolist()
+        return sums
 
     @staticmethod
     def summarise(sums):
@@ -106,6 +117,8 @@ class VQATask:
                   'samples': int(sums.get('samples', 0))}
         if 'entropy' in sums:
             result['entropy'] = [value / samples for value in sums['entropy']]
+        if 'answers' in sums:
+            result['answers'] = sums['answers']
         return result
 
 
@@ -113,6 +126,7 @@ class FlickrTask:
     """Batches (v, b, q, e_pos, e_num, target, entity_ids, entity_types);
     loss = summed BCE over the valid entities' box logits / batch."""
     name = 'flickr'
+    concatenated = ()
 
     @staticmethod
     def to_device(batch, device):
@@ -338,7 +352,9 @@ def evaluate(model, loader, task, device, ctx=None, amp='off'):
     totals = {}
     for _, sums in sorted(per_batch, key=lambda item: item[0]):
         for key, value in sums.items():
-            if isinstance(value, list):
+            if key in task.concatenated:
+                totals[key] = totals.get(key, []) + value
+            elif isinstance(value, list):
                 totals[key] = [a + b for a, b in zip(totals.get(key, [0.0] * len(value)), value)]
             else:
                 totals[key] = totals.get(key, 0.0) + value

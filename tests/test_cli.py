@@ -164,6 +164,35 @@ def test_evaluate_reports_score_and_official_accuracy(tiny_root, trained, tmp_pa
     assert 'official VQA accuracy' in out and 'upper bound' in out
 
 
+def test_official_accuracy_comes_from_the_same_single_pass(tiny_root, trained, monkeypatch):
+    import evaluate
+    import runtime
+    from dataset import Dictionary, VQAFeatureDataset, pad_collate
+    from test import answers_from_logits, predict_logits
+    from tools.vqa_eval import evaluate_results
+    from torch.utils.data import DataLoader
+    forwards = []
+    load_model = runtime.model_from_checkpoint
+
+    def counting_model(*args, **kwargs):
+        model, ckpt = load_model(*args, **kwargs)
+        model.register_forward_hook(lambda module, inputs, output: forwards.append(inputs[0].size(0)))
+        return model, ckpt
+
+    monkeypatch.setattr(runtime, 'model_from_checkpoint', counting_model)
+    metrics = evaluate.main(['--dataroot', tiny_root, '--input', str(trained), '--epoch', '3'] + EVAL)
+    assert sum(forwards) == metrics['samples'] == 48  # every val question once
+    assert 'answers' not in metrics
+    # the same figure from predictions made separately, as test.py makes them
+    args = evaluate.parse_args(['--dataroot', tiny_root, '--input', str(trained), '--epoch', '3'] + EVAL)
+    val = VQAFeatureDataset('val', Dictionary.load_from_file(os.path.join(tiny_root, 'dictionary.pkl')), tiny_root)
+    model, _ = load_model(val, args, 'vqa', str(trained / 'model_epoch3.pth'), torch.device('cpu'))
+    _, logits = predict_logits(model, DataLoader(val, batch_size=16, collate_fn=pad_collate), torch.device('cpu'))
+    ids = torch.tensor([entry['question_id'] for entry in val.entries])
+    expected = evaluate_results(answers_from_logits(ids, logits, val.label2ans), *evaluate.official_files(args))
+    assert metrics['official'] == expected
+
+
 def test_main_evaluate_flag_matches_evaluate_py(tiny_root, trained):
     import evaluate
     import main
