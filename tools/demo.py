@@ -13,7 +13,6 @@ exist, so a second run only re-reads the results.
 """
 import argparse
 import glob
-import json
 import os
 import subprocess
 import sys
