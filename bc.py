@@ -39,6 +39,7 @@ class _GlimpseLogits(torch.autograd.Function):
     def backward(ctx, grad_logits):
         v_, q_, weight = ctx.saved_tensors
         grad_logits = grad_logits.contiguous()  # [B,H,N,L]
+        grad_logits_t = grad_logits.transpose(2, 3).contiguous()  # [B,H,L,N] (bmm runs faster on it)
         # Under autocast the forward matmul ran in a reduced dtype; the matmuls here
         # run in that dtype too and the sums over glimpses accumulate in float32.
         work_dtype = grad_logits.dtype
@@ -54,7 +55,7 @@ class _GlimpseLogits(torch.autograd.Function):
                 grad_v.baddbmm_(grad_h, q_scaled)  # [B,N,K]
             else:
                 grad_v.add_(torch.bmm(grad_h, q_scaled))  # [B,N,K]
-            grad_q_h = torch.bmm(grad_h.transpose(1, 2), v_work).to(acc_dtype)  # [B,L,K] dL/dq_scaled
+            grad_q_h = torch.bmm(grad_logits_t[:, h], v_work).to(acc_dtype)  # [B,L,K] dL/dq_scaled
             grad_q.addcmul_(grad_q_h, weight[h])  # [B,L,K]
             grad_weight[h] = (grad_q_h * q_).sum((0, 1))  # [K]
         return grad_v.to(v_.dtype), grad_q.to(q_.dtype), grad_weight

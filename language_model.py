@@ -70,4 +70,6 @@ class QuestionEmbedding(nn.Module):
     def forward_all(self, x):
         """Hidden state at every step: x [B,L,in_dim] -> [B,L,num_hid*ndirections]."""
         output, _ = self.rnn(x)  # zero initial state, as the original's init_hidden
-        return output
+        # batch_first output is a transposed view; linear layers on a strided 3-d
+        # input fall back to a batched matmul with an expanded weight (slower)
+        return output.contiguous()  # [B,L,H]

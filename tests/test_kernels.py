@@ -120,3 +120,12 @@ def test_parallel_uniform_draws_do_not_depend_on_the_thread_count():
         assert not torch.equal(first, flat[start:start + 1000])
     torch.manual_seed(12)
     assert not torch.equal(cpu_uniform(shape), draws[0])
+
+
+def test_question_states_are_contiguous_for_the_linear_layers():
+    from language_model import QuestionEmbedding
+    encoder = QuestionEmbedding(6, 8, 1, False, 0.0)
+    states = encoder.forward_all(torch.randn(3, 5, 6))
+    assert states.shape == (3, 5, 8) and states.is_contiguous()
+    expected, _ = encoder.rnn(torch.randn(3, 5, 6).zero_())
+    assert torch.allclose(encoder.forward_all(torch.zeros(3, 5, 6)), expected)
