@@ -119,6 +119,14 @@ def test_resume_is_exact(tiny_root, tmp_path):
     assert without_timing(json_log(straight)) == without_timing(json_log(split))
 
 
+def test_worker_processes_train_exactly_as_in_process_loading(tiny_root, tmp_path):
+    in_process, workers = tmp_path / 'in_process', tmp_path / 'workers'
+    run_main(tiny_root, in_process, '--epochs', '2', '--seed', '5')
+    run_main(tiny_root, workers, '--epochs', '2', '--seed', '5', '--workers', '2')  # shared-memory batches
+    assert_same_weights(in_process / 'model_last.pth', workers / 'model_last.pth')
+    assert without_timing(json_log(in_process)) == without_timing(json_log(workers))
+
+
 def test_ctrl_c_saves_a_checkpoint_that_resumes_mid_epoch_exactly(tiny_root, tmp_path, monkeypatch):
     import train
     straight, interrupted = tmp_path / 'straight', tmp_path / 'interrupted'
