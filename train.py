@@ -353,7 +353,7 @@ def evaluate(model, loader, task, device, ctx=None, amp='off'):
     for _, sums in sorted(per_batch, key=lambda item: item[0]):
         for key, value in sums.items():
             if key in task.concatenated:
-                totals[key] = totals.get(key, []) + value
+                totals.setdefault(key, []).extend(value)
             elif isinstance(value, list):
                 totals[key] = [a + b for a, b in zip(totals.get(key, [0.0] * len(value)), value)]
             else:
