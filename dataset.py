@@ -614,8 +614,8 @@ def _collate_column(values):
     first = values[0]
     if torch.is_tensor(first):
         if first.dim() > 1:
-            return _pad_rows(values)  # [B, N_max, ...], zero rows
-        return torch.stack(values, 0, out=_batch_buffer(first, (len(values),) + tuple(first.shape)))
+            return pad_rows(values)  # [B, N_max, ...], zero rows
+        return stack_batch(values)  # [B, ...]
     if isinstance(first, (int, np.integer)):
         return torch.tensor([int(value) for value in values], dtype=torch.long)  # [B]
     if isinstance(first, float):
@@ -634,8 +634,15 @@ def _batch_buffer(like, shape):
     return like.new(storage).view(shape)
 
 
-def _pad_rows(values):
-    """Stack [n_i, ...] tensors into [B, N_max, ...], padding with zero rows."""
+def stack_batch(values):
+    """torch.stack of same-shape tensors into [B, ...] (in shared memory in a worker)."""
+    first = values[0]
+    return torch.stack(values, 0, out=_batch_buffer(first, (len(values),) + tuple(first.shape)))
+
+
+def pad_rows(values):
+    """Stack [n_i, ...] tensors into [B, N_max, ...], padding with zero rows
+    (in shared memory in a worker)."""
     first = values[0]
     num_rows = max(value.size(0) for value in values)
     out = _batch_buffer(first, (len(values), num_rows) + tuple(first.shape[1:])).zero_()  # [B, N_max, ...]

@@ -502,16 +502,14 @@ def _type_row(phrase, where):
 def flickr_collate(batch):
     """Batch Flickr30k items: features and spatials are padded with zero rows
     to the largest box count of the batch ([B, N, v_dim], [B, N, 6]); the
-    fixed-size tensors are stacked; entity_types stays a list of [n_i, 3]."""
+    fixed-size tensors are stacked; entity_types stays a list of [n_i, 3].
+    In a DataLoader worker the tensors are built in shared memory, as
+    pad_collate's."""
+    import dataset
     columns = list(zip(*batch))
-    features, spatials = _pad_boxes(columns[0]), _pad_boxes(columns[1])
-    stacked = [torch.stack(column, 0) for column in columns[2:7]]
+    features, spatials = dataset.pad_rows(columns[0]), dataset.pad_rows(columns[1])
+    stacked = [dataset.stack_batch(column) for column in columns[2:7]]
     return (features, spatials, *stacked, list(columns[7]))
-
-
-def _pad_boxes(tensors):
-    max_boxes = max(tensor.size(0) for tensor in tensors)
-    return torch.stack([F.pad(tensor, (0, 0, 0, max_boxes - tensor.size(0))) for tensor in tensors], 0)
 
 
 # ----------------------------------------------------------------- dictionary
