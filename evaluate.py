@@ -45,12 +45,10 @@ def eval_dataset(args, dictionary):
 
 def official_files(args):
     """(questions, annotations) JSON paths of args.split, or None when either is missing."""
-    year = '2014'
-    questions = os.path.join(args.dataroot, 'v2_OpenEnded_mscoco_%s%s_questions.json' % (args.split, year))
-    annotations = os.path.join(args.dataroot, 'v2_mscoco_%s%s_annotations.json' % (args.split, year))
-    if os.path.exists(questions) and os.path.exists(annotations):
-        return questions, annotations
-    return None
+    from dataset import question_path
+    from tools.compute_softscore import annotation_path
+    files = question_path(args.dataroot, args.split), annotation_path(args.dataroot, args.split)
+    return files if all(os.path.exists(path) for path in files) else None
 
 
 def official_accuracy(dataset, answer_labels, files):
