@@ -47,15 +47,15 @@ def weight_norm_scale(v, g):
 
 
 RNG_CHUNK = 1 << 18  # elements per separately seeded block of a dropout mask
-_rng_pools = {}  # pid -> thread pool (a forked worker must not reuse its parent's threads)
+_rng_pool_of = (None, None)  # (pid, thread pool): a forked worker must not reuse its parent's threads
 
 
 def _rng_pool():
-    pool = _rng_pools.get(os.getpid())
-    if pool is None:
+    global _rng_pool_of
+    pid, pool = _rng_pool_of
+    if pid != os.getpid():
         pool = ThreadPoolExecutor(max(1, torch.get_num_threads()), thread_name_prefix='dropout-rng')
-        _rng_pools.clear()
-        _rng_pools[os.getpid()] = pool
+        _rng_pool_of = (os.getpid(), pool)
     return pool
 
 
