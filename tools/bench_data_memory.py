@@ -109,13 +109,18 @@ def measure(workdir, load_in_memory, num_workers, batch_size):
             'questions': len(train), 'padded_box_rows': padded_rows}
 
 
-def main(argv=None):
-    parser = argparse.ArgumentParser(description=__doc__.split('\n\n')[0])
-    parser.add_argument('--workdir', default='/tmp/ban_data_memory')
+def add_split_flags(parser, workdir):
+    """The flags of the generated split (`generate`) and its batch size."""
+    parser.add_argument('--workdir', default=workdir)
     parser.add_argument('--images', type=int, default=10000)
     parser.add_argument('--questions', type=int, default=40000)
     parser.add_argument('--feature_dim', type=int, default=2048)
     parser.add_argument('--batch_size', type=int, default=256)
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__.split('\n\n')[0])
+    add_split_flags(parser, '/tmp/ban_data_memory')
     parser.add_argument('--keep', action='store_true', help='keep the generated files')
     parser.add_argument('--measure', default=None, help=argparse.SUPPRESS)  # internal: one configuration
     args = parser.parse_args(argv)

@@ -26,6 +26,7 @@ REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, REPO)
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
+from bench_data_memory import add_split_flags, generate  # noqa: E402
 from utils import UserError, run_cli, save_json  # noqa: E402
 
 
@@ -41,11 +42,7 @@ def parse_workers(text):
 
 def parse_args(argv):
     parser = argparse.ArgumentParser(description=__doc__.split('\n\n')[0])
-    parser.add_argument('--workdir', default='/tmp/ban_loader')
-    parser.add_argument('--images', type=int, default=10000)
-    parser.add_argument('--questions', type=int, default=40000)
-    parser.add_argument('--feature_dim', type=int, default=2048)
-    parser.add_argument('--batch_size', type=int, default=256)
+    add_split_flags(parser, '/tmp/ban_loader')
     parser.add_argument('--workers', type=parse_workers, default=[0, 1, 2],
                         help='worker counts to measure, e.g. 0,2,4')
     parser.add_argument('--batches', type=int, default=30, help='timed batches per worker count')
@@ -123,7 +120,6 @@ def measure(args):
 
 def main(argv=None):
     args = parse_args(argv)
-    from bench_data_memory import generate
     os.makedirs(args.workdir, exist_ok=True)
     if not (args.keep and os.path.exists(os.path.join(args.workdir, 'train.hdf5'))):
         size, mean_boxes = generate(args.workdir, args.images, args.questions, args.feature_dim)
