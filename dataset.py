@@ -351,6 +351,15 @@ class _QuestionFeatureDataset(Dataset):
     """Shared item logic: entries with 'image' (feature row), 'q_token' and
     'answer' ({labels, scores} or None for test splits)."""
 
+    def _attach(self, store, dataroot):
+        """Use FeatureStore `store`, then load and tokenize the entries."""
+        self.feature_store = store
+        self.img_id2idx = store.img_id2idx
+        self.v_dim = store.v_dim
+        self.s_dim = store.s_dim
+        self.entries = self._load_entries(dataroot)
+        self.tokenize()
+
     def tokenize(self, max_length=QUESTION_LENGTH):
         """Cut each question to `max_length` tokens; pad AT THE END with padding_idx.
 
@@ -424,12 +433,7 @@ class VQAFeatureDataset(_QuestionFeatureDataset):
             features = FeatureStore(dataroot, feature_split(name), adaptive, load_in_memory)
         elif features.split != feature_split(name) or features.adaptive != adaptive:
             raise UserError('the features passed for %s are those of split %s' % (name, features.split))
-        self.feature_store = features
-        self.img_id2idx = features.img_id2idx
-        self.v_dim = features.v_dim
-        self.s_dim = features.s_dim
-        self.entries = self._load_entries(dataroot)
-        self.tokenize()
+        self._attach(features, dataroot)
 
     def _load_entries(self, dataroot):
         questions = sorted(load_questions(dataroot, self.name), key=lambda q: q['question_id'])
@@ -503,12 +507,7 @@ class VisualGenomeFeatureDataset(_QuestionFeatureDataset):
         self.ans2label = ans2label
         self.label2ans = label2ans if label2ans is not None else sorted(ans2label, key=ans2label.get)
         self.num_ans_candidates = len(ans2label)
-        self.feature_store = store
-        self.img_id2idx = store.img_id2idx
-        self.v_dim = store.v_dim
-        self.s_dim = store.s_dim
-        self.entries = self._load_entries(dataroot)
-        self.tokenize()
+        self._attach(store, dataroot)
 
     def _cache_paths(self, dataroot):
         stem = os.path.join(dataroot, 'cache', 'vg_%s%s_target' % (self.name, '_adaptive' if self.adaptive else ''))
