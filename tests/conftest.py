@@ -7,13 +7,13 @@ import pytest
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 sys.path.insert(0, str(REPO / 'tools'))
-REFERENCE = REPO.parent / 'shared' / 'reference'
+REFERENCE = REPO / 'tests' / 'golden'  # copy of the original's golden values (see golden/REFERENCE.md)
 
 
 @pytest.fixture(scope='session')
 def reference_dir():
     if not REFERENCE.is_dir():
-        pytest.fail('golden values not found at %s: clone the project beside ../shared' % REFERENCE)
+        pytest.fail('golden values not found at %s: the checkout is incomplete' % REFERENCE)
     return REFERENCE
 
 

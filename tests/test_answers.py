@@ -8,7 +8,7 @@ from hypothesis import given, settings, strategies as st
 
 import answers
 
-REFERENCE = Path(__file__).resolve().parents[1].parent / 'shared' / 'reference'
+REFERENCE = Path(__file__).resolve().parent / 'golden'
 
 
 @pytest.fixture(scope='module')

@@ -6,6 +6,7 @@ import os
 import pickle
 import shutil
 import subprocess
+import sys
 
 import h5py
 import numpy as np
@@ -217,7 +218,7 @@ def test_pad_collate_pads_any_box_dimension():
 
 def test_process_sh_prepares_a_data_root(tmp_path, dictionary):
     root = write_raw_root(tmp_path / 'data')
-    env = dict(os.environ, FEATURE_DIM=str(FEATURE_DIM), MIN_OCCURRENCE='1')
+    env = dict(os.environ, FEATURE_DIM=str(FEATURE_DIM), MIN_OCCURRENCE='1', PYTHON=sys.executable)
     script = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), 'tools', 'process.sh')
     result = subprocess.run(['bash', script, root], cwd=str(tmp_path), env=env, capture_output=True, text=True,
                             timeout=120)

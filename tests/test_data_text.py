@@ -16,7 +16,7 @@ from dataset import Dictionary
 from test_data_helpers import GLOVE_DIM, glove_vectors, write_raw_root
 from utils import UserError
 
-REFERENCE = Path(__file__).resolve().parents[1].parent / 'shared' / 'reference'
+REFERENCE = Path(__file__).resolve().parent / 'golden'
 
 
 @pytest.fixture(scope='module')

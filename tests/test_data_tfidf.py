@@ -13,7 +13,7 @@ import dataset
 from dataset import Dictionary
 from utils import UserError
 
-REFERENCE = Path(__file__).resolve().parents[1].parent / 'shared' / 'reference'
+REFERENCE = Path(__file__).resolve().parent / 'golden'
 NAMES = ['train', 'val', 'test2015']
 
 

@@ -14,7 +14,7 @@ import dataset_flickr as df
 from dataset import Dictionary
 from utils import UserError, safe_pickle_load
 
-REFERENCE = Path(__file__).resolve().parents[1].parent / 'shared' / 'reference'
+REFERENCE = Path(__file__).resolve().parent / 'golden'
 V_DIM = 8
 
 # ----------------------------------------------------------------- tiny tree

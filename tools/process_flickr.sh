@@ -13,6 +13,11 @@
 set -euo pipefail
 
 DATAROOT="${1:-data/flickr30k}"
+REPO="$(cd "$(dirname "$0")/.." && pwd)"
+# the interpreter: $PYTHON, else the repository's .venv (made by demo.sh / run_tests.sh), else python3
+default_python=python3
+[ -x "$REPO/.venv/bin/python" ] && default_python="$REPO/.venv/bin/python"
+PYTHON="${PYTHON:-$default_python}"
 TARBALL="$DATAROOT/Flickr30kEntities.tar.gz"
 
 if [ ! -d "$DATAROOT/Flickr30kEntities/Sentences" ]; then
@@ -24,5 +29,5 @@ if [ ! -d "$DATAROOT/Flickr30kEntities/Sentences" ]; then
     tar xf "$TARBALL" -C "$DATAROOT"
 fi
 
-python3 tools/create_dictionary.py --task flickr --dataroot "$DATAROOT"
-python3 tools/adaptive_detection_features_converter.py --task flickr --dataroot "$DATAROOT"
+"$PYTHON" "$REPO"/tools/create_dictionary.py --task flickr --dataroot "$DATAROOT"
+"$PYTHON" "$REPO"/tools/adaptive_detection_features_converter.py --task flickr --dataroot "$DATAROOT"
