@@ -1,4 +1,4 @@
-"""Word embedding (GloVe-initialised, optional fixed tf-idf table) and GRU question encoder."""
+"""Word embedding (GloVe-initialised, optional tf-idf table) and GRU question encoder."""
 import numpy as np
 import torch
 import torch.nn as nn
@@ -10,10 +10,11 @@ class WordEmbedding(nn.Module):
     """Embedding of ntoken words plus a padding row (index ntoken).
 
     With 'c' in `op` a second table `emb_` of the same size is concatenated
-    (giving 2*emb_dim features). It is fixed (requires_grad False) and holds
-    the tf-idf-weighted GloVe mixture (FORMATS §6). The original's
-    init_embedding switched `emb_` to trainable whenever a tf-idf matrix was
-    given; here it stays fixed, as the recipe describes.
+    (giving 2*emb_dim features), initialised with the tf-idf-weighted GloVe
+    mixture (FORMATS §6). It is created frozen; as in the original,
+    init_embedding makes it trainable whenever a tf-idf matrix is given (the
+    default recipe), so it is trained and has an entry in the optimizer
+    state. Without tf-idf it stays a frozen copy of the GloVe rows.
     """
 
     def __init__(self, ntoken, emb_dim, dropout, op=''):
@@ -24,13 +25,17 @@ class WordEmbedding(nn.Module):
         self.emb = nn.Embedding(ntoken + 1, emb_dim, padding_idx=ntoken)
         if 'c' in op:
             self.emb_ = nn.Embedding(ntoken + 1, emb_dim, padding_idx=ntoken)
-            self.emb_.weight.requires_grad = False
+            self.set_table_trainable(False)
         self.dropout = nn.Dropout(dropout)
+
+    def set_table_trainable(self, trainable):
+        """Train the tf-idf table `emb_` (op 'c') or keep it frozen."""
+        self.emb_.weight.requires_grad_(trainable)
 
     def init_embedding(self, np_file, tfidf=None, tfidf_weights=None):
         """Load GloVe rows [ntoken, emb_dim] from `np_file`; with `tfidf`
-        [ntoken, ntoken + n_new] and `tfidf_weights` [n_new, emb_dim] the fixed
-        table gets tfidf @ [glove; tfidf_weights]."""
+        [ntoken, ntoken + n_new] and `tfidf_weights` [n_new, emb_dim] the table
+        `emb_` gets tfidf @ [glove; tfidf_weights] and becomes trainable."""
         weight_init = torch.from_numpy(np.load(np_file)).float()  # [ntoken, D]
         if tuple(weight_init.shape) != (self.ntoken, self.emb_dim):
             raise UserError('%s holds a %s embedding matrix but the dictionary has %d words of %d '
@@ -39,13 +44,15 @@ class WordEmbedding(nn.Module):
         with torch.no_grad():
             self.emb.weight[:self.ntoken] = weight_init
             if 'c' in self.op:
-                fixed_init = weight_init
+                table_init = weight_init
                 if tfidf is not None:
                     if tfidf_weights is not None and tfidf_weights.size > 0:
                         extra = torch.from_numpy(np.asarray(tfidf_weights, dtype=np.float32))
-                        fixed_init = torch.cat([weight_init, extra], 0)  # [ntoken + n_new, D]
-                    fixed_init = tfidf.float().matmul(fixed_init)  # [ntoken, D]
-                self.emb_.weight[:self.ntoken] = fixed_init
+                        table_init = torch.cat([weight_init, extra], 0)  # [ntoken + n_new, D]
+                    table_init = tfidf.float().matmul(table_init)  # [ntoken, D]
+                self.emb_.weight[:self.ntoken] = table_init
+        if 'c' in self.op:
+            self.set_table_trainable(tfidf is not None)
 
     def forward(self, x):
         emb = self.emb(x)  # [B,L,D]

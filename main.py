@@ -123,16 +123,40 @@ def eval_loader_for(dataset, args, device, ctx, batch_size):
 
 # ----------------------------------------------------------------- model
 
+def uses_tfidf(args):
+    """The tf-idf matrix initialises (and so makes trainable) the table `emb_`
+    of op 'c' for VQA unless --tfidf is off, as in the original."""
+    return args.task == 'vqa' and args.tfidf and 'c' in args.op
+
+
 def init_word_embedding(model, args, dictionary):
     """GloVe init, plus the tf-idf table for op 'c' (FORMATS §6)."""
     tfidf, weights = None, None
-    if args.task == 'vqa' and args.tfidf and 'c' in args.op:
+    if uses_tfidf(args):
         from dataset import tfidf_from_questions
         extended = dictionary.copy()  # grows with VG/caption words; the datasets keep the original
         glove_text = os.path.join(args.dataroot, 'glove', 'glove.6B.%dd.txt' % args.emb_dim)
         tfidf, weights = tfidf_from_questions(['train', 'val', 'test2015'], extended, dataroot=args.dataroot,
                                               target=args.tfidf_sources.split(','), glove_file=glove_text)
     model.w_emb.init_embedding(runtime.glove_init_path(args.dataroot, args.task, args.emb_dim), tfidf, weights)
+
+
+def load_resumed_weights(model, args, checkpoint, ctx):
+    """--input: the checkpoint's weights replace any initialisation (so the
+    tf-idf matrix is not rebuilt), and `emb_` trains or stays frozen as in the
+    run that saved the checkpoint, which must be known before the optimizer
+    is built. A checkpoint without optimizer state follows --tfidf."""
+    runtime.load_model_state(model, checkpoint['model_state'], args.input)
+    if 'c' not in args.op:
+        return
+    model.w_emb.set_table_trainable(uses_tfidf(args))
+    if runtime.match_table_to_optimizer_state(model, checkpoint.get('optimizer_state')) and ctx.is_main:
+        if model.w_emb.emb_.weight.requires_grad:
+            print('note: %s was trained with the tf-idf table emb_ trainable (its optimizer state has an entry '
+                  'for it); it keeps training, whatever --tfidf says' % args.input)
+        else:
+            print('note: %s was trained with the tf-idf table emb_ frozen (its optimizer state has no entry for '
+                  'it: --tfidf off, or a checkpoint of an older version of this code); it stays frozen' % args.input)
 
 
 def per_rank_batch(args, ctx):
@@ -155,14 +179,17 @@ def run(args):
     train_set, val_set = training_data(args, dictionary)
     model = runtime.build_model(train_set.datasets[0] if isinstance(train_set, ConcatDataset) else train_set,
                                 args, args.task)
-    init_word_embedding(model, args, dictionary)
+    resume = {} if args.input is None else load_checkpoint(args.input, map_location=device)
+    if resume:
+        load_resumed_weights(model, args, resume, ctx)
+    else:
+        init_word_embedding(model, args, dictionary)
     model = model.to(device)
     base_lr = args.lr or engine.base_learning_rate(val_set is not None)
+    # the original's filter(requires_grad, model.parameters()): its order gives the state's indices
     optimizer = torch.optim.Adamax([p for p in model.parameters() if p.requires_grad], lr=base_lr)
-    start_epoch, resume = 0, {}
-    if args.input is not None:
-        resume = load_checkpoint(args.input, map_location=device)
-        runtime.load_model_state(model, resume['model_state'], args.input)
+    start_epoch = 0
+    if resume:
         start_epoch = runtime.resume_epoch(resume, args.input) + 1
         if 'optimizer_state' in resume:
             runtime.load_optimizer_state(optimizer, resume['optimizer_state'], args.input)

@@ -126,6 +126,34 @@ def load_optimizer_state(optimizer, state, path):
                         'trained with' % (path, str(err).splitlines()[0] if str(err) else type(err).__name__)) from None
 
 
+def saved_param_count(state):
+    """Parameters an optimizer state_dict covers, or None when it is malformed
+    (load_optimizer_state then names the problem)."""
+    try:
+        return sum(len(group['params']) for group in state['param_groups'])
+    except (KeyError, TypeError):
+        return None
+
+
+def match_table_to_optimizer_state(model, state):
+    """Train or freeze the tf-idf table `emb_` (op 'c') as the run that saved
+    the optimizer `state` did: with the table trainable (the original's
+    default) the state covers one parameter more (FORMATS §6). The model
+    state is already checked against the model, so the table is the only
+    parameter whose presence can differ. Returns True when the table's
+    setting was changed to fit, else False."""
+    w_emb = base_model.unwrap(model).w_emb
+    if not hasattr(w_emb, 'emb_'):
+        return False
+    trainable = w_emb.emb_.weight.requires_grad
+    ours = sum(1 for param in model.parameters() if param.requires_grad)
+    saved = saved_param_count(state)
+    if saved != ours + (-1 if trainable else 1):
+        return False
+    w_emb.set_table_trainable(not trainable)
+    return True
+
+
 def checkpoint_path(directory, epoch):
     return os.path.join(directory, 'model_epoch%d.pth' % epoch)
 
@@ -206,7 +234,7 @@ def add_model_flags(parser, task_default='vqa'):
     parser.add_argument('--num_hid', type=positive_int, default=1280)
     parser.add_argument('--model', type=str, default='ban')
     parser.add_argument('--op', type=str, choices=['', 'c'], default='c',
-                        help='"c": add the fixed tf-idf embedding table; "": no table')
+                        help='"c": add the tf-idf embedding table; "": no table')
     parser.add_argument('--gamma', type=positive_int, default=8, help='glimpses')
     parser.add_argument('--emb_dim', type=positive_int, default=300, help='GloVe width (50 for the demo)')
     parser.add_argument('--dataroot', type=str, default='data')

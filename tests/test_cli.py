@@ -5,6 +5,7 @@ import os
 import signal
 import subprocess
 import sys
+from types import SimpleNamespace
 
 import pytest
 import torch
@@ -150,6 +151,118 @@ def test_ctrl_c_saves_a_checkpoint_that_resumes_mid_epoch_exactly(tiny_root, tmp
              '--input', str(interrupted / 'model_interrupted.pth'))
     assert_same_weights(straight / 'model_last.pth', interrupted / 'model_last.pth')
     assert without_timing(json_log(straight)) == without_timing(json_log(interrupted))
+
+
+TABLE = 'module.w_emb.emb_.weight'  # the tf-idf table of op 'c'
+
+
+def optimizer_entries(checkpoint):
+    return sum(len(group['params']) for group in checkpoint['optimizer_state']['param_groups'])
+
+
+def original_layout(path, target):
+    """The checkpoint as the original's main.py saves it: no resume fields of ours."""
+    checkpoint = torch.load(path, weights_only=True)
+    torch.save({key: checkpoint[key] for key in ('epoch', 'model_state', 'optimizer_state')}, target)
+    return target
+
+
+def test_tfidf_table_trains_and_resumes_from_the_original_layout(tiny_root, tmp_path, capsys):
+    first, resumed = tmp_path / 'first', tmp_path / 'resumed'
+    run_main(tiny_root, first, '--epochs', '1', '--use_both')  # tf-idf on: the default
+    saved = torch.load(first / 'model_last.pth', weights_only=True)
+    assert optimizer_entries(saved) == len(saved['model_state'])  # every parameter, emb_ included
+    table_state = saved['optimizer_state']['state'][1]  # emb_ follows emb, as in the original's order
+    assert table_state['exp_avg'].shape == saved['model_state'][TABLE].shape
+    assert table_state['exp_avg'].abs().sum() > 0
+    path = original_layout(first / 'model_last.pth', tmp_path / 'original.pth')
+    capsys.readouterr()
+    run_main(tiny_root, resumed, '--epochs', '2', '--use_both', '--input', str(path))
+    assert 'note:' not in capsys.readouterr().out
+    after = torch.load(resumed / 'model_last.pth', weights_only=True)
+    assert after['epoch'] == 1 and [record['epoch'] for record in json_log(resumed)] == [1]
+    assert not torch.equal(after['model_state'][TABLE], saved['model_state'][TABLE])
+    assert after['optimizer_state']['state'][1]['step'] > table_state['step']
+
+
+def test_checkpoint_with_a_frozen_table_resumes_frozen_with_a_note(tiny_root, tmp_path, capsys):
+    frozen, resumed = tmp_path / 'frozen', tmp_path / 'resumed'
+    run_main(tiny_root, frozen, '--epochs', '1', '--use_both', '--tfidf')  # bare --tfidf: off, emb_ frozen
+    saved = torch.load(frozen / 'model_last.pth', weights_only=True)
+    assert optimizer_entries(saved) == len(saved['model_state']) - 1
+    capsys.readouterr()
+    run_main(tiny_root, resumed, '--epochs', '2', '--use_both', '--input', str(frozen / 'model_last.pth'))
+    assert 'trained with the tf-idf table emb_ frozen' in capsys.readouterr().out
+    after = torch.load(resumed / 'model_last.pth', weights_only=True)
+    assert after['epoch'] == 1 and optimizer_entries(after) == optimizer_entries(saved)
+    assert torch.equal(after['model_state'][TABLE], saved['model_state'][TABLE])
+    glove_table = 'module.w_emb.emb.weight'
+    assert not torch.equal(after['model_state'][glove_table], saved['model_state'][glove_table])  # it trains
+
+
+class GoldenCaseData(torch.utils.data.Dataset):
+    """The golden case's questions (config `vqa` of tests/golden) as a training set."""
+
+    def __init__(self, case, config):
+        self.case = case
+        self.dictionary = SimpleNamespace(ntoken=config['ntoken'])
+        self.v_dim, self.num_ans_candidates = config['v_dim'], config['n_ans']
+
+    def __len__(self):
+        return self.case['q'].size(0)
+
+    def __getitem__(self, index):
+        return tuple(self.case[key][index] for key in ('v', 'b', 'q', 'a'))  # [N,v_dim], [N,6], [14], [n_ans]
+
+
+def original_trainable_checkpoint(golden, data, target):
+    """The golden checkpoint after one step of the original's main.py with
+    tf-idf on: emb_ trainable, Adamax over filter(requires_grad, parameters)."""
+    import base_model
+    model = base_model.build_ban(data, 24, 'c', 2)
+    model.load_state_dict(golden['model_state'])
+    model.w_emb.set_table_trainable(True)
+    optimizer = torch.optim.Adamax([p for p in model.parameters() if p.requires_grad])
+    logits, _ = model(*(data.case[key] for key in ('v', 'b', 'q')), None)
+    torch.nn.functional.binary_cross_entropy_with_logits(logits, data.case['a']).backward()
+    optimizer.step()
+    torch.save({'epoch': golden['epoch'], 'model_state': base_model.checkpoint_state(model),
+                'optimizer_state': optimizer.state_dict()}, target)
+    return target
+
+
+@pytest.mark.parametrize('table,flags,note', [
+    ('frozen', [], 'emb_ frozen'),  # resumes as it was trained, though --tfidf is on
+    ('trainable', [], None),
+    ('trainable', ['--tfidf'], 'emb_ trainable'),  # resumes as it was trained, though --tfidf is off
+])
+def test_original_checkpoint_of_the_golden_config_resumes(reference_dir, reference_config, tmp_path, monkeypatch,
+                                                          capsys, table, flags, note):
+    import main
+    import runtime
+    config = reference_config['vqa']
+    assert (config['num_hid'], config['gamma'], config['op']) == (24, 2, 'c')
+    data = GoldenCaseData(torch.load(reference_dir / 'vqa_case.pt', weights_only=True), config)
+    monkeypatch.setattr(runtime, 'load_dictionary', lambda dataroot, task: data.dictionary)
+    monkeypatch.setattr(main, 'training_data', lambda args, dictionary: (data, None))
+    path = reference_dir / 'vqa_checkpoint.pth'
+    golden = torch.load(path, weights_only=True)
+    assert optimizer_entries(golden) == len(golden['model_state']) - 1  # written with tf-idf off: emb_ frozen
+    if table == 'trainable':
+        path = original_trainable_checkpoint(golden, data, tmp_path / 'trainable.pth')
+    saved = torch.load(path, weights_only=True)
+    output = tmp_path / 'resumed'
+    main.main(['--dataroot', str(tmp_path / 'unused'), '--output', str(output), '--input', str(path),
+               '--epochs', str(saved['epoch'] + 2), '--use_both', '--num_hid', '24', '--gamma', '2',
+               '--batch_size', '2', '--workers', '0', '--device', 'cpu'] + flags)
+    out = capsys.readouterr().out
+    assert (note in out) if note else ('note:' not in out)
+    after = torch.load(output / 'model_last.pth', weights_only=True)
+    assert after['epoch'] == saved['epoch'] + 1 and after['model_state'].keys() == saved['model_state'].keys()
+    assert optimizer_entries(after) == optimizer_entries(saved)
+    assert torch.equal(after['model_state'][TABLE], saved['model_state'][TABLE]) == (table == 'frozen')
+    assert not torch.equal(after['model_state']['module.classifier.main.3.bias'],
+                           saved['model_state']['module.classifier.main.3.bias'])
 
 
 @pytest.fixture(scope='module')

@@ -65,7 +65,7 @@ def test_vqa_gradients_match_reference(reference_vqa):
     logits, _ = model(case['v'], case['b'], case['q'], None)
     vqa_bce(logits, case['a']).backward()
     grads = {name: p.grad for name, p in model.named_parameters() if p.grad is not None}
-    assert set(grads) == set(case['grads'])  # f[8..15] of the counter and emb_ get none
+    assert set(grads) == set(case['grads'])  # f[8..15] of the counter and emb_ (frozen: no tf-idf) get none
     for name, expected in case['grads'].items():
         assert rel_err(grads[name], expected) < 1e-4, name
 
@@ -184,17 +184,55 @@ def test_training_step_with_dropout_runs_and_updates(reference_vqa):
     assert not model.w_emb.emb_.weight.requires_grad
 
 
-def test_emb_stays_frozen_after_tfidf_init(tmp_path):
+def tiny_c_model(tmp_path, tfidf):
+    """A BAN with op 'c' (5 words, 4-d embeddings) after init_embedding, with
+    a uniform tf-idf matrix over the 5 words and one new word, or without."""
     import numpy as np
     model = base_model.build_ban(fake_dataset(5, 8, 3), 8, 'c', 1, emb_dim=4)
     np.save(tmp_path / 'glove.npy', np.arange(20, dtype=np.float32).reshape(5, 4))
+    extra = np.ones((1, 4), np.float32) if tfidf is not None else None
+    model.w_emb.init_embedding(str(tmp_path / 'glove.npy'), tfidf, extra)
+    return model
+
+
+def step_on_random_batch(model):
+    """One Adamax step over the trainable parameters, as main.py builds it."""
+    optimizer = torch.optim.Adamax([p for p in model.parameters() if p.requires_grad])
+    v, b = torch.rand(2, 3, 8), torch.rand(2, 3, 6)
+    q = torch.tensor([[0, 1, 2, 3, 4, 5], [4, 3, 5, 5, 5, 5]])  # 5 = padding
+    vqa_bce(model(v, b, q, None)[0], torch.rand(2, 3)).backward()
+    optimizer.step()
+    return optimizer
+
+
+def test_tfidf_init_makes_emb_trainable_as_in_the_original(tmp_path):
     tfidf = torch.full((5, 6), 1 / 6)
-    model.w_emb.init_embedding(str(tmp_path / 'glove.npy'), tfidf, np.ones((1, 4), np.float32))
-    assert not model.w_emb.emb_.weight.requires_grad
+    model = tiny_c_model(tmp_path, tfidf)
+    table = model.w_emb.emb_.weight
+    assert table.requires_grad
     expected = tfidf @ torch.cat([torch.arange(20.).view(5, 4), torch.ones(1, 4)])
-    assert torch.allclose(model.w_emb.emb_.weight[:5], expected)
+    assert torch.allclose(table[:5], expected)
     assert torch.equal(model.w_emb.emb.weight[:5], torch.arange(20.).view(5, 4))
-    assert torch.equal(model.w_emb.emb_.weight[5], torch.zeros(4))  # padding row
+    assert torch.equal(table[5], torch.zeros(4))  # padding row
+    before = table.detach().clone()
+    optimizer = step_on_random_batch(model)
+    assert table.grad is not None and table.grad[:5].abs().sum() > 0
+    assert torch.equal(table.grad[5], torch.zeros(4))  # the padding row gets no gradient
+    names = [name for name, p in model.named_parameters() if p.requires_grad]
+    assert names[:2] == ['w_emb.emb.weight', 'w_emb.emb_.weight']  # the original's optimizer order
+    assert optimizer.param_groups[0]['params'][1] is table
+    assert not torch.equal(table, before)
+
+
+def test_without_tfidf_emb_stays_a_frozen_copy_of_glove(tmp_path):
+    model = tiny_c_model(tmp_path, None)
+    table = model.w_emb.emb_.weight
+    assert not table.requires_grad
+    assert torch.equal(table[:5], torch.arange(20.).view(5, 4))
+    optimizer = step_on_random_batch(model)
+    assert table.grad is None and torch.equal(table[:5], torch.arange(20.).view(5, 4))
+    assert all(param is not table for param in optimizer.param_groups[0]['params'])
+    assert len(optimizer.param_groups[0]['params']) == len(list(model.parameters())) - 1
 
 
 def random_batch(batch, num_boxes, v_dim, ntoken, n_pad_boxes, q_len=14):

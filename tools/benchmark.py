@@ -125,8 +125,10 @@ def build_model(args, device):
     dataset = SimpleNamespace(dictionary=SimpleNamespace(ntoken=args.ntoken), v_dim=args.v_dim,
                               num_ans_candidates=args.n_ans)
     torch.manual_seed(args.seed)
-    return base_model.build_ban(dataset, args.num_hid, args.op, args.gamma,
-                                emb_dim=args.emb_dim).to(device)
+    model = base_model.build_ban(dataset, args.num_hid, args.op, args.gamma, emb_dim=args.emb_dim)
+    if 'c' in args.op:
+        model.w_emb.set_table_trainable(True)  # the recipe trains the tf-idf table
+    return model.to(device)
 
 
 def synthetic_batch(box_counts, args, device, generator, features=None):
