@@ -39,11 +39,11 @@ from utils import UserError, atomic_path, atomic_write, require_file, run_cli  #
 
 VQA_SPLITS = ('train', 'val', 'test2015')
 FLICKR_SPLITS = ('train', 'val', 'test')
-VQA_ADAPTIVE_TSV = {
+VQA_ADAPTIVE_TSV = {  # in the original's reading order, which fixes the rows of {split}_imgid2idx.pkl
     'trainval': ['trainval/karpathy_test_resnet101_faster_rcnn_genome.tsv',
-                 'trainval/karpathy_val_resnet101_faster_rcnn_genome.tsv',
                  'trainval/karpathy_train_resnet101_faster_rcnn_genome.tsv.0',
-                 'trainval/karpathy_train_resnet101_faster_rcnn_genome.tsv.1'],
+                 'trainval/karpathy_train_resnet101_faster_rcnn_genome.tsv.1',
+                 'trainval/karpathy_val_resnet101_faster_rcnn_genome.tsv'],
     'test2015': ['test2015/test2015_resnet101_faster_rcnn_genome.tsv'],
 }
 VQA_FIXED_TSV = {
