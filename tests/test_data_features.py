@@ -15,7 +15,7 @@ import detection_features_converter
 from features_tsv import encode_record, iter_tsv_records, write_tsv
 from test_data_helpers import (FEATURE_DIM, TEST_ORDER, TRAIN_ORDER, TRAINVAL_TSV, VAL_ORDER, boxes_of,
                                image_record, write_raw_root)
-from utils import UserError
+from utils import UserError, safe_pickle_load
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -105,7 +105,7 @@ def test_fixed_box_conversion_with_explicit_tsv(tmp_path):
                                            '--tsv', str(tmp_path / 'wrong.tsv')])
 
 
-def test_flickr_task_reads_split_files(tmp_path):
+def test_flickr_task_reads_split_files(tmp_path, capsys):
     root = tmp_path / 'flickr30k'
     (root / 'Flickr30kEntities').mkdir(parents=True)
     for split, ids in (('train', [11, 12]), ('val', [13]), ('test', [14])):
@@ -119,6 +119,10 @@ def test_flickr_task_reads_split_files(tmp_path):
     with h5py.File(str(root / 'train.hdf5'), 'r') as h5:
         np.testing.assert_array_equal(h5['image_bb'][3:5], image_record(11, 2)[3])
     assert {'val.hdf5', 'test.hdf5', 'val_imgid2idx.pkl', 'test_imgid2idx.pkl'} <= set(os.listdir(root))
+    # like the original, the converter writes the absent <split>_ids.pkl: every image id, as a set
+    assert 'note: no %s' % (root / 'flickr30k_images') in capsys.readouterr().out
+    for split in ('train', 'val', 'test'):
+        assert safe_pickle_load(str(root / ('%s_ids.pkl' % split))) == {11, 12, 13, 14}
 
 
 def _tsv_line(image_id=1, num_boxes=2, dim=FEATURE_DIM):
