@@ -518,8 +518,9 @@ def flickr_non_integer_chain_id_in_sentence(root):
 def flickr_non_integer_split_id(root):
     with open(os.path.join(root, 'flickr30k', 'Flickr30kEntities', 'val.txt'), 'w') as handle:
         handle.write('200\n2O1\n')
-    return ['tools/create_dictionary.py', '--task', 'flickr', '--dataroot', os.path.join(root, 'flickr30k'),
-            '--glove', os.path.join(root, 'glove', 'glove.6B.%dd.txt' % tiny_flickr.GLOVE_DIM)]
+    # the split files choose the images the converter keeps (the dictionary reads the _ids.pkl sets)
+    return ['tools/adaptive_detection_features_converter.py', '--task', 'flickr', '--dataroot',
+            os.path.join(root, 'flickr30k'), '--feature_dim', str(tiny_flickr.FEATURE_DIM)]
 
 
 @case('--feature_dim must be positive, got 0')
