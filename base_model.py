@@ -74,9 +74,11 @@ class BanModelFlickr(_BanBase):
 
     forward(v [B,N,v_dim], b, q [B,L], e [B,E] entity positions, labels)
     -> (None, att_logits [B,G,N,E]): the attention logits of every box for the
-    word at each entity position. Padded boxes and entity positions equal to 0
-    (the padding rule fills unused slots from index 0 upwards) read exactly
-    -99, as in the original.
+    word at each entity position. Padded boxes and entity slots whose position
+    is 0 (the padding rule fills unused slots from index 0 upwards) read
+    exactly -99, as in the original, except slot 0, which is never masked: a
+    sentence has at least one entity, and a first phrase that is the
+    sentence's first word sits at position 0.
     """
 
     def forward(self, v, b, q, e, labels=None):
@@ -87,7 +89,9 @@ class BanModelFlickr(_BanBase):
         batch, glimpse, num_boxes, _ = logits.shape
         index = e[:, None, None, :].expand(batch, glimpse, num_boxes, e.size(1))  # [B,G,N,E]
         att_logits = logits.gather(3, index)  # [B,G,N,E]
-        att_logits = att_logits.masked_fill((e == 0)[:, None, None, :], FLICKR_MASK_VALUE)
+        unused = e == 0  # [B,E] slots the padding rule filled with position 0
+        unused[:, 0] = False  # slot 0 is always a real entity (the original: "at least one entity per sentence")
+        att_logits = att_logits.masked_fill(unused[:, None, None, :], FLICKR_MASK_VALUE)
         return None, att_logits
 
 

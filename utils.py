@@ -146,7 +146,8 @@ class _PlainUnpickler(pickle.Unpickler):
     arrays of plain dtypes, which the original caches sometimes hold)."""
 
     def find_class(self, module, name):
-        if module == 'builtins' and name in _SAFE_BUILTINS:
+        # pickles of protocol 0-2 (and Python 2's) name builtins `__builtin__`, e.g. a set of ids
+        if module in ('builtins', '__builtin__') and name in _SAFE_BUILTINS:
             return getattr(__import__('builtins'), name)
         if module == 'collections' and name == 'OrderedDict':
             import collections

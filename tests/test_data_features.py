@@ -15,7 +15,7 @@ import detection_features_converter
 from features_tsv import encode_record, iter_tsv_records, write_tsv
 from test_data_helpers import (FEATURE_DIM, TEST_ORDER, TRAIN_ORDER, TRAINVAL_TSV, VAL_ORDER, boxes_of,
                                image_record, write_raw_root)
-from utils import UserError
+from utils import UserError, safe_pickle_load
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -64,6 +64,29 @@ def test_adaptive_conversion_contents(raw_root, capsys):
                 np.testing.assert_allclose(spatials[:, 2], boxes[:, 2] / width, rtol=1e-6)
 
 
+# the original converter's reading order of the adaptive trainval files (FORMATS section 2)
+ORIGINAL_TRAINVAL_ORDER = ['trainval/karpathy_test_resnet101_faster_rcnn_genome.tsv',
+                           'trainval/karpathy_train_resnet101_faster_rcnn_genome.tsv.0',
+                           'trainval/karpathy_train_resnet101_faster_rcnn_genome.tsv.1',
+                           'trainval/karpathy_val_resnet101_faster_rcnn_genome.tsv']
+
+
+def test_trainval_files_are_read_in_the_original_order(raw_root):
+    """The rows of {split}_imgid2idx.pkl follow the files in the original's
+    order; train image 2 lies in the karpathy_val file, so reading val before
+    train would put it first."""
+    def images_in_order(files, wanted):
+        return [image_id for name in files for image_id, _ in TRAINVAL_TSV[name] if image_id in wanted]
+
+    converter.main(['--dataroot', raw_root, '--split', 'train', 'val', '--feature_dim', str(FEATURE_DIM)])
+    for split, wanted in (('train', {1, 2, 3}), ('val', {4, 5})):
+        expected = images_in_order(ORIGINAL_TRAINVAL_ORDER, wanted)
+        rows = _load(os.path.join(raw_root, '%s_imgid2idx.pkl' % split))
+        assert list(rows.items()) == [(image_id, row) for row, image_id in enumerate(expected)]
+    val_first = [ORIGINAL_TRAINVAL_ORDER[i] for i in (0, 3, 1, 2)]
+    assert images_in_order(val_first, {1, 2, 3}) != images_in_order(ORIGINAL_TRAINVAL_ORDER, {1, 2, 3})
+
+
 def test_fixed_box_conversion_with_explicit_tsv(tmp_path):
     root = write_raw_root(tmp_path)
     records = [image_record(image_id, 36, 4) for image_id in (3, 1, 2, 42)]
@@ -82,7 +105,7 @@ def test_fixed_box_conversion_with_explicit_tsv(tmp_path):
                                            '--tsv', str(tmp_path / 'wrong.tsv')])
 
 
-def test_flickr_task_reads_split_files(tmp_path):
+def test_flickr_task_reads_split_files(tmp_path, capsys):
     root = tmp_path / 'flickr30k'
     (root / 'Flickr30kEntities').mkdir(parents=True)
     for split, ids in (('train', [11, 12]), ('val', [13]), ('test', [14])):
@@ -96,6 +119,10 @@ def test_flickr_task_reads_split_files(tmp_path):
     with h5py.File(str(root / 'train.hdf5'), 'r') as h5:
         np.testing.assert_array_equal(h5['image_bb'][3:5], image_record(11, 2)[3])
     assert {'val.hdf5', 'test.hdf5', 'val_imgid2idx.pkl', 'test_imgid2idx.pkl'} <= set(os.listdir(root))
+    # like the original, the converter writes the absent <split>_ids.pkl: every image id, as a set
+    assert 'note: no %s' % (root / 'flickr30k_images') in capsys.readouterr().out
+    for split in ('train', 'val', 'test'):
+        assert safe_pickle_load(str(root / ('%s_ids.pkl' % split))) == {11, 12, 13, 14}
 
 
 def _tsv_line(image_id=1, num_boxes=2, dim=FEATURE_DIM):

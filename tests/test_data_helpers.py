@@ -54,7 +54,7 @@ TRAINVAL_TSV = {
     'trainval/karpathy_train_resnet101_faster_rcnn_genome.tsv.1': [(3, 2)],
 }
 TEST_TSV = {'test2015/test2015_resnet101_faster_rcnn_genome.tsv': [(7, 2), (6, 3)]}
-TRAIN_ORDER = [2, 1, 3]  # TSV order of the train images
+TRAIN_ORDER = [1, 3, 2]  # TSV order of the train images (files read test, train.0, train.1, val)
 VAL_ORDER = [4, 5]
 TEST_ORDER = [7, 6]
 

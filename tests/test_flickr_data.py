@@ -11,7 +11,7 @@ import torch
 from torch.utils.data import DataLoader
 
 import dataset_flickr as df
-from dataset import Dictionary
+from dataset import PICKLE_PROTOCOL, Dictionary
 from utils import UserError, safe_pickle_load
 
 REFERENCE = Path(__file__).resolve().parent / 'golden'
@@ -106,7 +106,8 @@ def flickr_root(tmp_path):
     write_image(root, 200, ['[/EN#1/people A child] .'], [(['1'], [0, 0, 10, 10])])
     write_image(root, 300, ['[/EN#1/vehicles A bus] waits .'], [(['1'], [0, 0, 5, 5])])
     write_image(root, 400, ['[/EN#1/instruments A guitar] ?'], [(['1'], [0, 0, 5, 5])])
-    write_split(root, 'train', [(100, DETECTED_100), (200, many_boxes_image())])
+    # the split file lists 200 first; the features (and imgid2idx) store 100 first
+    write_split(root, 'train', [(200, many_boxes_image()), (100, DETECTED_100)])
     write_split(root, 'val', [(300, [[0, 0, 5, 5]])])
     write_split(root, 'test', [(400, [[0, 0, 5, 5]])])
     return root
@@ -175,7 +176,7 @@ def test_item_tensors_and_padding_rule(flickr_root):
     ds = load(flickr_root)
     features, spatials, tokens, positions, count, targets, ids, types = ds[0]
     with h5py.File(flickr_root / 'train.hdf5', 'r') as h5:
-        start, end = h5['pos_boxes'][1]                      # image 100 is stored second
+        start, end = h5['pos_boxes'][0]                      # image 100 is stored first
         assert torch.equal(features, torch.from_numpy(h5['image_features'][start:end]))
         assert torch.equal(spatials, torch.from_numpy(h5['spatial_features'][start:end]))
     assert tokens.shape == (82,) and tokens.dtype == torch.long
@@ -194,6 +195,17 @@ def test_padding_rule_matches_reference():
     case = torch.load(REFERENCE / 'flickr_case.pt', weights_only=True)
     for row, count in zip(case['e'], case['e_num'][:, 0]):
         assert df.pad_entity_positions(row[:count].tolist()) == row.tolist()
+
+
+def test_items_follow_imgid2idx_order_not_the_split_file(flickr_root):
+    """As the original: images in the order of <split>_imgid2idx.pkl (the
+    TSV order), then each image's captions in file order."""
+    mapping = safe_pickle_load(str(flickr_root / 'train_imgid2idx.pkl'))
+    assert list(mapping) == [100, 200] and df.read_split_ids(str(flickr_root), 'train') == [200, 100]
+    ds = load(flickr_root)
+    assert [(e['image_id'], e['image']) for e in ds.entries] == [(100, 0)] * 3 + [(200, 1)]
+    captions = [df.remove_annotations(line) for line in SENTENCES_100]
+    assert [e['sentence'] for e in ds.entries[:3]] == [captions[0], captions[2], captions[3]]
 
 
 def test_images_over_100_boxes_are_cut(flickr_root, caplog):
@@ -274,20 +286,128 @@ def test_missing_features_name_the_fix(flickr_root):
 
 # ----------------------------------------------------------------- dictionary
 
-def test_create_flickr_dictionary_writes_pickle_and_glove(flickr_root):
+def original_id_set(names):
+    """The set the original's converter builds: the ids of the sorted file
+    names, added one by one (FORMATS section 7)."""
+    image_ids = set()
+    for name in sorted(names):
+        image_ids.add(int(name[:-len('.jpg')]))
+    return image_ids
+
+
+def words_of_images(root, image_ids):
+    """idx2word of a dictionary fed the captions of `image_ids` in order."""
+    dictionary = Dictionary()
+    for image_id in image_ids:
+        for line in df.read_sentence_lines(df.sentence_path(str(root), image_id)):
+            dictionary.tokenize(df.remove_annotations(line), True)
+    return dictionary.idx2word
+
+
+def test_create_flickr_dictionary_writes_pickle_and_glove(flickr_root, capsys):
     glove = flickr_root / 'glove.txt'
     glove.write_text('man 1 2 3\nhat 4 5 6\n. 7 8 9\n')
     dictionary = df.create_flickr_dictionary(str(flickr_root), str(glove))
+    assert 'note: no %s' % (flickr_root / 'flickr30k_images') in capsys.readouterr().out
     word2idx, idx2word = safe_pickle_load(str(flickr_root / 'dictionary.pkl'))
-    assert idx2word == ['two', 'men', 'and', 'a', 'hat', 'near', 'wall', 'in', 'park', '.', 'nobody',
-                        'is', 'here', 'man', 'talks', 'to', 'look', 'the', 'his', 'friend', "'s", 'dog',
-                        'runs', 'child', 'bus', 'waits', 'guitar']   # train, then val, then test
+    image_order = list(pickle.loads(pickle.dumps(original_id_set(['100.jpg', '200.jpg', '300.jpg', '400.jpg']))))
+    assert image_order != [200, 100, 300, 400]  # not the split files' order
+    assert idx2word == words_of_images(flickr_root, image_order)
     assert word2idx == dictionary.word2idx and idx2word == dictionary.idx2word
     weights = np.load(flickr_root / 'glove6b_init_3d.npy')
     assert weights.shape == (len(idx2word), 3)
     assert weights[word2idx['hat']].tolist() == [4, 5, 6]
     assert weights[word2idx['man']].tolist() == [1, 2, 3]
     assert not weights[word2idx['two']].any()
+
+
+# ids whose set changes iteration order when pickled and loaded back
+ORDER_IDS = (137, 155, 181, 187, 26, 38, 80)
+ORDER_SPLITS = {'train': [187, 181, 155, 137, 80], 'val': [38], 'test': [26]}
+
+
+@pytest.fixture()
+def order_root(tmp_path):
+    """One word per image (`w<id>`); split files in decreasing id order."""
+    root = tmp_path / 'flickr30k'
+    for image_id in ORDER_IDS:
+        write_image(root, image_id, ['[/EN#1/people W%d] .' % image_id], [(['1'], [0, 0, 5, 5])])
+    for split, image_ids in ORDER_SPLITS.items():
+        (root / 'Flickr30kEntities' / ('%s.txt' % split)).write_text(''.join('%d\n' % i for i in image_ids))
+    return root
+
+
+def dictionary_words(root):
+    return df.create_flickr_dictionary(str(root), 'kumo').idx2word
+
+
+@pytest.fixture()
+def no_glove(monkeypatch):
+    """create_flickr_dictionary without GloVe: zero rows of width 2."""
+    import dataset
+    monkeypatch.setattr(dataset, 'create_glove_embedding_init', lambda words, path: (np.zeros((len(words), 2)), {}))
+
+
+def test_dictionary_follows_the_unpickled_ids_files(order_root, no_glove, capsys):
+    sets = {'train': [80, 38, 137, 155, 181, 187, 26], 'val': [38, 26], 'test': [26, 137]}
+    expected_ids = []
+    for split, insertion in sets.items():  # train, val, test, as the original
+        image_ids = set()
+        for image_id in insertion:
+            image_ids.add(image_id)
+        data = pickle.dumps(image_ids, protocol=2)
+        (order_root / ('%s_ids.pkl' % split)).write_bytes(data)
+        expected_ids += [i for i in pickle.loads(data) if i not in expected_ids]
+    split_order = ORDER_SPLITS['train'] + ORDER_SPLITS['val'] + ORDER_SPLITS['test']
+    assert expected_ids != split_order and expected_ids != sorted(expected_ids)
+    assert dictionary_words(order_root) == words_of_images(order_root, expected_ids)
+    assert 'note:' not in capsys.readouterr().out
+
+
+def test_dictionary_without_ids_files_uses_the_image_names(order_root, no_glove, capsys):
+    names = ['%d.jpg' % i for i in ORDER_IDS]
+    built = original_id_set(names)
+    expected_ids = list(pickle.loads(pickle.dumps(built)))  # the builder reads the pickled set back
+    split_order = ORDER_SPLITS['train'] + ORDER_SPLITS['val'] + ORDER_SPLITS['test']
+    assert len({tuple(expected_ids), tuple(built), tuple(sorted(built)), tuple(split_order)}) == 4
+    without_images = dictionary_words(order_root)
+    assert 'note: no %s' % (order_root / 'flickr30k_images') in capsys.readouterr().out
+    (order_root / 'flickr30k_images').mkdir()
+    for name in names + ['results.csv']:
+        (order_root / 'flickr30k_images' / name).write_bytes(b'')
+    with_images = dictionary_words(order_root)
+    assert 'note:' not in capsys.readouterr().out
+    assert with_images == without_images == words_of_images(order_root, expected_ids)
+    assert not list(order_root.glob('*_ids.pkl'))  # only the converter writes them
+
+
+def test_converter_writes_the_missing_ids_files(order_root, no_glove):
+    import adaptive_detection_features_converter as converter
+    before = dictionary_words(order_root)
+    (order_root / 'test_ids.pkl').write_bytes(pickle.dumps({26, 38}))
+    converter.write_flickr_id_sets(str(order_root), df.SPLITS, log=lambda message: None)
+    for split in ('train', 'val'):
+        data = (order_root / ('%s_ids.pkl' % split)).read_bytes()
+        assert data == pickle.dumps(original_id_set(['%d.jpg' % i for i in ORDER_IDS]), protocol=PICKLE_PROTOCOL)
+    assert pickle.loads((order_root / 'test_ids.pkl').read_bytes()) == {26, 38}  # kept
+    assert dictionary_words(order_root) == before  # train's file holds every image, in the same order
+
+
+@pytest.mark.parametrize('content, message', [
+    ({'26': 1}, 'expected a pickled set of integer image ids, found dict'),
+    ({26, '38'}, 'expected a pickled set of integer image ids, found set'),
+])
+def test_bad_ids_file_is_named(order_root, no_glove, content, message):
+    (order_root / 'val_ids.pkl').write_bytes(pickle.dumps(content))
+    with pytest.raises(UserError, match=r'val_ids\.pkl: %s; delete it' % message):
+        dictionary_words(order_root)
+
+
+def test_non_id_jpg_name_is_named(order_root, no_glove):
+    (order_root / 'flickr30k_images').mkdir()
+    (order_root / 'flickr30k_images' / 'cover.jpg').write_bytes(b'')
+    with pytest.raises(UserError, match=r'flickr30k_images: cover\.jpg is not named <image id>\.jpg'):
+        dictionary_words(order_root)
 
 
 # ----------------------------------------------------------------- loss and recall

@@ -10,6 +10,7 @@ from torch.utils._python_dispatch import TorchDispatchMode
 
 import base_model
 from counting import Counter
+from dataset_flickr import pad_entity_positions
 
 
 def fake_dataset(ntoken, v_dim, n_ans=100):
@@ -258,6 +259,29 @@ def test_shapes_masking_and_normalisation(gamma, num_boxes):
     assert torch.all(att[0, :, :num_boxes - 4].sum(2) > 0)
     assert torch.allclose(att.sum((2, 3)), torch.ones(3, gamma), atol=1e-5)
     assert torch.isfinite(logits).all()
+
+
+def test_flickr_entity_slot_0_is_never_masked():
+    """A caption whose first phrase is its first word has its first entity at
+    position 0: slot 0 keeps that word's logits (the original clears slot 0 of
+    the mask); later slots at position 0 and padded boxes read -99."""
+    torch.manual_seed(0)
+    model = base_model.build_ban(fake_dataset(30, 16), 12, '', 1, task='flickr').eval()
+    v, b, q = random_batch(3, 10, 16, 30, n_pad_boxes=4, q_len=82)
+    e = torch.tensor([pad_entity_positions(positions) for positions in ([0, 5], [3], [0])])  # [3,16]
+    with torch.no_grad():
+        _, att_logits = model(v, b, q, e)  # [3,1,10,16]
+        q_emb = model.q_emb.forward_all(model.w_emb(q))  # [3,82,12]
+        unmasked = model.v_att.forward_all(v, q_emb, v_mask=False, logit=True)  # [3,1,10,82]
+    expected = torch.empty(3, 1, 10, 16)
+    for j in range(3):
+        for slot in range(16):
+            position = int(e[j, slot])
+            expected[j, :, :, slot] = -99.0 if slot > 0 and position == 0 else unmasked[j, :, :, position]
+    expected[0, :, 6:] = -99.0  # the 4 padded boxes of the first image
+    assert e[1, 1] == 0 and e[2].tolist() == list(range(16))  # the cases are there
+    assert (att_logits[:, :, :6, 0] != -99).all()
+    assert torch.equal(att_logits, expected)
 
 
 def test_counter_output_is_soft_one_hot_times_confidence():

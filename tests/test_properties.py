@@ -323,6 +323,25 @@ def test_any_pickle_bytes_are_loaded_safely_or_named(scratch, data):
     assert loaded is None or not callable(loaded)
 
 
+@pytest.mark.parametrize('protocol', range(pickle.HIGHEST_PROTOCOL + 1))
+def test_sets_of_image_ids_load_at_every_protocol(scratch, protocol):
+    """The original's Flickr `<split>_ids.pkl` are pickled sets of ints;
+    protocols 0-2 (and Python 2) name the class `__builtin__.set`. Loading
+    keeps the order that unpickling gives."""
+    ids = set()
+    for image_id in (137, 155, 181, 187, 26, 38, 80):
+        ids.add(image_id)
+    data = pickle.dumps(ids, protocol=protocol)
+    loaded = utils.safe_pickle_load(write_bytes(scratch / 'ids.pkl', data), 'fix')
+    assert type(loaded) is set and loaded == ids
+    assert list(loaded) == list(pickle.loads(data))
+
+
+def test_python2_set_pickle_loads(scratch):
+    data = b'c__builtin__\nset\np0\n((lp1\nI16\naI1\naI9\natp2\nRp3\n.'  # Python 2, protocol 0
+    assert utils.safe_pickle_load(write_bytes(scratch / 'ids.pkl', data), 'fix') == {16, 1, 9}
+
+
 @pytest.mark.parametrize('data, refused', [
     (b'\x80\x02cposix\nsystem\nq\x00.', 'posix.system'),                        # GLOBAL
     (b'\x80\x02cbuiltins\neval\nX\x01\x00\x00\x001\x85R.', 'builtins.eval'),      # GLOBAL + REDUCE

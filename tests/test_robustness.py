@@ -518,8 +518,9 @@ def flickr_non_integer_chain_id_in_sentence(root):
 def flickr_non_integer_split_id(root):
     with open(os.path.join(root, 'flickr30k', 'Flickr30kEntities', 'val.txt'), 'w') as handle:
         handle.write('200\n2O1\n')
-    return ['tools/create_dictionary.py', '--task', 'flickr', '--dataroot', os.path.join(root, 'flickr30k'),
-            '--glove', os.path.join(root, 'glove', 'glove.6B.%dd.txt' % tiny_flickr.GLOVE_DIM)]
+    # the split files choose the images the converter keeps (the dictionary reads the _ids.pkl sets)
+    return ['tools/adaptive_detection_features_converter.py', '--task', 'flickr', '--dataroot',
+            os.path.join(root, 'flickr30k'), '--feature_dim', str(tiny_flickr.FEATURE_DIM)]
 
 
 @case('--feature_dim must be positive, got 0')
@@ -723,7 +724,7 @@ def test_interrupted_reconversion_is_detected_and_redone(vqa_root, tmp_path, mon
     second = os.path.join(root, 'trainval', 'karpathy_train_resnet101_faster_rcnn_genome.tsv.0')  # images 1, 5
     os.rename(first, first + '.swap')
     os.rename(second, first)
-    os.rename(first + '.swap', second)  # the train images now come as 1, 2, 3 instead of 2, 1, 3
+    os.rename(first + '.swap', second)  # the train images now come as 2, 3, 1 instead of 1, 3, 2
     original_write = converter.atomic_write
 
     def stop_before_the_mapping(path, mode='wb'):
@@ -744,7 +745,7 @@ def test_interrupted_reconversion_is_detected_and_redone(vqa_root, tmp_path, mon
                           text=True, timeout=120)
     assert done.returncode == 0, done.stderr
     assert 'come from different runs' in done.stdout and '[skip] adaptive' not in done.stdout
-    assert VQAFeatureDataset('train', dictionary, root).img_id2idx == {1: 0, 2: 1, 3: 2}
+    assert VQAFeatureDataset('train', dictionary, root).img_id2idx == {2: 0, 3: 1, 1: 2}
     converter.main(['--dataroot', root, '--check'])  # all three splits finished: no SystemExit
 
 

@@ -9,6 +9,10 @@ tools/detection_features_converter.py reuses this for the fixed-36 release.
 
 The images of a split are those of its questions (VQA: train2014 -> train,
 val2014 -> val, test2015 -> test2015) or of its split file (Flickr30k).
+The VQA trainval files are read in the original's order (test, train.0,
+train.1, val). With --task flickr, an absent `<split>_ids.pkl` is written
+as by the original (the set of every image id of flickr30k_images/, which
+orders the Flickr dictionary; see dataset_flickr.converter_id_set).
 Two streaming passes: the first counts the boxes, the second writes row
 blocks into preallocated datasets, so memory does not grow with the input.
 Outputs go to temporary paths renamed only on success: an interrupted run or
@@ -39,11 +43,11 @@ from utils import UserError, atomic_path, atomic_write, require_file, run_cli  #
 
 VQA_SPLITS = ('train', 'val', 'test2015')
 FLICKR_SPLITS = ('train', 'val', 'test')
-VQA_ADAPTIVE_TSV = {
+VQA_ADAPTIVE_TSV = {  # in the original's reading order, which fixes the rows of {split}_imgid2idx.pkl
     'trainval': ['trainval/karpathy_test_resnet101_faster_rcnn_genome.tsv',
-                 'trainval/karpathy_val_resnet101_faster_rcnn_genome.tsv',
                  'trainval/karpathy_train_resnet101_faster_rcnn_genome.tsv.0',
-                 'trainval/karpathy_train_resnet101_faster_rcnn_genome.tsv.1'],
+                 'trainval/karpathy_train_resnet101_faster_rcnn_genome.tsv.1',
+                 'trainval/karpathy_val_resnet101_faster_rcnn_genome.tsv'],
     'test2015': ['test2015/test2015_resnet101_faster_rcnn_genome.tsv'],
 }
 VQA_FIXED_TSV = {
@@ -235,6 +239,21 @@ def _flickr_images(dataroot, split):
     return set(dataset_flickr.read_split_ids(dataroot, split))
 
 
+def write_flickr_id_sets(dataroot, splits, log=print):
+    """Write `<split>_ids.pkl` for each of `splits` lacking it, as the
+    original's converter does: the pickled set of every image id
+    (dataset_flickr.converter_id_set), whose order the Flickr dictionary
+    follows. Existing files are kept."""
+    import dataset_flickr
+    missing = [split for split in splits if not os.path.exists(dataset_flickr.ids_path(dataroot, split))]
+    image_ids = dataset_flickr.converter_id_set(dataroot, log) if missing else None
+    for split in missing:
+        path = dataset_flickr.ids_path(dataroot, split)
+        with atomic_write(path, 'wb') as handle:
+            pickle.dump(image_ids, handle, protocol=dataset.PICKLE_PROTOCOL)
+        log('%s: %d image ids -> %s' % (split, len(image_ids), path))
+
+
 def plan_jobs(args, fixed_boxes):
     """[(tsv paths, [splits])]: the TSV files read together and the splits they fill."""
     if args.tsv:
@@ -285,6 +304,8 @@ def main(argv=None, fixed=False):
     if args.check:
         return check_outputs(args.dataroot, args.split or splits, suffix)
     images_of = _flickr_images if args.task == 'flickr' else _vqa_images
+    if args.task == 'flickr':
+        write_flickr_id_sets(args.dataroot, args.split or splits)
     for tsv_paths, job_splits in plan_jobs(args, fixed_boxes):
         split_images = {split: images_of(args.dataroot, split) for split in job_splits}
         outputs = {split: (os.path.join(args.dataroot, '%s%s.hdf5' % (split, suffix)),

@@ -6,9 +6,13 @@
 #  1. unpack DATAROOT/Flickr30kEntities.tar.gz when DATAROOT/Flickr30kEntities has no
 #     Sentences/ yet (the layout the original README asked for);
 #  2. build DATAROOT/dictionary.pkl and DATAROOT/glove6b_init_300d.npy from the
-#     captions of the train/val/test images (tools/create_dictionary.py --task flickr);
-#  3. convert the detector TSV files into DATAROOT/{train,val,test}.hdf5 and
-#     {split}_imgid2idx.pkl (tools/adaptive_detection_features_converter.py --task flickr).
+#     captions, in the original's word order: images in the order of the pickled id
+#     sets DATAROOT/{train,val,test}_ids.pkl, or, where absent, of the set the
+#     original's converter builds from the names in DATAROOT/flickr30k_images/ (else
+#     from the split files, with a note) (tools/create_dictionary.py --task flickr);
+#  3. write the absent {train,val,test}_ids.pkl, as the original, and convert the
+#     detector TSV files into DATAROOT/{train,val,test}.hdf5 and {split}_imgid2idx.pkl
+#     (tools/adaptive_detection_features_converter.py --task flickr).
 # Only adaptive 10-100 box bottom-up-attention features are used.
 set -euo pipefail
 
