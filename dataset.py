@@ -158,21 +158,58 @@ def load_answer_maps(dataroot):
     return ans2label, label2ans
 
 
-def load_targets(dataroot, name, num_answers):
-    """cache/{name}_target.pkl as a dict question_id -> target item."""
+ANS2LABEL_DIGEST = 'ans2label_sha256'  # key of a target file's sidecar: digest of its vocabulary
+
+
+def ans2label_digest(ans2label):
+    """Hex SHA-256 of an answer -> label mapping."""
+    pairs = sorted((str(answer), int(label)) for answer, label in ans2label.items())
+    return hashlib.sha256(json.dumps(pairs).encode('utf-8')).hexdigest()
+
+
+def target_meta(ans2label):
+    """Content of `cache/{name}_target.pkl.meta.json`: the vocabulary the
+    targets were computed against (written by compute_softscore)."""
+    return {ANS2LABEL_DIGEST: ans2label_digest(ans2label)}
+
+
+def check_target_meta(path, ans2label, ans2label_path):
+    """UserError when the sidecar of target file `path` names another
+    vocabulary than `ans2label` (e.g. compute_softscore was interrupted
+    between the two). Target files without a sidecar (the released caches)
+    are not checked."""
+    meta_path = path + '.meta.json'
+    if not os.path.exists(meta_path):
+        print('note: %s has no %s (released or older cache): not checked against %s'
+              % (path, os.path.basename(meta_path), ans2label_path))
+        return
+    meta = utils.load_json(meta_path, SOFTSCORE_FIX)
+    if not isinstance(meta, dict) or not isinstance(meta.get(ANS2LABEL_DIGEST), str):
+        raise UserError('%s: expected {"%s": hex digest}; %s' % (meta_path, ANS2LABEL_DIGEST, SOFTSCORE_FIX))
+    if meta[ANS2LABEL_DIGEST] != ans2label_digest(ans2label):
+        raise UserError('%s was computed against another answer vocabulary than %s (an interrupted or mixed '
+                        'run); re-run tools/compute_softscore.py (part of tools/process.sh) to recompute the '
+                        'targets against it' % (path, ans2label_path))
+
+
+def load_targets(dataroot, name, ans2label):
+    """cache/{name}_target.pkl as a dict question_id -> target item, checked
+    against the answer vocabulary `ans2label`."""
     path = os.path.join(dataroot, 'cache', '%s_target.pkl' % name)
+    ans2label_path = os.path.join(dataroot, 'cache', 'trainval_ans2label.pkl')
     targets = utils.safe_pickle_load(path, SOFTSCORE_FIX)
     if not isinstance(targets, list):
         raise UserError('%s: expected a list of targets; %s' % (path, SOFTSCORE_FIX))
+    check_target_meta(path, ans2label, ans2label_path)
+    num_answers = len(ans2label)
     by_question = {}
     for item in targets:
         if not (isinstance(item, dict) and {'question_id', 'image_id', 'labels', 'scores'} <= set(item)
                 and len(item['labels']) == len(item['scores'])):
             raise UserError('%s: malformed target %.200r; %s' % (path, item, SOFTSCORE_FIX))
         if any(not 0 <= int(label) < num_answers for label in item['labels']):
-            raise UserError('%s: question %s has a label outside the %d answers of '
-                            'cache/trainval_ans2label.pkl (stale cache); %s'
-                            % (path, item['question_id'], num_answers, SOFTSCORE_FIX))
+            raise UserError('%s: question %s has a label outside the %d answers of %s (stale cache); %s'
+                            % (path, item['question_id'], num_answers, ans2label_path, SOFTSCORE_FIX))
         by_question[item['question_id']] = item
     return path, by_question
 
@@ -440,7 +477,7 @@ class VQAFeatureDataset(_QuestionFeatureDataset):
         where = question_path(dataroot, self.name)
         if self.name.startswith('test'):
             return [_make_entry(q, self._row(q, where), None) for q in questions]
-        target_path, targets = load_targets(dataroot, self.name, self.num_ans_candidates)
+        target_path, targets = load_targets(dataroot, self.name, self.ans2label)
         entries = []
         for question in questions:
             target = targets.pop(question['question_id'], None)

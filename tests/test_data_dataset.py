@@ -44,7 +44,9 @@ def test_train_items(prepared, dictionary):
     assert [e['question_id'] for e in train.entries] == [101, 102, 103, 104]
     entry = train.entries[3]
     assert set(entry) >= {'question_id', 'image_id', 'image', 'question', 'q_token', 'answer'}
-    assert entry['image'] == train.img_id2idx[3] and entry['answer'] == {'labels': [3], 'scores': [1.0]}
+    assert entry['image'] == train.img_id2idx[3]
+    assert entry['answer'] == {'labels': [LABELS_MIN1.index(answer) for answer in TARGETS_MIN1[104]],
+                               'scores': list(TARGETS_MIN1[104].values())}
     for index, (qid, image_id, text) in enumerate(TRAIN_QUESTIONS):
         features, spatials, question, target = train[index]
         _, width, height, boxes, expected = image_record(image_id, boxes_of(image_id))
@@ -144,6 +146,7 @@ def test_released_caches_in_the_original_layout_are_read(root, dictionary):
                                         for qid, image_id, _ in TRAIN_QUESTIONS])):
         with open(os.path.join(cache, name + '.pkl'), 'wb') as handle:
             pickle.dump(obj, handle, protocol=2)
+    os.remove(os.path.join(cache, 'train_target.pkl.meta.json'))  # the released caches have no sidecar
     train = VQAFeatureDataset('train', dictionary, root)
     assert train.num_ans_candidates == 2 and train[2][3].tolist() == pytest.approx([0.3, 0.0])
 
@@ -228,6 +231,36 @@ def test_process_sh_prepares_a_data_root(tmp_path, dictionary):
     assert val.label2ans == LABELS_MIN1 and len(val) == 3
     again = subprocess.run(['bash', script, root], env=env, capture_output=True, text=True, timeout=120)
     assert again.returncode == 0 and '[skip] adaptive features already converted' in again.stdout
+
+
+def test_process_sh_keeps_a_released_answer_cache(tmp_path, dictionary):
+    """As the original: an existing cache/trainval_ans2label.pkl is reused
+    (trainval_label2ans.pkl left alone) and the targets follow its labels."""
+    root = write_raw_root(tmp_path / 'data')
+    cache = os.path.join(root, 'cache')
+    os.makedirs(cache)
+    released = ['red', 'no', 'giraffe', 'cake', 'yes', '2', 'brown']  # not the order a rebuild gives
+    files = {}
+    for name, obj in (('trainval_ans2label', {answer: label for label, answer in enumerate(released)}),
+                      ('trainval_label2ans', released)):
+        files[name] = os.path.join(cache, name + '.pkl')
+        with open(files[name], 'wb') as handle:
+            pickle.dump(obj, handle, protocol=2)
+    before = {name: open(path, 'rb').read() for name, path in files.items()}
+    env = dict(os.environ, FEATURE_DIM=str(FEATURE_DIM), MIN_OCCURRENCE='1', PYTHON=sys.executable)
+    script = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), 'tools', 'process.sh')
+    result = subprocess.run(['bash', script, root], cwd=str(tmp_path), env=env, capture_output=True, text=True,
+                            timeout=120)
+    assert result.returncode == 0, result.stderr
+    assert 'reusing the existing answer vocabulary' in result.stdout
+    assert {name: open(path, 'rb').read() for name, path in files.items()} == before
+    train = VQAFeatureDataset('train', dictionary, root)
+    assert train.label2ans == released
+    for index, (qid, _, _) in enumerate(TRAIN_QUESTIONS):
+        expected = torch.zeros(len(released))
+        for answer, score in TARGETS_MIN1[qid].items():
+            expected[released.index(answer)] = score
+        assert torch.equal(train[index][3], expected), qid
 
 
 def _collate_and_report_sharing(batch):
