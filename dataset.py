@@ -519,7 +519,9 @@ class VisualGenomeFeatureDataset(_QuestionFeatureDataset):
     VQAFeatureDataset of that split, or its FeatureStore). A question is used
     when its image has a COCO id with features in the split and its answer,
     normalised with preprocess_answer, is in the answer vocabulary; target:
-    that label with score 1.0 (FORMATS §5).
+    that label with score 1.0 (FORMATS §5). The question text is not a
+    condition, as in the original: one with no word at all (e.g. '?') reads
+    as 14 padding tokens, one of unknown words as index ntoken - 1.
 
     Usable entries are cached in `cache/vg_<name>[_adaptive]_target.json`
     (keyed by the answer vocabulary and the split's image rows); the
@@ -550,8 +552,13 @@ class VisualGenomeFeatureDataset(_QuestionFeatureDataset):
         stem = os.path.join(dataroot, 'cache', 'vg_%s%s_target' % (self.name, '_adaptive' if self.adaptive else ''))
         return stem + '.json', stem + '.pkl'
 
+    # part of the cache key: caches written under another rule for usable
+    # questions (before 2, wordless questions were dropped) are rebuilt
+    ENTRY_RULE = 2
+
     def _cache_key(self):
         digest = hashlib.sha256()
+        digest.update(b'entry rule %d' % self.ENTRY_RULE)
         digest.update(json.dumps(self.label2ans).encode('utf-8'))
         digest.update(json.dumps(sorted(self.img_id2idx.items())).encode('utf-8'))
         return digest.hexdigest()
@@ -602,7 +609,7 @@ class VisualGenomeFeatureDataset(_QuestionFeatureDataset):
         if not isinstance(vg_questions, list):
             raise UserError('%s: expected a list of {"id", "qas"}; %s' % (qa_path, fix))
         entries = []
-        used_images = out_of_split = total_questions = empty_questions = 0
+        used_images = out_of_split = total_questions = 0
         for image in vg_questions:
             if not isinstance(image, dict) or 'id' not in image or not isinstance(image.get('qas'), list):
                 raise UserError('%s: item %.100r needs "id" and a "qas" list; %s' % (qa_path, image, fix))
@@ -620,18 +627,14 @@ class VisualGenomeFeatureDataset(_QuestionFeatureDataset):
                 if not isinstance(qa['question'], str) or not isinstance(qa['answer'], str):
                     raise UserError('%s: question %s of VG image %s needs a str "question" and "answer"; %s'
                                     % (qa_path, qa['qa_id'], image['id'], fix))
-                if not split_words(qa['question']):
-                    empty_questions += 1
-                    continue
                 label = self.ans2label.get(preprocess_answer(qa['answer']))
                 if label is None or row is None:
                     continue
                 entries.append({'question_id': qa['qa_id'], 'image_id': coco_id, 'image': row,
                                 'question': qa['question'], 'answer': {'labels': [label], 'scores': [1.0]}})
         print('Visual Genome %s: %d/%d VG images have a COCO id (the others are skipped), %d of them outside '
-              'this split; %d/%d questions used, %d empty ones skipped'
-              % (self.name, used_images, len(images), out_of_split, len(entries), total_questions,
-                 empty_questions))
+              'this split; %d/%d questions used' % (self.name, used_images, len(images), out_of_split, len(entries),
+                                                   total_questions))
         return entries
 
 
