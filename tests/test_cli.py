@@ -172,6 +172,20 @@ def test_evaluate_reports_score_and_official_accuracy(tiny_root, trained, tmp_pa
     assert 'official VQA accuracy' in out and 'upper bound' in out
 
 
+def test_evaluate_epoch_zero_or_less_reads_model_pth(tiny_root, trained, tmp_path):
+    import shutil
+
+    import evaluate
+    folder = tmp_path / 'released'
+    folder.mkdir()
+    shutil.copy(trained / 'model_epoch3.pth', folder / 'model.pth')
+    by_epoch = evaluate.main(['--dataroot', tiny_root, '--input', str(trained), '--epoch', '3'] + EVAL)
+    for epoch in ('0', '-1'):
+        metrics = evaluate.main(['--dataroot', tiny_root, '--input', str(folder), '--epoch', epoch] + EVAL)
+        assert metrics['checkpoint'] == str(folder / 'model.pth') and metrics['score'] == by_epoch['score']
+    assert evaluate.parse_args([]).epoch == 12  # the default is unchanged
+
+
 def test_official_accuracy_comes_from_the_same_single_pass(tiny_root, trained, monkeypatch):
     import evaluate
     import runtime
