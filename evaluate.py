@@ -19,7 +19,8 @@ def parse_args(argv=None):
     parser.add_argument('--input', type=str, default=None,
                         help='checkpoint folder (default saved_models/ban, or saved_models/flickr)')
     parser.add_argument('--epoch', type=int, default=12,
-                        help='checkpoint <input>/model_epoch<N>.pth; 0 or less: <input>/model.pth (the original\'s rule)')
+                        help='checkpoint <input>/model_epoch<N>.pth; 0 or less: <input>/model.pth (the '
+                             'original\'s rule; --epoch 0 falls back to model_epoch0.pth when there is no model.pth)')
     parser.add_argument('--batch_size', type=runtime.positive_int, default=256)
     parser.add_argument('--split', type=str, default=None, help='default: val (vqa), test (flickr)')
     parser.add_argument('--fix_alignment', type=str2bool, nargs='?', const=True, default=False)
@@ -38,10 +39,16 @@ def parse_args(argv=None):
 
 def checkpoint_file(args):
     """The checkpoint to evaluate: model_epoch<N>.pth, or model.pth when
-    --epoch <= 0, as the original's evaluate.py."""
-    if args.epoch <= 0:
-        return os.path.join(args.input, 'model.pth')
-    return runtime.checkpoint_path(args.input, args.epoch)
+    --epoch <= 0, as the original's evaluate.py. For --epoch 0 without a
+    model.pth, model_epoch0.pth (training keeps it when epoch 0 scored best)."""
+    if args.epoch > 0:
+        return runtime.checkpoint_path(args.input, args.epoch)
+    path = os.path.join(args.input, 'model.pth')
+    epoch0 = runtime.checkpoint_path(args.input, 0)
+    if args.epoch == 0 and not os.path.exists(path) and os.path.exists(epoch0):
+        print('note: no %s; evaluating %s' % (path, epoch0))
+        return epoch0
+    return path
 
 
 def eval_dataset(args, dictionary):
