@@ -158,21 +158,58 @@ def load_answer_maps(dataroot):
     return ans2label, label2ans
 
 
-def load_targets(dataroot, name, num_answers):
-    """cache/{name}_target.pkl as a dict question_id -> target item."""
+ANS2LABEL_DIGEST = 'ans2label_sha256'  # key of a target file's sidecar: digest of its vocabulary
+
+
+def ans2label_digest(ans2label):
+    """Hex SHA-256 of an answer -> label mapping."""
+    pairs = sorted((str(answer), int(label)) for answer, label in ans2label.items())
+    return hashlib.sha256(json.dumps(pairs).encode('utf-8')).hexdigest()
+
+
+def target_meta(ans2label):
+    """Content of `cache/{name}_target.pkl.meta.json`: the vocabulary the
+    targets were computed against (written by compute_softscore)."""
+    return {ANS2LABEL_DIGEST: ans2label_digest(ans2label)}
+
+
+def check_target_meta(path, ans2label, ans2label_path):
+    """UserError when the sidecar of target file `path` names another
+    vocabulary than `ans2label` (e.g. compute_softscore was interrupted
+    between the two). Target files without a sidecar (the released caches)
+    are not checked."""
+    meta_path = path + '.meta.json'
+    if not os.path.exists(meta_path):
+        print('note: %s has no %s (released or older cache): not checked against %s'
+              % (path, os.path.basename(meta_path), ans2label_path))
+        return
+    meta = utils.load_json(meta_path, SOFTSCORE_FIX)
+    if not isinstance(meta, dict) or not isinstance(meta.get(ANS2LABEL_DIGEST), str):
+        raise UserError('%s: expected {"%s": hex digest}; %s' % (meta_path, ANS2LABEL_DIGEST, SOFTSCORE_FIX))
+    if meta[ANS2LABEL_DIGEST] != ans2label_digest(ans2label):
+        raise UserError('%s was computed against another answer vocabulary than %s (an interrupted or mixed '
+                        'run); re-run tools/compute_softscore.py (part of tools/process.sh) to recompute the '
+                        'targets against it' % (path, ans2label_path))
+
+
+def load_targets(dataroot, name, ans2label):
+    """cache/{name}_target.pkl as a dict question_id -> target item, checked
+    against the answer vocabulary `ans2label`."""
     path = os.path.join(dataroot, 'cache', '%s_target.pkl' % name)
+    ans2label_path = os.path.join(dataroot, 'cache', 'trainval_ans2label.pkl')
     targets = utils.safe_pickle_load(path, SOFTSCORE_FIX)
     if not isinstance(targets, list):
         raise UserError('%s: expected a list of targets; %s' % (path, SOFTSCORE_FIX))
+    check_target_meta(path, ans2label, ans2label_path)
+    num_answers = len(ans2label)
     by_question = {}
     for item in targets:
         if not (isinstance(item, dict) and {'question_id', 'image_id', 'labels', 'scores'} <= set(item)
                 and len(item['labels']) == len(item['scores'])):
             raise UserError('%s: malformed target %.200r; %s' % (path, item, SOFTSCORE_FIX))
         if any(not 0 <= int(label) < num_answers for label in item['labels']):
-            raise UserError('%s: question %s has a label outside the %d answers of '
-                            'cache/trainval_ans2label.pkl (stale cache); %s'
-                            % (path, item['question_id'], num_answers, SOFTSCORE_FIX))
+            raise UserError('%s: question %s has a label outside the %d answers of %s (stale cache); %s'
+                            % (path, item['question_id'], num_answers, ans2label_path, SOFTSCORE_FIX))
         by_question[item['question_id']] = item
     return path, by_question
 
@@ -440,7 +477,7 @@ class VQAFeatureDataset(_QuestionFeatureDataset):
         where = question_path(dataroot, self.name)
         if self.name.startswith('test'):
             return [_make_entry(q, self._row(q, where), None) for q in questions]
-        target_path, targets = load_targets(dataroot, self.name, self.num_ans_candidates)
+        target_path, targets = load_targets(dataroot, self.name, self.ans2label)
         entries = []
         for question in questions:
             target = targets.pop(question['question_id'], None)
@@ -482,7 +519,9 @@ class VisualGenomeFeatureDataset(_QuestionFeatureDataset):
     VQAFeatureDataset of that split, or its FeatureStore). A question is used
     when its image has a COCO id with features in the split and its answer,
     normalised with preprocess_answer, is in the answer vocabulary; target:
-    that label with score 1.0 (FORMATS §5).
+    that label with score 1.0 (FORMATS §5). The question text is not a
+    condition, as in the original: one with no word at all (e.g. '?') reads
+    as 14 padding tokens, one of unknown words as index ntoken - 1.
 
     Usable entries are cached in `cache/vg_<name>[_adaptive]_target.json`
     (keyed by the answer vocabulary and the split's image rows); the
@@ -513,8 +552,13 @@ class VisualGenomeFeatureDataset(_QuestionFeatureDataset):
         stem = os.path.join(dataroot, 'cache', 'vg_%s%s_target' % (self.name, '_adaptive' if self.adaptive else ''))
         return stem + '.json', stem + '.pkl'
 
+    # part of the cache key: caches written under another rule for usable
+    # questions (before 2, wordless questions were dropped) are rebuilt
+    ENTRY_RULE = 2
+
     def _cache_key(self):
         digest = hashlib.sha256()
+        digest.update(b'entry rule %d' % self.ENTRY_RULE)
         digest.update(json.dumps(self.label2ans).encode('utf-8'))
         digest.update(json.dumps(sorted(self.img_id2idx.items())).encode('utf-8'))
         return digest.hexdigest()
@@ -565,7 +609,7 @@ class VisualGenomeFeatureDataset(_QuestionFeatureDataset):
         if not isinstance(vg_questions, list):
             raise UserError('%s: expected a list of {"id", "qas"}; %s' % (qa_path, fix))
         entries = []
-        used_images = out_of_split = total_questions = empty_questions = 0
+        used_images = out_of_split = total_questions = 0
         for image in vg_questions:
             if not isinstance(image, dict) or 'id' not in image or not isinstance(image.get('qas'), list):
                 raise UserError('%s: item %.100r needs "id" and a "qas" list; %s' % (qa_path, image, fix))
@@ -583,18 +627,14 @@ class VisualGenomeFeatureDataset(_QuestionFeatureDataset):
                 if not isinstance(qa['question'], str) or not isinstance(qa['answer'], str):
                     raise UserError('%s: question %s of VG image %s needs a str "question" and "answer"; %s'
                                     % (qa_path, qa['qa_id'], image['id'], fix))
-                if not split_words(qa['question']):
-                    empty_questions += 1
-                    continue
                 label = self.ans2label.get(preprocess_answer(qa['answer']))
                 if label is None or row is None:
                     continue
                 entries.append({'question_id': qa['qa_id'], 'image_id': coco_id, 'image': row,
                                 'question': qa['question'], 'answer': {'labels': [label], 'scores': [1.0]}})
         print('Visual Genome %s: %d/%d VG images have a COCO id (the others are skipped), %d of them outside '
-              'this split; %d/%d questions used, %d empty ones skipped'
-              % (self.name, used_images, len(images), out_of_split, len(entries), total_questions,
-                 empty_questions))
+              'this split; %d/%d questions used' % (self.name, used_images, len(images), out_of_split, len(entries),
+                                                   total_questions))
         return entries
 
 

@@ -3,6 +3,7 @@
     python3 evaluate.py --input saved_models/ban --epoch 12          # VQA val score, upper bound,
                                                                     # official accuracy per answer type
     python3 evaluate.py --task flickr --input saved_models/flickr --epoch 5   # test Recall@1/5/10
+    python3 evaluate.py --input saved_models/ban --epoch 0           # <input>/model.pth (any --epoch <= 0)
 """
 import argparse
 import os
@@ -17,7 +18,9 @@ def parse_args(argv=None):
     runtime.add_model_flags(parser)
     parser.add_argument('--input', type=str, default=None,
                         help='checkpoint folder (default saved_models/ban, or saved_models/flickr)')
-    parser.add_argument('--epoch', type=int, default=12)
+    parser.add_argument('--epoch', type=int, default=12,
+                        help='checkpoint <input>/model_epoch<N>.pth; 0 or less: <input>/model.pth (the '
+                             'original\'s rule; --epoch 0 falls back to model_epoch0.pth when there is no model.pth)')
     parser.add_argument('--batch_size', type=runtime.positive_int, default=256)
     parser.add_argument('--split', type=str, default=None, help='default: val (vqa), test (flickr)')
     parser.add_argument('--fix_alignment', type=str2bool, nargs='?', const=True, default=False)
@@ -32,6 +35,20 @@ def parse_args(argv=None):
         parser.error('argument --split: %s has no answers for %s; choose from %s (test2015 submissions '
                      'are written by test.py)' % (args.split, args.task, ', '.join(allowed)))
     return runtime.apply_task_overrides(args)
+
+
+def checkpoint_file(args):
+    """The checkpoint to evaluate: model_epoch<N>.pth, or model.pth when
+    --epoch <= 0, as the original's evaluate.py. For --epoch 0 without a
+    model.pth, model_epoch0.pth (training keeps it when epoch 0 scored best)."""
+    if args.epoch > 0:
+        return runtime.checkpoint_path(args.input, args.epoch)
+    path = os.path.join(args.input, 'model.pth')
+    epoch0 = runtime.checkpoint_path(args.input, 0)
+    if args.epoch == 0 and not os.path.exists(path) and os.path.exists(epoch0):
+        print('note: no %s; evaluating %s' % (path, epoch0))
+        return epoch0
+    return path
 
 
 def eval_dataset(args, dictionary):
@@ -98,7 +115,7 @@ def main(argv=None):
     args = parse_args(argv)
     ctx, device = runtime.init_distributed(args.device)
     dictionary = runtime.load_dictionary(args.dataroot, args.task)
-    path = runtime.checkpoint_path(args.input, args.epoch)
+    path = checkpoint_file(args)
     metrics = evaluate_checkpoint(args, dictionary, path, device, ctx, args.batch_size)
     if ctx.is_main:
         print_metrics(metrics)

@@ -7,6 +7,7 @@ import pickle
 import shutil
 import subprocess
 import sys
+import tarfile
 
 import h5py
 import numpy as np
@@ -44,7 +45,9 @@ def test_train_items(prepared, dictionary):
     assert [e['question_id'] for e in train.entries] == [101, 102, 103, 104]
     entry = train.entries[3]
     assert set(entry) >= {'question_id', 'image_id', 'image', 'question', 'q_token', 'answer'}
-    assert entry['image'] == train.img_id2idx[3] and entry['answer'] == {'labels': [3], 'scores': [1.0]}
+    assert entry['image'] == train.img_id2idx[3]
+    assert entry['answer'] == {'labels': [LABELS_MIN1.index(answer) for answer in TARGETS_MIN1[104]],
+                               'scores': list(TARGETS_MIN1[104].values())}
     for index, (qid, image_id, text) in enumerate(TRAIN_QUESTIONS):
         features, spatials, question, target = train[index]
         _, width, height, boxes, expected = image_record(image_id, boxes_of(image_id))
@@ -144,6 +147,7 @@ def test_released_caches_in_the_original_layout_are_read(root, dictionary):
                                         for qid, image_id, _ in TRAIN_QUESTIONS])):
         with open(os.path.join(cache, name + '.pkl'), 'wb') as handle:
             pickle.dump(obj, handle, protocol=2)
+    os.remove(os.path.join(cache, 'train_target.pkl.meta.json'))  # the released caches have no sidecar
     train = VQAFeatureDataset('train', dictionary, root)
     assert train.num_ans_candidates == 2 and train[2][3].tolist() == pytest.approx([0.3, 0.0])
 
@@ -228,6 +232,109 @@ def test_process_sh_prepares_a_data_root(tmp_path, dictionary):
     assert val.label2ans == LABELS_MIN1 and len(val) == 3
     again = subprocess.run(['bash', script, root], env=env, capture_output=True, text=True, timeout=120)
     assert again.returncode == 0 and '[skip] adaptive features already converted' in again.stdout
+
+
+def test_process_sh_keeps_a_released_answer_cache(tmp_path, dictionary):
+    """As the original: an existing cache/trainval_ans2label.pkl is reused
+    (trainval_label2ans.pkl left alone) and the targets follow its labels."""
+    root = write_raw_root(tmp_path / 'data')
+    cache = os.path.join(root, 'cache')
+    os.makedirs(cache)
+    released = ['red', 'no', 'giraffe', 'cake', 'yes', '2', 'brown']  # not the order a rebuild gives
+    files = {}
+    for name, obj in (('trainval_ans2label', {answer: label for label, answer in enumerate(released)}),
+                      ('trainval_label2ans', released)):
+        files[name] = os.path.join(cache, name + '.pkl')
+        with open(files[name], 'wb') as handle:
+            pickle.dump(obj, handle, protocol=2)
+    before = {name: open(path, 'rb').read() for name, path in files.items()}
+    env = dict(os.environ, FEATURE_DIM=str(FEATURE_DIM), MIN_OCCURRENCE='1', PYTHON=sys.executable)
+    script = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), 'tools', 'process.sh')
+    result = subprocess.run(['bash', script, root], cwd=str(tmp_path), env=env, capture_output=True, text=True,
+                            timeout=120)
+    assert result.returncode == 0, result.stderr
+    assert 'reusing the existing answer vocabulary' in result.stdout
+    assert {name: open(path, 'rb').read() for name, path in files.items()} == before
+    train = VQAFeatureDataset('train', dictionary, root)
+    assert train.label2ans == released
+    for index, (qid, _, _) in enumerate(TRAIN_QUESTIONS):
+        expected = torch.zeros(len(released))
+        for answer, score in TARGETS_MIN1[qid].items():
+            expected[released.index(answer)] = score
+        assert torch.equal(train[index][3], expected), qid
+
+
+RELEASED_CACHE = {'trainval_ans2label.pkl': b'released vocabulary', 'trainval_label2ans.pkl': b'released labels',
+                  'train_target.pkl': b'released targets'}
+FAKE_WGET = """#!/bin/sh
+out=
+while [ $# -gt 0 ]; do
+  if [ "$1" = -O ]; then out=$2; shift; fi
+  shift
+done
+echo "$out" >> "$FAKE_LOG"
+if [ -n "$FAKE_TGZ" ]; then cp "$FAKE_TGZ" "$out"; else echo '<html>Google Drive: confirm</html>' > "$out"; fi
+"""
+
+
+def _run_download_sh(tmp_path, root, fake_tgz=''):
+    """tools/download.sh on a data root that has every other download, with a
+    fake wget that serves `fake_tgz` (or a Google Drive confirmation page)."""
+    bin_dir = tmp_path / 'bin'
+    bin_dir.mkdir(exist_ok=True)
+    (bin_dir / 'wget').write_text(FAKE_WGET)
+    (bin_dir / 'wget').chmod(0o755)
+    log = tmp_path / 'wget.log'
+    if log.exists():
+        log.unlink()
+    env = dict(os.environ, PATH='%s:%s' % (bin_dir, os.environ['PATH']), FAKE_LOG=str(log), FAKE_TGZ=fake_tgz)
+    script = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), 'tools', 'download.sh')
+    result = subprocess.run(['bash', script, root], env=env, capture_output=True, text=True, timeout=60)
+    assert result.returncode == 0, result.stderr
+    return result.stdout, log.read_text().split() if log.exists() else []
+
+
+def _released_tgz(path):
+    with tarfile.open(path, 'w:gz') as archive:
+        for name, content in RELEASED_CACHE.items():
+            (path.parent / name).write_bytes(content)
+            archive.add(str(path.parent / name), arcname=name)
+    return str(path)
+
+
+def _cache_files(root):
+    cache = os.path.join(root, 'cache')
+    return {name: open(os.path.join(cache, name), 'rb').read() for name in sorted(os.listdir(cache))}
+
+
+def test_download_sh_unpacks_the_released_caches_without_overwriting(tmp_path):
+    root = write_raw_root(tmp_path / 'data')
+    tgz = _released_tgz(tmp_path / 'cache.pkl.tgz')
+    os.makedirs(os.path.join(root, 'cache'))
+    shutil.copy(tgz, os.path.join(root, 'cache', 'cache.pkl.tgz'))  # downloaded by hand
+    with open(os.path.join(root, 'cache', 'train_target.pkl'), 'wb') as handle:
+        handle.write(b'mine')
+    out, fetched = _run_download_sh(tmp_path, root)
+    assert fetched == []  # the archive was there: nothing downloaded
+    files = _cache_files(root)
+    assert files.pop('cache.pkl.tgz') == open(tgz, 'rb').read()  # kept: one of its files was not unpacked
+    assert files == dict(RELEASED_CACHE, **{'train_target.pkl': b'mine'})
+    assert 'kept the existing %s/cache/train_target.pkl' % root in out
+    os.remove(os.path.join(root, 'cache', 'train_target.pkl'))
+    _run_download_sh(tmp_path, root)
+    assert _cache_files(root) == RELEASED_CACHE  # all unpacked: the archive is removed, as the original does
+
+
+def test_download_sh_fetches_the_released_caches_or_asks_for_a_manual_download(tmp_path):
+    root = write_raw_root(tmp_path / 'data')
+    out, fetched = _run_download_sh(tmp_path, root)  # Google Drive answers with a page, not the archive
+    assert fetched == [os.path.join(root, 'cache', 'cache.pkl.tgz.part')]
+    assert 'download by hand' in out and 'id=1m5pL9gOkcnLZ_NuANmnDFIcil3NQVmZc' in out
+    assert _cache_files(root) == {}  # no partial or HTML file left behind
+    _run_download_sh(tmp_path, root, _released_tgz(tmp_path / 'cache.pkl.tgz'))
+    assert _cache_files(root) == RELEASED_CACHE
+    out, fetched = _run_download_sh(tmp_path, root)
+    assert '[skip] released caches' in out and fetched == []  # no second download
 
 
 def _collate_and_report_sharing(batch):

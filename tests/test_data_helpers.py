@@ -29,9 +29,10 @@ TEST_QUESTIONS = [
 ]
 TEST_DEV_IDS = (301, 302)
 
-# question_id -> (multiple_choice_answer, 10 human answers)
+# question_id -> (multiple_choice_answer, 10 human answers). Raw variants of a
+# label ('Brown.', 'a cake', 'Red') count for it only when answers are normalised.
 ANSWERS = {
-    101: ('brown', ['brown'] * 6 + ['Brown.'] * 2 + ['tan'] * 2),
+    101: ('brown', ['brown'] * 3 + ['Brown.'] * 3 + ['tan'] * 4),
     102: ('2', ['two'] * 4 + ['2'] * 3 + ['3'] * 3),
     103: ('yes', ['yes'] * 10),
     104: ('cake', ['a cake'] * 5 + ['cake'] * 3 + ['pie'] * 2),
@@ -41,10 +42,22 @@ ANSWERS = {
 }
 # min_occurrence 1: consensus answers in first-occurrence order (train, then val)
 LABELS_MIN1 = ['brown', '2', 'yes', 'cake', 'no', 'red']
-TARGETS_MIN1 = {  # question_id -> {answer: score}
-    101: {'brown': 1.0}, 102: {'2': 1.0}, 103: {'yes': 1.0}, 104: {'cake': 1.0},
-    201: {'no': 1.0, 'yes': 0.9}, 202: {'2': 1.0}, 203: {'red': 1.0},
-}
+SCORE_OF_COUNT = (0.0, 0.3, 0.6, 0.9)  # FORMATS section 1; 1.0 from 4 answers on
+
+
+def rule_targets(labels, normalize=None):
+    """question_id -> {label: score} by the rule of FORMATS section 1: the
+    human answers (passed through `normalize` when given, else raw) equal to
+    a label, counted k times, score .3 k up to 3 and 1.0 from 4."""
+    targets = {}
+    for qid, (_, answers) in ANSWERS.items():
+        texts = [normalize(text) if normalize else text for text in answers]
+        counts = {label: texts.count(label) for label in labels if label in texts}
+        targets[qid] = {label: SCORE_OF_COUNT[k] if k < 4 else 1.0 for label, k in counts.items()}
+    return targets
+
+
+TARGETS_MIN1 = rule_targets(LABELS_MIN1)  # question_id -> {answer: score}
 
 # TSV layout: file -> [(image_id, num_boxes)]; image 99 is needed by no question.
 TRAINVAL_TSV = {

@@ -1,6 +1,8 @@
 """Ensembling saved predictions: averaging rules, alignment of question ids,
 the CLI and errors on inconsistent inputs."""
 import json
+import pickle
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -124,3 +126,56 @@ def test_unreadable_file_is_a_user_error(tmp_path):
         ensemble.load_predictions(str(corrupt))
     with pytest.raises(UserError, match='missing file'):
         ensemble.load_predictions(str(tmp_path / 'absent.pth'))
+
+
+# ----------------------------------------------------------------- the original's bare logits tensors
+
+def write_test_split(root, question_ids, label2ans=LABEL2ANS, split='test2015'):
+    """A data root holding what a bare logits file needs: the split's
+    question file (ids in file order) and the answer cache."""
+    questions = [{'image_id': 1, 'question': 'What is it?', 'question_id': qid} for qid in question_ids]
+    (root / 'cache').mkdir(parents=True, exist_ok=True)
+    (root / ('v2_OpenEnded_mscoco_%s_questions.json' % split)).write_text(json.dumps({'questions': questions}))
+    for name, obj in (('trainval_ans2label', {a: i for i, a in enumerate(label2ans)}),
+                      ('trainval_label2ans', list(label2ans))):
+        (root / 'cache' / (name + '.pkl')).write_bytes(pickle.dumps(obj, protocol=2))
+    return str(root)
+
+
+def test_bare_logits_take_ids_in_dataset_order_from_the_question_file(tmp_path):
+    root = write_test_split(tmp_path / 'data', [11, 10])  # file order; dataset order is sorted: 10, 11
+    bare = tmp_path / 'original_logits0.pth'
+    torch.save(MODEL_B['logits'].clone(), bare, _use_new_zipfile_serialization=False)  # pre-1.6 format too
+    ours = tmp_path / 'a_logits.pth'
+    ensemble.save_predictions(str(ours), [11, 10], MODEL_A['logits'].flip(0), LABEL2ANS)
+    loaded = ensemble.load_predictions(str(bare), root)
+    assert loaded['question_ids'].tolist() == [10, 11] and loaded['label2ans'] == LABEL2ANS
+    assert torch.equal(loaded['logits'], MODEL_B['logits'])
+    output = tmp_path / 'ensemble.json'
+    submission = ensemble.main(['--inputs', str(bare), str(ours), '--output', str(output), '--dataroot', root])
+    expected = ensemble.to_submission(ensemble.ensemble_logits([MODEL_B, MODEL_A]))
+    assert submission == expected == json.loads(output.read_text())
+
+
+@pytest.mark.parametrize('question_ids, label2ans, message', [
+    ([10, 11, 12], LABEL2ANS, r'bare logits of 2 questions, but .*test2015_questions.json has 3; pass the --split'),
+    ([10, 11], ['yes', 'no'], r'bare logits of 3 answers, but .*trainval_label2ans.pkl lists 2'),
+])
+def test_bare_logits_of_another_split_or_vocabulary_are_named(tmp_path, question_ids, label2ans, message):
+    root = write_test_split(tmp_path / 'data', question_ids, label2ans)
+    bare = tmp_path / 'logits0.pth'
+    torch.save(MODEL_A['logits'].clone(), bare)
+    completed = subprocess.run([sys.executable, 'tools/ensemble.py', '--inputs', str(bare), '--dataroot', root,
+                                '--output', str(tmp_path / 'out.json')], cwd=REPO, capture_output=True, text=True,
+                               timeout=60)
+    assert completed.returncode == 2 and completed.stderr.startswith('error: %s: ' % bare)
+    assert completed.stderr.count('\n') == 1
+    assert re.search(message, completed.stderr), completed.stderr
+    assert not (tmp_path / 'out.json').exists()
+
+
+def test_bare_tensor_that_is_not_logits_is_refused(tmp_path):
+    bare = tmp_path / 'logits0.pth'
+    torch.save(torch.zeros(4, dtype=torch.long), bare)
+    with pytest.raises(UserError, match=r'logits0.pth: a bare tensor must be 2-d floating logits'):
+        ensemble.load_predictions(str(bare), str(tmp_path))

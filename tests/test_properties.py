@@ -97,15 +97,18 @@ def test_question_accuracy_is_a_fraction_for_any_answers(humans, result):
 
 
 @FEW
-@given(st.lists(TEXT, min_size=10, max_size=10))
-def test_soft_scores_follow_the_answer_counts(humans):
+@given(st.lists(TEXT, min_size=10, max_size=10), st.booleans())
+def test_soft_scores_follow_the_answer_counts(humans, normalize):
+    """Raw answer strings are counted (the original's rule), or normalised
+    ones with `normalize`."""
+    as_counted = compute_softscore.preprocess_answer if normalize else (lambda text: text)
     annotation = {'question_id': 1, 'image_id': 2, 'answers': [{'answer': text} for text in humans]}
-    vocabulary = {compute_softscore.preprocess_answer(text) for text in humans[:5]}
-    ans2label = {answer: label for label, answer in enumerate(sorted(vocabulary))}
-    target, = compute_softscore.compute_target([annotation], ans2label)
+    vocabulary = sorted({as_counted(text) for text in humans[:5]})
+    ans2label = {answer: label for label, answer in enumerate(vocabulary)}
+    target, = compute_softscore.compute_target([annotation], ans2label, normalize)
     assert sorted(target['labels']) == sorted(ans2label.values())  # every listed answer was given
     for label, score in zip(target['labels'], target['scores']):
-        count = sum(compute_softscore.preprocess_answer(text) == sorted(vocabulary)[label] for text in humans)
+        count = sum(as_counted(text) == vocabulary[label] for text in humans)
         assert score == get_score(count) and score in SCORE_OF_COUNT + (1.0,)
 
 

@@ -639,17 +639,33 @@ def test_questions_of_only_unknown_words_are_counted(vqa_root, tmp_path, capsys)
     assert VQAFeatureDataset('train', dictionary, root).unknown_only_questions == 0
 
 
-def test_visual_genome_images_without_coco_id_and_empty_questions_are_skipped_and_counted(vqa_root, tmp_path, capsys):
+def test_visual_genome_images_without_coco_id_are_skipped_and_wordless_questions_kept(vqa_root, tmp_path, capsys,
+                                                                                     monkeypatch):
     root = shutil.copytree(vqa_root, str(tmp_path / 'data'))
-    edit_json(os.path.join(root, 'question_answers.json'), lambda qas: qas[0]['qas'].append(
-        {'qa_id': 5009, 'image_id': 1001, 'question': '?', 'answer': 'brown'}))
+    edit_json(os.path.join(root, 'question_answers.json'), lambda qas: qas[0]['qas'].extend([
+        {'qa_id': 5009, 'image_id': 1001, 'question': '?', 'answer': 'brown'},
+        {'qa_id': 5010, 'image_id': 1001, 'question': 'Xyzzy plugh?', 'answer': 'brown'}]))
     dictionary = Dictionary.load_from_file(os.path.join(root, 'dictionary.pkl'))
     train = VQAFeatureDataset('train', dictionary, root)
     vg = VisualGenomeFeatureDataset('train', train, dictionary, root)
-    assert [entry['question_id'] for entry in vg.entries] == [5001]
+    assert [entry['question_id'] for entry in vg.entries] == [5001, 5009, 5010]  # kept, as the original
+    padding = dictionary.padding_idx
+    assert vg.entries[1]['q_token'] == [padding] * 14  # no word at all: all padding
+    assert vg.entries[2]['q_token'] == [padding - 1] * 2 + [padding] * 12  # unknown words: ntoken - 1
+    assert vg[1][3][vg.ans2label['brown']] == 1.0
     out = capsys.readouterr().out
     assert '3/4 VG images have a COCO id (the others are skipped)' in out
-    assert '1/5 questions used, 1 empty ones skipped' in out  # counted on images with a COCO id
+    assert '3/6 questions used' in out  # counted on images with a COCO id
+    # a cache written under the old rule (wordless questions dropped) is rebuilt, not read
+    cache = os.path.join(root, 'cache', 'vg_train_adaptive_target.json')
+    monkeypatch.setattr(VisualGenomeFeatureDataset, 'ENTRY_RULE', 1)
+    VisualGenomeFeatureDataset('train', train, dictionary, root)  # writes the cache under rule 1
+    edit_json(cache, lambda cached: cached['entries'].pop(1))  # what rule 1 kept
+    assert [e['question_id'] for e in VisualGenomeFeatureDataset('train', train, dictionary, root).entries] \
+        == [5001, 5010]
+    monkeypatch.undo()
+    assert [e['question_id'] for e in VisualGenomeFeatureDataset('train', train, dictionary, root).entries] \
+        == [5001, 5009, 5010]
 
 
 # ----------------------------------------------------------------- no lost work

@@ -2,7 +2,14 @@
 # Download everything the VQA 2.0 pipeline reads into DATAROOT (default: data):
 #   VQA v2 questions and annotations, the adaptive bottom-up-attention
 #   features (trainval, test2015), GloVe 6B, Visual Genome v1.2 questions and
-#   image metadata, and the MS COCO 2017 caption annotations.
+#   image metadata, the MS COCO 2017 caption annotations, and (as the
+#   original's download.sh) the pickle caches of the released model,
+#   cache.pkl.tgz, unpacked into DATAROOT/cache without overwriting a file
+#   already there; tools/process.sh then reuses their answer vocabulary, whose
+#   label order the released classifier follows. Google Drive may answer with
+#   a confirmation page instead: then the script prints a manual-download note
+#   (this step is optional: only the released model needs it) and goes on.
+#   RELEASED_CACHES=0 skips it (tools/process.sh then builds the vocabulary).
 # Each step is skipped when its files are already there; archives are
 # downloaded to *.part and unpacked into a temporary folder, so an
 # interrupted run never leaves a file that looks complete. Then run
@@ -20,6 +27,7 @@ FEATURES_URL=https://imagecaption.blob.core.windows.net/imagecaption
 GLOVE_URL=http://nlp.stanford.edu/data/glove.6B.zip
 VG_URL=http://visualgenome.org/static/data/dataset
 COCO_CAPTIONS_URL=http://images.cocodataset.org/annotations/annotations_trainval2017.zip
+CACHE_URL='https://drive.google.com/uc?export=download&id=1m5pL9gOkcnLZ_NuANmnDFIcil3NQVmZc'
 
 have_all() {  # have_all FILE...: true when every file exists and is not empty
   local file
@@ -49,6 +57,68 @@ unpack() {  # unpack ZIP DEST [MEMBER...]: unzip into a temporary folder, then m
   unzip -q -o "$zip" "$@" -d "$tmp"
   cp -r -l "$tmp"/. "$dest"/ 2>/dev/null || cp -r "$tmp"/. "$dest"/
   rm -rf "$tmp" "$zip"
+}
+
+download_once() {  # download_once URL FILE: fetch URL into FILE, no resume; false on failure
+  if command -v wget >/dev/null 2>&1; then
+    wget -q -O "$2" "$1"
+  else
+    curl -fsL -o "$2" "$1"
+  fi
+}
+
+unpack_keep() {  # unpack_keep TGZ DEST: add the archive's files that DEST lacks, never overwrite;
+  # TGZ is removed unless a file of DEST differs from the archive's
+  local tgz=$1 dest=$2 tmp="$DATAROOT/.unpack.$$" kept=0 file
+  rm -rf "$tmp"
+  mkdir -p "$tmp" "$dest"
+  if ! tar -xf "$tgz" -C "$tmp"; then
+    rm -rf "$tmp"
+    echo "error: $tgz is not a readable tar archive; delete it and download it again" >&2
+    exit 1
+  fi
+  while IFS= read -r file; do
+    if [ -e "$dest/$file" ]; then
+      cmp -s "$tmp/$file" "$dest/$file" && continue
+      echo "  kept the existing $dest/$file (differs from the archive's; not overwritten)"
+      kept=1
+    else
+      mkdir -p "$(dirname "$dest/$file")"
+      mv "$tmp/$file" "$dest/$file"
+    fi
+  done < <(cd "$tmp" && find . -type f | sed 's|^\./||')
+  rm -rf "$tmp"
+  if [ "$kept" = 1 ]; then
+    echo "  $tgz kept: delete the files above and re-run to unpack them too"
+  else
+    rm "$tgz"
+  fi
+}
+
+released_caches() {  # the released model's pickle caches (see the header)
+  local cache="$DATAROOT/cache" tgz="$DATAROOT/cache/cache.pkl.tgz"
+  if [ "${RELEASED_CACHES:-1}" = 0 ]; then
+    echo "[skip] released caches: RELEASED_CACHES=0"
+    return 0
+  fi
+  if [ ! -s "$tgz" ]; then
+    if [ -e "$cache/trainval_ans2label.pkl" ]; then
+      echo "[skip] released caches: $cache/trainval_ans2label.pkl already there"
+      return 0
+    fi
+    echo "[get] released caches"
+    mkdir -p "$cache"
+    if ! download_once "$CACHE_URL" "$tgz.part" || ! tar -tf "$tgz.part" >/dev/null 2>&1; then
+      rm -f "$tgz.part"
+      echo "note: released caches (optional, for the released model): download by hand"
+      echo "    $CACHE_URL"
+      echo "  to $tgz (confirm the Google Drive page if one is shown), then re-run this script"
+      return 0
+    fi
+    mv "$tgz.part" "$tgz"
+  fi
+  echo "[unpack] released caches: $tgz -> $cache"
+  unpack_keep "$tgz" "$cache"
 }
 
 step() {  # step NAME URL DEST [MEMBER...] -- FILE...: fetch+unpack unless every FILE exists
@@ -108,5 +178,8 @@ step "Visual Genome image metadata" "$VG_URL/image_data.json.zip" "$DATAROOT" --
 step "COCO 2017 captions" "$COCO_CAPTIONS_URL" "$DATAROOT" \
   annotations/captions_train2017.json annotations/captions_val2017.json -- \
   "$DATAROOT/annotations/captions_train2017.json" "$DATAROOT/annotations/captions_val2017.json"
+
+# Pickle caches of the released model (answer vocabulary, targets)
+released_caches
 
 echo "done; now run: tools/process.sh $DATAROOT"

@@ -1,10 +1,15 @@
 """Average the saved predictions of several models into one submission.
 
-Prediction file (written by `test.py --logits` next to its results JSON as
-`<results path without .json>_logits.pth`, see `logits_path_for`):
-    torch.save({"question_ids": LongTensor [Q],
-                "logits": FloatTensor [Q, n_answers],
-                "label2ans": list of n_answers str})
+Prediction file, either
+  - ours (written by `test.py --logits` as `logits/<model label>/logits<index>.pth`):
+        torch.save({"question_ids": LongTensor [Q],
+                    "logits": FloatTensor [Q, n_answers],
+                    "label2ans": list of n_answers str})
+  - or the original's: a bare tensor, torch.save(logits) of [Q, n_answers].
+    Its rows are the questions of the test split `--split` in dataset order
+    (sorted by question_id, from `<dataroot>` question file) and its columns
+    the answers of `<dataroot>/cache/trainval_label2ans.pkl`; the counts must
+    match.
 loaded with weights_only=True. All inputs must hold the same set of question
 ids (any order; the output follows the first input's order) and the same
 label2ans list.
@@ -12,14 +17,17 @@ label2ans list.
 Usage:
   python3 tools/ensemble.py --inputs a_logits.pth b_logits.pth ...
       --output results/ensemble.json [--average prob|logit]
+      [--dataroot data --split test2015]   (for bare-tensor inputs)
 
 `prob` (default) averages sigmoid(logits), i.e. the predicted answer
 probabilities; `logit` averages the raw logits. The answer of a question is
 the label with the highest average (the first one on ties).
 """
 import argparse
+import functools
 import os
 import sys
+import zipfile
 
 import torch
 
@@ -29,6 +37,7 @@ from utils import UserError, require_file, run_cli, save_json, torch_save_atomic
 
 AVERAGES = ('prob', 'logit')
 PREDICTION_FIX = 'write it with test.py --logits'
+TEST_SPLITS = ('test2015', 'test-dev2015')
 ROWS_PER_CHUNK = 65536  # bounds the temporaries when a file holds the whole test set
 
 
@@ -49,8 +58,8 @@ def validate_predictions(predictions, source):
     """Check keys, types and shapes of one prediction dict; `source` names it
     in errors."""
     if not isinstance(predictions, dict):
-        raise UserError('%s: expected a dict with question_ids, logits, label2ans, got %s; %s'
-                        % (source, type(predictions).__name__, PREDICTION_FIX))
+        raise UserError('%s: expected a dict with question_ids, logits, label2ans (or a bare logits tensor), '
+                        'got %s; %s' % (source, type(predictions).__name__, PREDICTION_FIX))
     for key in ('question_ids', 'logits', 'label2ans'):
         if key not in predictions:
             raise UserError('%s: missing key "%s"; %s' % (source, key, PREDICTION_FIX))
@@ -75,15 +84,47 @@ def validate_predictions(predictions, source):
                         % (source, int(repeated[0]), PREDICTION_FIX))
 
 
-def load_predictions(path):
-    """Load and validate one prediction file (memory-mapped, weights only)."""
+@functools.lru_cache(maxsize=2)
+def split_rows_and_columns(dataroot, split):
+    """(question ids LongTensor [Q] in dataset order, label2ans list) of a
+    test split: what the rows and columns of a bare logits tensor stand for."""
+    from dataset import load_answer_maps, load_questions
+    question_ids = sorted(question['question_id'] for question in load_questions(dataroot, split))
+    return torch.tensor(question_ids, dtype=torch.long), load_answer_maps(dataroot)[1]
+
+
+def from_bare_logits(logits, source, dataroot, split):
+    """The prediction dict of a bare logits tensor [Q, n_answers] (the
+    original's test.py --logits), its ids and answers taken from `dataroot`."""
+    if logits.dim() != 2 or not logits.is_floating_point():
+        raise UserError('%s: a bare tensor must be 2-d floating logits [questions, answers], got %s %s; %s'
+                        % (source, str(logits.dtype), tuple(logits.shape), PREDICTION_FIX))
+    question_ids, label2ans = split_rows_and_columns(dataroot, split)
+    if logits.shape[0] != question_ids.numel():
+        from dataset import question_path
+        raise UserError('%s: bare logits of %d questions, but %s has %d; pass the --split and --dataroot the '
+                        'logits were made for' % (source, logits.shape[0], question_path(dataroot, split),
+                                                  question_ids.numel()))
+    if logits.shape[1] != len(label2ans):
+        raise UserError('%s: bare logits of %d answers, but %s lists %d; pass the --dataroot whose answer cache '
+                        'the model was trained with' % (source, logits.shape[1], os.path.join(
+                            dataroot, 'cache', 'trainval_label2ans.pkl'), len(label2ans)))
+    return {'question_ids': question_ids, 'logits': logits, 'label2ans': list(label2ans)}
+
+
+def load_predictions(path, dataroot='data', split='test2015'):
+    """Load and validate one prediction file (weights only; memory-mapped
+    unless it is in the pre-1.6 torch.save format). A bare tensor takes its
+    question ids and answers from the test split `split` under `dataroot`."""
     require_file(path, PREDICTION_FIX)
     try:
-        predictions = torch.load(path, map_location='cpu', weights_only=True, mmap=True)
+        predictions = torch.load(path, map_location='cpu', weights_only=True, mmap=zipfile.is_zipfile(path))
     except Exception as err:  # torch raises many types for corrupt or foreign files
         raise UserError('%s: cannot read prediction file (%s: %s); %s'
                         % (path, type(err).__name__, str(err).splitlines()[0] if str(err) else '',
                            PREDICTION_FIX)) from None
+    if torch.is_tensor(predictions):
+        predictions = from_bare_logits(predictions, path, dataroot, split)
     validate_predictions(predictions, path)
     return predictions
 
@@ -177,10 +218,14 @@ def to_submission(ensembled):
 def build_parser():
     parser = argparse.ArgumentParser(description='Average saved model predictions into one submission.')
     parser.add_argument('--inputs', nargs='+', required=True,
-                        help='prediction files written by test.py --logits (*_logits.pth)')
+                        help='prediction files written by test.py --logits, ours or the original\'s bare tensors')
     parser.add_argument('--output', default='results/ensemble.json', help='submission JSON to write')
     parser.add_argument('--average', default='prob', choices=AVERAGES,
                         help='prob: mean of sigmoid(logits) (default); logit: mean of logits')
+    parser.add_argument('--dataroot', default='data',
+                        help='bare-tensor inputs: data root of the question file and cache/trainval_label2ans.pkl')
+    parser.add_argument('--split', default='test2015', choices=TEST_SPLITS,
+                        help='bare-tensor inputs: the test split they were made for (rows in question_id order)')
     return parser
 
 
@@ -188,7 +233,7 @@ def main(argv=None):
     args = build_parser().parse_args(argv)
     accumulator = _Accumulator(args.average)
     for path in args.inputs:
-        accumulator.add(load_predictions(path), path)  # one file in memory at a time
+        accumulator.add(load_predictions(path, args.dataroot, args.split), path)  # one file in memory at a time
     submission = to_submission(accumulator.result())
     save_json(submission, args.output)
     print('ensembled %d models over %d questions (%s average) -> %s'

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Prepare a VQA 2.0 data root (default: data) downloaded by tools/download.sh:
 #   1. the question dictionary and its GloVe init   (tools/create_dictionary.py)
-#   2. the answer vocabulary and soft-score targets (tools/compute_softscore.py)
+#   2. the answer vocabulary and soft-score targets (tools/compute_softscore.py); an existing
+#      cache/trainval_ans2label.pkl (e.g. the released caches) is reused, as the original does
 #   3. adaptive features TSV -> HDF5 per split      (tools/adaptive_detection_features_converter.py)
 #   4. fixed-36 features of the splits whose trainval_36/ or test2015_36/ TSV is there
 #      (tools/detection_features_converter.py)
