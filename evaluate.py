@@ -53,7 +53,7 @@ def checkpoint_file(args):
 
 def eval_dataset(args, dictionary):
     if args.task == 'flickr':
-        from dataset import Flickr30kFeatureDataset
+        from dataset_flickr import Flickr30kFeatureDataset
         return Flickr30kFeatureDataset(args.split, dictionary, dataroot=runtime.task_root(args.dataroot, 'flickr'),
                                        fix_alignment=args.fix_alignment)
     from dataset import VQAFeatureDataset
@@ -62,7 +62,7 @@ def eval_dataset(args, dictionary):
 
 def official_files(args):
     """(questions, annotations) JSON paths of args.split, or None when either is missing."""
-    from dataset import question_path
+    from vqa_files import question_path
     from tools.compute_softscore import annotation_path
     files = question_path(args.dataroot, args.split), annotation_path(args.dataroot, args.split)
     return files if all(os.path.exists(path) for path in files) else None

@@ -76,7 +76,7 @@ def load_vg_splits(args, dictionary, vqa_splits):
 def training_data(args, dictionary):
     """(train dataset, validation dataset or None) following --use_both / --use_vg."""
     if args.task == 'flickr':
-        from dataset import Flickr30kFeatureDataset
+        from dataset_flickr import Flickr30kFeatureDataset
         root = runtime.task_root(args.dataroot, 'flickr')
         splits = [Flickr30kFeatureDataset(name, dictionary, dataroot=root, fix_alignment=args.fix_alignment,
                                           load_in_memory=args.load_in_memory) for name in ('train', 'val')]
@@ -103,9 +103,9 @@ def box_counts(dataset):
 
 def collate_for(task):
     if task == 'flickr':
-        from dataset import flickr_collate
+        from collate import flickr_collate
         return flickr_collate
-    from dataset import pad_collate
+    from collate import pad_collate
     return pad_collate
 
 
@@ -133,7 +133,7 @@ def init_word_embedding(model, args, dictionary):
     """GloVe init, plus the tf-idf table for op 'c' (FORMATS §6)."""
     tfidf, weights = None, None
     if uses_tfidf(args):
-        from dataset import tfidf_from_questions
+        from tfidf import tfidf_from_questions
         extended = dictionary.copy()  # grows with VG/caption words; the datasets keep the original
         glove_text = os.path.join(args.dataroot, 'glove', 'glove.6B.%dd.txt' % args.emb_dim)
         tfidf, weights = tfidf_from_questions(['train', 'val', 'test2015'], extended, dataroot=args.dataroot,

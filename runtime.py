@@ -187,7 +187,7 @@ def task_root(dataroot, task):
 
 
 def load_dictionary(dataroot, task):
-    from dataset import Dictionary
+    from dictionary import Dictionary
     path = os.path.join(task_root(dataroot, task), 'dictionary.pkl')
     step = 'tools/process_flickr.sh' if task == 'flickr' else 'tools/process.sh (tools/create_dictionary.py)'
     if not os.path.exists(path):

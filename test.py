@@ -79,7 +79,8 @@ def answers_from_logits(question_ids, logits, label2ans):
 
 
 def run(args):
-    from dataset import VQAFeatureDataset, pad_collate
+    from collate import pad_collate
+    from dataset import VQAFeatureDataset
     device = runtime.resolve_device(args.device)
     dictionary = runtime.load_dictionary(args.dataroot, 'vqa')
     dataset = VQAFeatureDataset(args.split, dictionary, dataroot=args.dataroot, adaptive=True)

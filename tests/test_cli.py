@@ -308,7 +308,9 @@ def test_evaluate_epoch_zero_or_less_reads_model_pth(tiny_root, trained, tmp_pat
 def test_official_accuracy_comes_from_the_same_single_pass(tiny_root, trained, monkeypatch):
     import evaluate
     import runtime
-    from dataset import Dictionary, VQAFeatureDataset, pad_collate
+    from collate import pad_collate
+    from dataset import VQAFeatureDataset
+    from dictionary import Dictionary
     from test import answers_from_logits, predict_logits
     from tools.vqa_eval import evaluate_results
     from torch.utils.data import DataLoader

@@ -15,8 +15,11 @@ import pytest
 import torch
 from torch.utils.data import DataLoader
 
-import dataset
-from dataset import Dictionary, VisualGenomeFeatureDataset, VQAFeatureDataset, pad_collate
+import vqa_files
+import features
+from collate import pad_collate
+from dataset import VisualGenomeFeatureDataset, VQAFeatureDataset
+from dictionary import Dictionary
 from test_data_helpers import (FEATURE_DIM, LABELS_MIN1, TARGETS_MIN1, TEST_DEV_IDS, TRAIN_QUESTIONS, boxes_of,
                                image_record, prepared_root, write_raw_root)
 from utils import UserError
@@ -153,7 +156,7 @@ def test_released_caches_in_the_original_layout_are_read(root, dictionary):
 
 
 def _edit_questions(root, name, edit):
-    path = dataset.question_path(root, name)
+    path = vqa_files.question_path(root, name)
     with open(path) as handle:
         data = json.load(handle)
     edit(data['questions'])
@@ -208,7 +211,7 @@ def test_missing_inputs_name_the_step(root, dictionary):
     shutil.copy(os.path.join(root, 'train.hdf5'), os.path.join(root, 'train36.hdf5'))
     shutil.copy(os.path.join(root, 'train_imgid2idx.pkl'), os.path.join(root, 'train36_imgid2idx.pkl'))
     with pytest.raises(UserError, match='train36.hdf5: image_features is 2-d, so it is not a fixed-36'):
-        dataset.FeatureStore(root, 'train', adaptive=False)
+        features.FeatureStore(root, 'train', adaptive=False)
 
 
 def test_pad_collate_pads_any_box_dimension():

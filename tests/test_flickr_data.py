@@ -11,7 +11,8 @@ import torch
 from torch.utils.data import DataLoader
 
 import dataset_flickr as df
-from dataset import PICKLE_PROTOCOL, Dictionary
+from collate import flickr_collate
+from dictionary import PICKLE_PROTOCOL, Dictionary
 from utils import UserError, safe_pickle_load
 
 REFERENCE = Path(__file__).resolve().parent / 'golden'
@@ -232,7 +233,7 @@ def test_load_in_memory_gives_same_items(flickr_root):
 def test_batches_with_flickr_collate_and_worker(flickr_root):
     ds = load(flickr_root)
     expected_last = ds[3][0]                  # opens the HDF5 file in this process before forking
-    batches = list(DataLoader(ds, batch_size=4, collate_fn=df.flickr_collate, num_workers=1))
+    batches = list(DataLoader(ds, batch_size=4, collate_fn=flickr_collate, num_workers=1))
     assert len(batches) == 1
     features, spatials, tokens, positions, counts, targets, ids, types = batches[0]
     assert features.shape == (4, 100, V_DIM) and spatials.shape == (4, 100, 6)
@@ -344,8 +345,7 @@ def dictionary_words(root):
 @pytest.fixture()
 def no_glove(monkeypatch):
     """create_flickr_dictionary without GloVe: zero rows of width 2."""
-    import dataset
-    monkeypatch.setattr(dataset, 'create_glove_embedding_init', lambda words, path: (np.zeros((len(words), 2)), {}))
+    monkeypatch.setattr(df, 'create_glove_embedding_init', lambda words, path: (np.zeros((len(words), 2)), {}))
 
 
 def test_dictionary_follows_the_unpickled_ids_files(order_root, no_glove, capsys):

@@ -13,11 +13,13 @@ from hypothesis import HealthCheck, given, settings, strategies as st
 
 import compute_softscore
 import dataset
+import vqa_files
+import glove
 import dataset_flickr
 import utils
 import vqa_eval
 from answers import SCORE_OF_COUNT, answers_for_metric, get_score
-from dataset import Dictionary, split_words
+from dictionary import Dictionary, split_words
 from features_tsv import encode_record, iter_tsv_records
 from utils import UserError
 
@@ -224,7 +226,7 @@ def test_well_formed_annotations_give_back_their_boxes(scratch, objects):
                                           max_size=40).map(lambda parts: ''.join(parts).encode('utf-8')))
 def test_any_glove_text_is_read_or_named(scratch, data):
     path = write_bytes(scratch / 'glove.txt', data)
-    result = returns_or_user_error(dataset.create_glove_embedding_init, ['what', 'is', 'dog'], path)
+    result = returns_or_user_error(glove.create_glove_embedding_init, ['what', 'is', 'dog'], path)
     if result is not None:
         weights, word2emb = result
         assert weights.dtype == np.float32 and weights.shape[0] == 3 and np.isfinite(weights).all()
@@ -236,7 +238,7 @@ def test_any_glove_text_is_read_or_named(scratch, data):
 def test_well_formed_glove_lines_give_back_their_vectors(scratch, values):
     line = ' '.join(repr(value) for value in values)
     path = write_bytes(scratch / 'glove_ok.txt', ('what %s\nis %s\n' % (line, line)).encode('utf-8'))
-    weights, _ = dataset.create_glove_embedding_init(['is', 'dog'], path)
+    weights, _ = glove.create_glove_embedding_init(['is', 'dog'], path)
     np.testing.assert_array_equal(weights[0], np.array(values, dtype=np.float32))
     assert weights.shape == (2, len(values)) and not weights[1].any()
 
@@ -259,8 +261,8 @@ def json_bytes(data):
 @FEW
 @given(JSON | SHAPED_QUESTIONS)
 def test_any_question_json_is_loaded_or_named(scratch, data):
-    write_bytes(dataset.question_path(str(scratch), 'val'), json_bytes(data))
-    questions = returns_or_user_error(dataset.load_questions, str(scratch), 'val')
+    write_bytes(vqa_files.question_path(str(scratch), 'val'), json_bytes(data))
+    questions = returns_or_user_error(vqa_files.load_questions, str(scratch), 'val')
     for question in questions or []:
         assert isinstance(question['question_id'], int) and isinstance(question['image_id'], int)
         assert split_words(question['question'])

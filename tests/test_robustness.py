@@ -31,7 +31,8 @@ import dataset_flickr
 import runtime
 import tiny_flickr
 import utils
-from dataset import Dictionary, VisualGenomeFeatureDataset, VQAFeatureDataset
+from dataset import VisualGenomeFeatureDataset, VQAFeatureDataset
+from dictionary import Dictionary
 from test_data_helpers import FEATURE_DIM, GLOVE_DIM, image_record, prepared_root
 from utils import UserError
 

@@ -37,7 +37,9 @@ import numpy as np
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
-import dataset  # noqa: E402
+import dictionary  # noqa: E402
+import features  # noqa: E402
+import vqa_files  # noqa: E402
 from tools.features_tsv import FEATURES_FIX, iter_tsv_records  # noqa: E402
 from utils import UserError, atomic_path, atomic_write, require_file, run_cli  # noqa: E402
 
@@ -96,7 +98,7 @@ class _SplitWriter:
             'spatial_features': h5.create_dataset('spatial_features', shape + (6,), dtype='f4'),
         }
         h5.attrs['split'] = split
-        h5.attrs[dataset.IMGID2IDX_DIGEST] = dataset.imgid2idx_digest(image_rows(layout))
+        h5.attrs[features.IMGID2IDX_DIGEST] = features.imgid2idx_digest(image_rows(layout))
         self.block_rows = max(1, BLOCK_BYTES // (4 * feature_dim * (fixed_boxes or 1)))
         self.pending = []
         self.pending_rows = 0
@@ -197,7 +199,7 @@ def convert(tsv_paths, split_images, outputs, feature_dim=2048, fixed_boxes=None
     for split, layout in layouts.items():
         img_id2idx[split] = image_rows(layout)
         with atomic_write(outputs[split][1], 'wb') as handle:
-            pickle.dump(img_id2idx[split], handle, protocol=dataset.PICKLE_PROTOCOL)
+            pickle.dump(img_id2idx[split], handle, protocol=dictionary.PICKLE_PROTOCOL)
         log('%s: %d images, %d boxes -> %s, %s' % (split, len(layout), sum(n for _, n in layout),
                                                   outputs[split][0], outputs[split][1]))
     log('skipped %d TSV images no question needs; kept %d zero-area boxes' % (skipped, zero_area))
@@ -212,16 +214,16 @@ def unfinished_reason(h5_path, pkl_path, split):
         if not os.path.exists(path):
             return '%s is missing' % path
     try:
-        mapping = dataset.load_imgid2idx(pkl_path, 're-convert it')
+        mapping = features.load_imgid2idx(pkl_path, 're-convert it')
         with h5py.File(h5_path, 'r') as h5:
             written_for = h5.attrs.get('split')
-            digest = h5.attrs.get(dataset.IMGID2IDX_DIGEST)
+            digest = h5.attrs.get(features.IMGID2IDX_DIGEST)
             num_rows = len(h5['pos_boxes'] if 'pos_boxes' in h5 else h5['image_features'])
     except (UserError, OSError, KeyError) as err:
         return '%s or %s is unreadable (%s)' % (h5_path, pkl_path, err)
     if written_for is not None and str(written_for) != split:
         return '%s holds split %s' % (h5_path, written_for)
-    if digest is not None and str(digest) != dataset.imgid2idx_digest(mapping):
+    if digest is not None and str(digest) != features.imgid2idx_digest(mapping):
         return '%s and %s come from different runs' % (h5_path, pkl_path)
     if len(mapping) != num_rows:
         return '%s maps %d images but %s holds %d' % (pkl_path, len(mapping), h5_path, num_rows)
@@ -231,7 +233,7 @@ def unfinished_reason(h5_path, pkl_path, split):
 # ----------------------------------------------------------------- command line
 
 def _vqa_images(dataroot, split):
-    return {question['image_id'] for question in dataset.load_questions(dataroot, split)}
+    return {question['image_id'] for question in vqa_files.load_questions(dataroot, split)}
 
 
 def _flickr_images(dataroot, split):
@@ -250,7 +252,7 @@ def write_flickr_id_sets(dataroot, splits, log=print):
     for split in missing:
         path = dataset_flickr.ids_path(dataroot, split)
         with atomic_write(path, 'wb') as handle:
-            pickle.dump(image_ids, handle, protocol=dataset.PICKLE_PROTOCOL)
+            pickle.dump(image_ids, handle, protocol=dictionary.PICKLE_PROTOCOL)
         log('%s: %d image ids -> %s' % (split, len(image_ids), path))
 
 

@@ -90,7 +90,9 @@ def measure(workdir, load_in_memory, num_workers, batch_size):
     import torch
     from torch.utils.data import DataLoader
 
-    from dataset import Dictionary, VQAFeatureDataset, pad_collate
+    from collate import pad_collate
+    from dataset import VQAFeatureDataset
+    from dictionary import Dictionary
     baseline = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     started = time.time()
     dictionary = Dictionary.load_from_file(os.path.join(workdir, 'dictionary.pkl'))

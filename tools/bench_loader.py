@@ -63,7 +63,7 @@ def build_loader(dataset, args, num_workers, seed):
     import torch
     from torch.utils.data import BatchSampler, DataLoader, RandomSampler
 
-    from dataset import pad_collate
+    from collate import pad_collate
     from samplers import BucketBatchSampler
     generator = torch.Generator().manual_seed(seed)
     if args.bucket:
@@ -91,7 +91,8 @@ def time_loader(loader, warmup, timed):
 
 
 def measure(args):
-    from dataset import Dictionary, VQAFeatureDataset
+    from dataset import VQAFeatureDataset
+    from dictionary import Dictionary
     dictionary = Dictionary.load_from_file(os.path.join(args.workdir, 'dictionary.pkl'))
     dataset = VQAFeatureDataset('train', dictionary, args.workdir)
     needed = (args.warmup + args.batches) * args.batch_size

@@ -27,7 +27,8 @@ import sys
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 from answers import get_score, preprocess_answer  # noqa: E402
-from dataset import DOWNLOAD_FIX, PICKLE_PROTOCOL, target_meta  # noqa: E402
+from dictionary import PICKLE_PROTOCOL  # noqa: E402
+from vqa_files import DOWNLOAD_FIX, target_meta  # noqa: E402
 from utils import UserError, atomic_write, load_json, run_cli, safe_pickle_load, save_json  # noqa: E402
 
 ANNOTATED_SPLITS = ('train', 'val')

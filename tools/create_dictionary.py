@@ -21,7 +21,9 @@ import numpy as np
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
-from dataset import DICTIONARY_FILE, Dictionary, create_glove_embedding_init, load_questions  # noqa: E402
+from dictionary import DICTIONARY_FILE, Dictionary  # noqa: E402
+from glove import create_glove_embedding_init  # noqa: E402
+from vqa_files import load_questions  # noqa: E402
 from utils import UserError, atomic_write, run_cli  # noqa: E402
 
 QUESTION_SPLITS = ('train', 'val', 'test2015', 'test-dev2015')

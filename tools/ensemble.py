@@ -88,7 +88,7 @@ def validate_predictions(predictions, source):
 def split_rows_and_columns(dataroot, split):
     """(question ids LongTensor [Q] in dataset order, label2ans list) of a
     test split: what the rows and columns of a bare logits tensor stand for."""
-    from dataset import load_answer_maps, load_questions
+    from vqa_files import load_answer_maps, load_questions
     question_ids = sorted(question['question_id'] for question in load_questions(dataroot, split))
     return torch.tensor(question_ids, dtype=torch.long), load_answer_maps(dataroot)[1]
 
@@ -101,7 +101,7 @@ def from_bare_logits(logits, source, dataroot, split):
                         % (source, str(logits.dtype), tuple(logits.shape), PREDICTION_FIX))
     question_ids, label2ans = split_rows_and_columns(dataroot, split)
     if logits.shape[0] != question_ids.numel():
-        from dataset import question_path
+        from vqa_files import question_path
         raise UserError('%s: bare logits of %d questions, but %s has %d; pass the --split and --dataroot the '
                         'logits were made for' % (source, logits.shape[0], question_path(dataroot, split),
                                                   question_ids.numel()))

@@ -1,0 +1,72 @@
+"""The question dictionary (FORMATS.md section 3): word <-> index maps, the
+original's word splitting, and tokenise-and-pad."""
+import pickle
+
+import utils
+from utils import UserError
+
+QUESTION_LENGTH = 14
+DICTIONARY_FILE = 'dictionary.pkl'
+PICKLE_PROTOCOL = 2  # readable by the original (Python 2 and 3) code
+DICTIONARY_FIX = 'run tools/create_dictionary.py (part of tools/process.sh)'
+
+
+def split_words(sentence):
+    """Lower-case; delete ',' and '?'; split "'s" off its word; split on whitespace."""
+    sentence = sentence.lower().replace(',', '').replace('?', '').replace("'s", " 's")
+    return sentence.split()
+
+
+class Dictionary:
+    """Word <-> index maps of the question vocabulary. Index `ntoken` is the
+    padding index; at look-up an unknown word maps to `ntoken - 1` (the
+    original's choice)."""
+
+    def __init__(self, word2idx=None, idx2word=None):
+        self.word2idx = {} if word2idx is None else word2idx
+        self.idx2word = [] if idx2word is None else idx2word
+
+    @property
+    def ntoken(self):
+        return len(self.word2idx)
+
+    @property
+    def padding_idx(self):
+        return len(self.word2idx)
+
+    def tokenize(self, sentence, add_word):
+        words = split_words(sentence)
+        if add_word:
+            return [self.add_word(word) for word in words]
+        unknown = self.padding_idx - 1
+        return [self.word2idx.get(word, unknown) for word in words]
+
+    def add_word(self, word):
+        if word not in self.word2idx:
+            self.idx2word.append(word)
+            self.word2idx[word] = len(self.idx2word) - 1
+        return self.word2idx[word]
+
+    def copy(self):
+        return Dictionary(dict(self.word2idx), list(self.idx2word))
+
+    def dump_to_file(self, path):
+        """Write the original's layout: a pickle of [word2idx, idx2word]."""
+        with utils.atomic_write(path, 'wb') as handle:
+            pickle.dump([self.word2idx, self.idx2word], handle, protocol=PICKLE_PROTOCOL)
+
+    @classmethod
+    def load_from_file(cls, path):
+        data = utils.safe_pickle_load(path, DICTIONARY_FIX)
+        if not (isinstance(data, (list, tuple)) and len(data) == 2
+                and isinstance(data[0], dict) and isinstance(data[1], list)):
+            raise UserError('%s is not a dictionary file (expected a pickle of [word2idx, idx2word]); %s'
+                            % (path, DICTIONARY_FIX))
+        word2idx, idx2word = data
+        if len(word2idx) != len(idx2word):
+            raise UserError('%s: word2idx has %d words but idx2word %d; %s'
+                            % (path, len(word2idx), len(idx2word), DICTIONARY_FIX))
+        return cls(word2idx, idx2word)
+
+    def __len__(self):
+        return len(self.idx2word)

@@ -1,0 +1,195 @@
+"""The region-feature store: `{split}.hdf5` + `{split}_imgid2idx.pkl`
+written by the converters (FORMATS.md section 2).
+
+Features stay in their HDF5 file and are read on demand (one handle per
+process, reopened after a fork), so host memory does not grow with the
+feature file; `load_in_memory=True` trades memory for speed.
+"""
+import hashlib
+import json
+import os
+
+import h5py
+import numpy as np
+import torch
+
+import utils
+from utils import UserError
+
+FEATURE_SPLITS = ('train', 'val', 'test2015')
+
+
+def converter_fix(adaptive):
+    tool = 'adaptive_detection_features_converter.py' if adaptive else 'detection_features_converter.py'
+    return 'run tools/%s (part of tools/process.sh)' % tool
+
+
+def feature_split(name):
+    """test-dev images are a subset of test2015: test-dev reads test2015 features."""
+    return 'test2015' if name == 'test-dev2015' else name
+
+
+IMGID2IDX_DIGEST = 'imgid2idx_sha256'  # HDF5 attribute: digest of the imgid2idx written with it
+
+
+def imgid2idx_digest(img_id2idx):
+    """Hex SHA-256 of an image_id -> row mapping. The converters store it in
+    the HDF5 file (attribute `imgid2idx_sha256`) so that readers can tell a
+    matching `*_imgid2idx.pkl` from one of another (e.g. interrupted) run."""
+    pairs = sorted((int(image_id), int(row)) for image_id, row in img_id2idx.items())
+    return hashlib.sha256(json.dumps(pairs).encode('ascii')).hexdigest()
+
+
+def check_imgid2idx_digest(h5_path, written_digest, pkl_path, img_id2idx, fix):
+    """UserError when the HDF5 file names another imgid2idx than `img_id2idx`
+    (files converted by the original carry no digest and pass)."""
+    if written_digest is not None and str(written_digest) != imgid2idx_digest(img_id2idx):
+        raise UserError('%s and %s come from different conversions (an interrupted or mixed run); '
+                        're-convert them: %s' % (h5_path, pkl_path, fix))
+
+
+def load_imgid2idx(path, fix):
+    """{image_id: feature row} of a `*_imgid2idx.pkl` file (restricted unpickler)."""
+    mapping = utils.safe_pickle_load(path, fix)
+    if not isinstance(mapping, dict):
+        raise UserError('%s: expected a dict image_id -> row; %s' % (path, fix))
+    try:
+        return {int(image_id): int(row) for image_id, row in mapping.items()}
+    except (TypeError, ValueError):
+        raise UserError('%s: image ids and rows must be integers; %s' % (path, fix)) from None
+
+
+class FeatureStore:
+    """Region features of one split: `{split}.hdf5` + `{split}_imgid2idx.pkl`
+    (adaptive) or `{split}36.hdf5` + `{split}36_imgid2idx.pkl` (fixed 36).
+
+    `get(row)` returns (features [n_boxes, v_dim], spatials [n_boxes, 6]) as
+    float32 tensors. The HDF5 file is opened lazily by each process that reads
+    (a handle never crosses a fork); `load_in_memory=True` reads both arrays
+    into RAM once.
+    """
+
+    def __init__(self, dataroot, split, adaptive=True, load_in_memory=False):
+        if split not in FEATURE_SPLITS:
+            raise UserError('no features for split %r; expected one of %s'
+                            % (split, ', '.join(FEATURE_SPLITS)))
+        suffix = '' if adaptive else '36'
+        fix = converter_fix(adaptive)
+        self.split = split
+        self.adaptive = adaptive
+        self.h5_path = os.path.join(dataroot, '%s%s.hdf5' % (split, suffix))
+        self.imgid2idx_path = os.path.join(dataroot, '%s%s_imgid2idx.pkl' % (split, suffix))
+        self.img_id2idx = load_imgid2idx(self.imgid2idx_path, fix)
+        utils.require_file(self.h5_path, fix)
+        self._read_layout(fix)
+        self._check_rows(fix)
+        self._h5 = None
+        self._h5_pid = None
+        self._features = self._spatials = None
+        if load_in_memory:
+            with self._open(fix) as h5:
+                self._features = h5['image_features'][()]
+                self._spatials = h5['spatial_features'][()]
+
+    def _open(self, fix):
+        try:
+            return h5py.File(self.h5_path, 'r')
+        except OSError as err:
+            raise UserError('%s: cannot read HDF5 file (%s); %s' % (self.h5_path, err, fix)) from None
+
+    def _read_layout(self, fix):
+        needed = ['image_features', 'spatial_features'] + (['pos_boxes'] if self.adaptive else [])
+        with self._open(fix) as h5:
+            missing = [key for key in needed if key not in h5]
+            if missing:
+                raise UserError('%s: dataset(s) %s missing (%s features file expected); %s'
+                                % (self.h5_path, ', '.join(missing),
+                                   'adaptive' if self.adaptive else 'fixed-36', fix))
+            written_for = h5.attrs.get('split')
+            if written_for is not None and str(written_for) != self.split:
+                raise UserError('%s holds the features of split %r, not %r; %s'
+                                % (self.h5_path, str(written_for), self.split, fix))
+            self._written_digest = h5.attrs.get(IMGID2IDX_DIGEST)
+            features = h5['image_features']
+            if features.ndim != (2 if self.adaptive else 3):
+                raise UserError('%s: image_features is %d-d, so it is not a %s features file; %s'
+                                % (self.h5_path, features.ndim,
+                                   'adaptive' if self.adaptive else 'fixed-36', fix))
+            self.v_dim = int(features.shape[-1])
+            self.s_dim = int(h5['spatial_features'].shape[-1])
+            if h5['spatial_features'].shape[:-1] != features.shape[:-1]:
+                raise UserError('%s: spatial_features %s and image_features %s disagree on the boxes; %s'
+                                % (self.h5_path, h5['spatial_features'].shape, features.shape, fix))
+            if self.adaptive:
+                self.pos_boxes = h5['pos_boxes'][()].astype(np.int64)  # [num_images, 2]
+                if self.pos_boxes.ndim != 2 or self.pos_boxes.shape[1] != 2:
+                    raise UserError('%s: pos_boxes has shape %s, expected [images, 2]; %s'
+                                    % (self.h5_path, self.pos_boxes.shape, fix))
+                self.num_images = len(self.pos_boxes)
+                total_boxes = features.shape[0]
+                if len(self.pos_boxes) and (self.pos_boxes.min() < 0 or self.pos_boxes.max() > total_boxes
+                                            or (self.pos_boxes[:, 0] > self.pos_boxes[:, 1]).any()):
+                    raise UserError('%s: pos_boxes points outside the %d feature rows; %s'
+                                    % (self.h5_path, total_boxes, fix))
+            else:
+                self.pos_boxes = None
+                self.num_images = int(features.shape[0])
+                self.fixed_boxes = int(features.shape[1])
+
+    def _check_rows(self, fix):
+        rows = set(self.img_id2idx.values())
+        if len(self.img_id2idx) != self.num_images or rows != set(range(self.num_images)):
+            raise UserError('%s maps %d images but %s holds %d: the two files come from different '
+                            'conversions or splits; %s' % (self.imgid2idx_path, len(self.img_id2idx),
+                                                           self.h5_path, self.num_images, fix))
+        check_imgid2idx_digest(self.h5_path, self._written_digest, self.imgid2idx_path, self.img_id2idx, fix)
+
+    def row_of_image(self, image_id, where):
+        """Feature row of `image_id`; `where` names who asked (for the error)."""
+        row = self.img_id2idx.get(image_id)
+        if row is None:
+            raise UserError('%s: image %d has no features in %s (%d images); the feature file is '
+                            'from another split or incomplete; %s'
+                            % (where, image_id, self.h5_path, self.num_images,
+                               converter_fix(self.adaptive)))
+        return row
+
+    def _datasets(self):
+        """(image_features, spatial_features) h5py datasets of this process's handle."""
+        if self._h5 is None or self._h5_pid != os.getpid():
+            handle = h5py.File(self.h5_path, 'r')
+            self._h5 = (handle, handle['image_features'], handle['spatial_features'])
+            self._h5_pid = os.getpid()
+        return self._h5[1], self._h5[2]
+
+    def boxes_per_row(self):
+        """int64 [num_images]: the box count of each feature row."""
+        if self.adaptive:
+            return self.pos_boxes[:, 1] - self.pos_boxes[:, 0]
+        return np.full(self.num_images, self.fixed_boxes, dtype=np.int64)
+
+    def _box_range(self, row):
+        if self.adaptive:
+            start, end = self.pos_boxes[row]
+            return slice(int(start), int(end))
+        return row
+
+    def get(self, row):
+        """(features [n_boxes, v_dim], spatials [n_boxes, 6]) of feature row `row`."""
+        boxes = self._box_range(row)
+        if self._features is not None:
+            features, spatials = self._features[boxes], self._spatials[boxes]
+        else:
+            features_data, spatials_data = self._datasets()
+            features, spatials = features_data[boxes], spatials_data[boxes]
+        return torch.from_numpy(np.ascontiguousarray(features)), torch.from_numpy(np.ascontiguousarray(spatials))
+
+    def close(self):
+        if self._h5 is not None and self._h5_pid == os.getpid():
+            self._h5[0].close()
+        self._h5 = self._h5_pid = None
+
+    def __getstate__(self):
+        state = dict(self.__dict__)
+        state['_h5'] = state['_h5_pid'] = None
+        return state

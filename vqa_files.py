@@ -1,0 +1,119 @@
+"""Validated readers of the VQA 2.0 files (FORMATS.md sections 1 and 4): the
+question files and the answer caches written by tools/compute_softscore.py."""
+import hashlib
+import json
+import os
+
+import utils
+from dictionary import split_words
+from utils import UserError
+
+VQA_SPLITS = ('train', 'val', 'test2015', 'test-dev2015')
+DOWNLOAD_FIX = 'download it with tools/download.sh'
+SOFTSCORE_FIX = 'run tools/compute_softscore.py (part of tools/process.sh)'
+
+
+def question_path(dataroot, name):
+    subtype = name if name.startswith('test') else name + '2014'
+    return os.path.join(dataroot, 'v2_OpenEnded_mscoco_%s_questions.json' % subtype)
+
+
+def load_questions(dataroot, name):
+    """The `questions` list of a VQA v2 question file, checked item by item."""
+    if name not in VQA_SPLITS:
+        raise UserError('unknown VQA split %r; expected one of %s' % (name, ', '.join(VQA_SPLITS)))
+    path = question_path(dataroot, name)
+    data = utils.load_json(path, DOWNLOAD_FIX)
+    questions = data.get('questions') if isinstance(data, dict) else None
+    if not isinstance(questions, list):
+        raise UserError('%s: no "questions" list; it is not a VQA v2 question file; %s'
+                        % (path, DOWNLOAD_FIX))
+    position_of = {}
+    for position, question in enumerate(questions):
+        if not (isinstance(question, dict) and isinstance(question.get('question'), str)
+                and isinstance(question.get('question_id'), int)
+                and isinstance(question.get('image_id'), int)):
+            raise UserError('%s: questions[%d] needs an int "question_id", an int "image_id" and a '
+                            'str "question", got %.200r; %s' % (path, position, question, DOWNLOAD_FIX))
+        question_id = question['question_id']
+        if question_id in position_of:
+            raise UserError('%s: question_id %d appears twice (questions[%d] and questions[%d]); the file is '
+                            'corrupt; %s' % (path, question_id, position_of[question_id], position, DOWNLOAD_FIX))
+        position_of[question_id] = position
+        if not split_words(question['question']):
+            raise UserError('%s: questions[%d] (question_id %d) has no words (%r); the file is corrupt; %s'
+                            % (path, position, question_id, question['question'], DOWNLOAD_FIX))
+    return questions
+
+
+def load_answer_maps(dataroot):
+    """(ans2label dict, label2ans list) from the caches of compute_softscore."""
+    cache = os.path.join(dataroot, 'cache')
+    ans2label_path = os.path.join(cache, 'trainval_ans2label.pkl')
+    label2ans_path = os.path.join(cache, 'trainval_label2ans.pkl')
+    ans2label = utils.safe_pickle_load(ans2label_path, SOFTSCORE_FIX)
+    label2ans = utils.safe_pickle_load(label2ans_path, SOFTSCORE_FIX)
+    if not isinstance(ans2label, dict) or not isinstance(label2ans, list):
+        raise UserError('%s / %s: expected a dict answer->label and a list of answers; %s'
+                        % (ans2label_path, label2ans_path, SOFTSCORE_FIX))
+    if any(ans2label.get(answer) != label for label, answer in enumerate(label2ans)) \
+            or len(ans2label) != len(label2ans):
+        raise UserError('%s and %s disagree (written by different runs?); %s'
+                        % (ans2label_path, label2ans_path, SOFTSCORE_FIX))
+    return ans2label, label2ans
+
+
+ANS2LABEL_DIGEST = 'ans2label_sha256'  # key of a target file's sidecar: digest of its vocabulary
+
+
+def ans2label_digest(ans2label):
+    """Hex SHA-256 of an answer -> label mapping."""
+    pairs = sorted((str(answer), int(label)) for answer, label in ans2label.items())
+    return hashlib.sha256(json.dumps(pairs).encode('utf-8')).hexdigest()
+
+
+def target_meta(ans2label):
+    """Content of `cache/{name}_target.pkl.meta.json`: the vocabulary the
+    targets were computed against (written by compute_softscore)."""
+    return {ANS2LABEL_DIGEST: ans2label_digest(ans2label)}
+
+
+def check_target_meta(path, ans2label, ans2label_path):
+    """UserError when the sidecar of target file `path` names another
+    vocabulary than `ans2label` (e.g. compute_softscore was interrupted
+    between the two). Target files without a sidecar (the released caches)
+    are not checked."""
+    meta_path = path + '.meta.json'
+    if not os.path.exists(meta_path):
+        print('note: %s has no %s (released or older cache): not checked against %s'
+              % (path, os.path.basename(meta_path), ans2label_path))
+        return
+    meta = utils.load_json(meta_path, SOFTSCORE_FIX)
+    if not isinstance(meta, dict) or not isinstance(meta.get(ANS2LABEL_DIGEST), str):
+        raise UserError('%s: expected {"%s": hex digest}; %s' % (meta_path, ANS2LABEL_DIGEST, SOFTSCORE_FIX))
+    if meta[ANS2LABEL_DIGEST] != ans2label_digest(ans2label):
+        raise UserError('%s was computed against another answer vocabulary than %s (an interrupted or mixed '
+                        'run); re-run tools/compute_softscore.py (part of tools/process.sh) to recompute the '
+                        'targets against it' % (path, ans2label_path))
+
+
+def load_targets(dataroot, name, ans2label):
+    """cache/{name}_target.pkl as a dict question_id -> target item, checked
+    against the answer vocabulary `ans2label`."""
+    path = os.path.join(dataroot, 'cache', '%s_target.pkl' % name)
+    ans2label_path = os.path.join(dataroot, 'cache', 'trainval_ans2label.pkl')
+    targets = utils.safe_pickle_load(path, SOFTSCORE_FIX)
+    if not isinstance(targets, list):
+        raise UserError('%s: expected a list of targets; %s' % (path, SOFTSCORE_FIX))
+    check_target_meta(path, ans2label, ans2label_path)
+    num_answers = len(ans2label)
+    by_question = {}
+    for item in targets:
+        if not (isinstance(item, dict) and {'question_id', 'image_id', 'labels', 'scores'} <= set(item)
+                and len(item['labels']) == len(item['scores'])):
+            raise UserError('%s: malformed target %.200r; %s' % (path, item, SOFTSCORE_FIX))
+        if any(not 0 <= int(label) < num_answers for label in item['labels']):
+            raise UserError('%s: question %s has a label outside the %d answers of %s (stale cache); %s'
+                            % (path, item['question_id'], num_answers, ans2label_path, SOFTSCORE_FIX))
+        by_question[item['question_id']] = item
+    return path, by_question
