@@ -10,6 +10,7 @@ import os
 
 import runtime
 import train as engine
+from tasks import TASKS, VQATask
 from utils import run_cli, save_json, str2bool
 
 
@@ -83,7 +84,7 @@ def evaluate_checkpoint(args, dictionary, path, device, ctx, batch_size):
     from main import eval_loader_for
     loader = eval_loader_for(dataset, args, device, ctx, batch_size)
     files = official_files(args) if args.task == 'vqa' else None
-    task = engine.VQATask(keep_answers=True) if files else engine.TASKS[args.task]()
+    task = VQATask(keep_answers=True) if files else TASKS[args.task]()
     metrics = engine.evaluate(model, loader, task, device, ctx)
     answer_labels = metrics.pop('answers', None)
     metrics.update(checkpoint=path, epoch=ckpt.get('epoch'), split=args.split)

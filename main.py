@@ -18,6 +18,8 @@ from torch.utils.data import ConcatDataset, DataLoader
 
 import runtime
 import train as engine
+from samplers import ShardedBatches, train_batch_sampler
+from tasks import TASKS
 from utils import UserError, load_checkpoint, run_cli, seed_everything, str2bool
 
 
@@ -117,7 +119,7 @@ def make_loader(dataset, batch_sampler, args, device):
 
 
 def eval_loader_for(dataset, args, device, ctx, batch_size):
-    sampler = engine.ShardedBatches(len(dataset), batch_size, ctx.rank, ctx.world_size)
+    sampler = ShardedBatches(len(dataset), batch_size, ctx.rank, ctx.world_size)
     return make_loader(dataset, sampler, args, device)
 
 
@@ -171,7 +173,7 @@ def run(args):
     seed_everything(args.seed + ctx.rank)
     if device.type == 'cuda':
         torch.backends.cudnn.benchmark = True
-    task = engine.TASKS[args.task]()
+    task = TASKS[args.task]()
     dictionary = runtime.load_dictionary(args.dataroot, args.task)
     batch_size = per_rank_batch(args, ctx)
     if args.evaluate:
@@ -198,7 +200,7 @@ def run(args):
                                                       if resume.get('resume_step') else ''))
     model = runtime.wrap_model(model, device, ctx)
     lengths = box_counts(train_set) if args.bucket else None
-    train_loader = make_loader(train_set, engine.train_batch_sampler(train_set, batch_size, args.seed, ctx, lengths),
+    train_loader = make_loader(train_set, train_batch_sampler(train_set, batch_size, args.seed, ctx, lengths),
                                args, device)
     eval_loader = eval_loader_for(val_set, args, device, ctx, batch_size) if val_set is not None else None
     if ctx.is_main:

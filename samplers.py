@@ -1,4 +1,7 @@
-"""Length-bucketed batch sampling.
+"""Batch samplers: length-bucketed training batches, the seeded per-epoch
+shuffle, resumable epochs (SkipBatches) and ordered evaluation shards.
+
+Length-bucketed batch sampling.
 
 Batches pad every image to the largest box count in the batch, so a batch
 drawn at random from the adaptive features (10-100 boxes, mean about 32) is
@@ -16,7 +19,9 @@ Use it as `DataLoader(dataset, batch_sampler=BucketBatchSampler(...))` and
 call `set_epoch(epoch)` before every epoch, as with DistributedSampler.
 """
 import numpy as np
-from torch.utils.data import Sampler
+import torch
+from torch.utils.data import BatchSampler, Sampler
+from torch.utils.data.distributed import DistributedSampler
 
 DEFAULT_BUCKET_SIZE = 50  # batches per sorted chunk
 
@@ -109,3 +114,77 @@ def padding_waste(lengths, batches):
     lengths = np.asarray(lengths)
     padded = sum(int(lengths[b].max()) * len(b) - int(lengths[b].sum()) for b in batches)
     return padded, int(lengths.sum())
+
+
+class EpochShuffle(Sampler):
+    """A permutation of range(n) fixed by (seed, epoch): the same on resume."""
+
+    def __init__(self, num_items, seed):
+        self.num_items = num_items
+        self.seed = seed
+        self.epoch = 0
+
+    def set_epoch(self, epoch):
+        self.epoch = epoch
+
+    def __iter__(self):
+        generator = torch.Generator().manual_seed(self.seed * 1000 + self.epoch)
+        return iter(torch.randperm(self.num_items, generator=generator).tolist())
+
+    def __len__(self):
+        return self.num_items
+
+
+class SkipBatches(Sampler):
+    """A batch sampler whose epoch can start after its first `skip` batches
+    (resuming an interrupted epoch without loading its done batches)."""
+
+    def __init__(self, batch_sampler):
+        self.batch_sampler = batch_sampler
+        self.skip = 0
+
+    def set_epoch(self, epoch, skip=0):
+        """Draw the batches of `epoch` next, leaving out the first `skip`."""
+        self.skip = skip
+        for holder in (self.batch_sampler, getattr(self.batch_sampler, 'sampler', None)):
+            if hasattr(holder, 'set_epoch'):
+                holder.set_epoch(epoch)
+
+    def __iter__(self):
+        skip, self.skip = self.skip, 0
+        for index, batch in enumerate(self.batch_sampler):
+            if index >= skip:
+                yield batch
+
+    def __len__(self):
+        return len(self.batch_sampler)
+
+
+class ShardedBatches(Sampler):
+    """Evaluation batches in order; rank r takes batches r, r+W, ... so each
+    batch is composed exactly as in a single-process run."""
+
+    def __init__(self, num_items, batch_size, rank=0, world_size=1):
+        self.batches = [list(range(start, min(start + batch_size, num_items)))
+                        for start in range(0, num_items, batch_size)]
+        self.rank = rank
+        self.world_size = world_size
+
+    def __iter__(self):
+        return iter(self.batches[self.rank::self.world_size])
+
+    def __len__(self):
+        return len(self.batches[self.rank::self.world_size])
+
+
+def train_batch_sampler(dataset, batch_size, seed, ctx, lengths=None):
+    """Shuffled batches; with `lengths` (box counts) batches group similar sizes."""
+    if lengths is not None:
+        sampler = BucketBatchSampler(lengths, batch_size, shuffle=True, seed=seed,
+                                     num_replicas=ctx.world_size, rank=ctx.rank)
+    elif ctx.enabled:
+        sampler = BatchSampler(DistributedSampler(dataset, ctx.world_size, ctx.rank, shuffle=True, seed=seed),
+                               batch_size, drop_last=False)
+    else:
+        sampler = BatchSampler(EpochShuffle(len(dataset), seed), batch_size, drop_last=False)
+    return SkipBatches(sampler)

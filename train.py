@@ -6,7 +6,6 @@ warm-up over epochs 0-3, x0.25 decay at epochs 10, 12, ..., gradient norm
 clipped to 0.25, saving the best epoch (or every epoch from 3 without a
 validation split), exact resume, Ctrl-C checkpoints.
 """
-import json
 import math
 import os
 import signal
@@ -18,13 +17,13 @@ from contextlib import nullcontext
 import torch
 import torch.distributed as dist
 import torch.nn as nn
-import torch.nn.functional as F
-from torch.utils.data import BatchSampler, Sampler
 from tqdm import tqdm
 
 import runtime
 from base_model import unwrap
-from utils import UserError, atomic_write
+from runlog import RunLog
+from samplers import ShardedBatches
+from utils import UserError
 
 GRAD_CLIP = 0.25
 WARMUP_FACTORS = (0.5, 1.0, 1.5, 2.0)  # x base lr at epochs 0..3
@@ -53,208 +52,6 @@ def learning_rate(base_lr, epoch):
     return WARMUP_FACTORS[-1] * base_lr * DECAY_RATE ** decays
 
 
-def instance_bce_with_logits(logits, labels, reduction='mean'):
-    """BCE with logits; with 'mean', multiplied by the number of answers."""
-    loss = F.binary_cross_entropy_with_logits(logits, labels, reduction=reduction)
-    if reduction == 'mean':
-        loss = loss * labels.size(1)
-    return loss
-
-
-def compute_score_with_logits(logits, labels):
-    """Soft score of the arg-max answer per question: [B, n_ans] -> [B]."""
-    picked = logits.argmax(1, keepdim=True)  # [B,1]
-    return labels.gather(1, picked).squeeze(1)  # [B]
-
-
-def calc_entropy(att):
-    """Attention entropy summed over the batch, per glimpse: [B,G,N,L] -> [G]."""
-    p = att.reshape(att.size(0), att.size(1), -1).float()  # [B,G,N*L]
-    return (-p * (p + 1e-8).log()).sum(2).sum(0)  # [G]
-
-
-# ----------------------------------------------------------------- tasks
-
-class VQATask:
-    """Batches (v, b, q, target); loss = the recipe's BCE; score = VQA soft score.
-
-    With `keep_answers` evaluation also returns 'answers': the arg-max label of
-    every item in loader order (for the official metric, without a second pass).
-    """
-    name = 'vqa'
-    concatenated = ('answers',)  # per-item lists that evaluate() joins instead of adding
-
-    def __init__(self, keep_answers=False):
-        self.keep_answers = keep_answers
-
-    @staticmethod
-    def to_device(batch, device):
-        return [item.to(device, non_blocking=True) for item in batch]
-
-    def train_step(self, model, batch):
-        v, b, q, target = batch
-        logits, _ = model(v, b, q, target)  # [B,n_ans]
-        loss = instance_bce_with_logits(logits.float(), target)
-        score = compute_score_with_logits(logits.detach(), target).sum()
-        return loss, {'score': score.item(), 'samples': v.size(0)}
-
-    def eval_step(self, model, batch):
-        v, b, q, target = batch
-        logits, att = model(v, b, q, None)
-        sums = {'score': compute_score_with_logits(logits, target).sum().item(),
-                'upper_bound': target.max(1)[0].sum().item(),
-                'samples': v.size(0),
-                'entropy': calc_entropy(att).tolist()}
-        if self.keep_answers:
-            sums['answers'] = logits.argmax(1).tolist()
-        return sums
-
-    @staticmethod
-    def summarise(sums):
-        samples = max(sums.get('samples', 0), 1)
-        result = {'score': 100.0 * sums.get('score', 0.0) / samples,
-                  'upper_bound': 100.0 * sums.get('upper_bound', 0.0) / samples,
-                  'samples': int(sums.get('samples', 0))}
-        if 'entropy' in sums:
-            result['entropy'] = [value / samples for value in sums['entropy']]
-        if 'answers' in sums:
-            result['answers'] = sums['answers']
-        return result
-
-
-class FlickrTask:
-    """Batches (v, b, q, e_pos, e_num, target, entity_ids, entity_types);
-    loss = summed BCE over the valid entities' box logits / batch."""
-    name = 'flickr'
-    concatenated = ()
-
-    @staticmethod
-    def to_device(batch, device):
-        v, b, q, e, n, target, ids, types = batch
-        moved = [item.to(device, non_blocking=True) for item in (v, b, q, e, n, target)]
-        return moved + [ids, types]
-
-    def train_step(self, model, batch):
-        import dataset_flickr
-        v, b, q, e, n, target = batch[:6]
-        _, att_logits = model(v, b, q, e, None)  # [B,1,N,16]
-        loss = dataset_flickr.grounding_loss(att_logits.float(), n, target)
-        logits, labels = dataset_flickr.merge_entity_logits(att_logits.detach().float(), n, target)
-        hits = dataset_flickr.recall_hits(logits, labels, (1,))
-        return loss, {'score': float(hits[1]), 'samples': logits.size(0)}
-
-    def eval_step(self, model, batch):
-        import dataset_flickr
-        v, b, q, e, n, target, _, types = batch
-        _, att_logits = model(v, b, q, e, None)
-        logits, labels = dataset_flickr.merge_entity_logits(att_logits.float(), n, target)
-        sums = {'samples': logits.size(0), 'upper_bound': float(dataset_flickr.entities_with_target(labels))}
-        for k, hits in dataset_flickr.recall_hits(logits, labels, (1, 5, 10)).items():
-            sums['r@%d' % k] = float(hits)
-        merged_types = torch.cat([t[:int(count)] for t, count in zip(types, n[:, 0].tolist())], 0)  # [E,3]
-        by_type = dataset_flickr.recall_hits_by_type(logits, labels, merged_types, (1,))
-        for type_name, counts in by_type.items():
-            sums['n_' + type_name] = float(counts['entities'])
-            sums['r@1_' + type_name] = float(counts['hits'][1])
-        return sums
-
-    def summarise(self, sums):
-        from dataset_flickr import ENTITY_TYPES
-        entities = max(sums.get('samples', 0), 1)
-        result = {'entities': int(sums.get('samples', 0)),
-                  'upper_bound': 100.0 * sums.get('upper_bound', 0.0) / entities}
-        for k in (1, 5, 10):
-            if 'r@%d' % k in sums:
-                result['recall@%d' % k] = 100.0 * sums['r@%d' % k] / entities
-        result['score'] = result.get('recall@1', 100.0 * sums.get('score', 0.0) / entities)
-        per_type = {}
-        for type_name in ENTITY_TYPES:
-            count = sums.get('n_' + type_name, 0)
-            if count:
-                per_type[type_name] = {'entities': int(count),
-                                       'recall@1': 100.0 * sums['r@1_' + type_name] / count}
-        if per_type:
-            result['recall@1_per_type'] = per_type
-        return result
-
-
-TASKS = {'vqa': VQATask, 'flickr': FlickrTask}
-
-
-# ----------------------------------------------------------------- sampling
-
-class EpochShuffle(Sampler):
-    """A permutation of range(n) fixed by (seed, epoch): the same on resume."""
-
-    def __init__(self, num_items, seed):
-        self.num_items = num_items
-        self.seed = seed
-        self.epoch = 0
-
-    def set_epoch(self, epoch):
-        self.epoch = epoch
-
-    def __iter__(self):
-        generator = torch.Generator().manual_seed(self.seed * 1000 + self.epoch)
-        return iter(torch.randperm(self.num_items, generator=generator).tolist())
-
-    def __len__(self):
-        return self.num_items
-
-
-class SkipBatches(Sampler):
-    """A batch sampler that leaves out the first `skip` batches of the next
-    epoch (resuming an interrupted epoch without loading its done batches)."""
-
-    def __init__(self, batch_sampler):
-        self.batch_sampler = batch_sampler
-        self.skip = 0
-
-    def set_epoch(self, epoch):
-        for holder in (self.batch_sampler, getattr(self.batch_sampler, 'sampler', None)):
-            if hasattr(holder, 'set_epoch'):
-                holder.set_epoch(epoch)
-
-    def __iter__(self):
-        skip, self.skip = self.skip, 0
-        for index, batch in enumerate(self.batch_sampler):
-            if index >= skip:
-                yield batch
-
-    def __len__(self):
-        return len(self.batch_sampler)
-
-
-class ShardedBatches(Sampler):
-    """Evaluation batches in order; rank r takes batches r, r+W, ... so each
-    batch is composed exactly as in a single-process run."""
-
-    def __init__(self, num_items, batch_size, rank=0, world_size=1):
-        self.batches = [list(range(start, min(start + batch_size, num_items)))
-                        for start in range(0, num_items, batch_size)]
-        self.rank = rank
-        self.world_size = world_size
-
-    def __iter__(self):
-        return iter(self.batches[self.rank::self.world_size])
-
-    def __len__(self):
-        return len(self.batches[self.rank::self.world_size])
-
-
-def train_batch_sampler(dataset, batch_size, seed, ctx, lengths=None):
-    """Shuffled batches; with `lengths` (box counts) batches group similar sizes."""
-    if lengths is not None:
-        from samplers import BucketBatchSampler
-        sampler = BucketBatchSampler(lengths, batch_size, shuffle=True, seed=seed,
-                                     num_replicas=ctx.world_size, rank=ctx.rank)
-    elif ctx.enabled:
-        from torch.utils.data.distributed import DistributedSampler
-        sampler = BatchSampler(DistributedSampler(dataset, ctx.world_size, ctx.rank, shuffle=True, seed=seed),
-                               batch_size, drop_last=False)
-    else:
-        sampler = BatchSampler(EpochShuffle(len(dataset), seed), batch_size, drop_last=False)
-    return SkipBatches(sampler)
 
 
 # ----------------------------------------------------------------- engine
@@ -361,51 +158,7 @@ def evaluate(model, loader, task, device, ctx=None, amp='off'):
     return task.summarise(totals)
 
 
-# ----------------------------------------------------------------- logging
-
-class RunLog:
-    """Human-readable lines in <output>/log.txt, one JSON object per epoch in
-    <output>/log.jsonl; rank 0 only; appended to on resume."""
-
-    def __init__(self, output, enabled=True):
-        self.enabled = enabled
-        self.text_path = os.path.join(output, 'log.txt')
-        self.json_path = os.path.join(output, 'log.jsonl')
-        if enabled:
-            os.makedirs(output, exist_ok=True)
-
-    def write(self, line):
-        if not self.enabled:
-            return
-        print(line, flush=True)
-        with open(self.text_path, 'a', encoding='utf-8') as handle:
-            handle.write(line + '\n')
-
-    def write_json(self, record):
-        if not self.enabled:
-            return
-        with open(self.json_path, 'a', encoding='utf-8') as handle:
-            handle.write(json.dumps(record, sort_keys=True) + '\n')
-
-    def drop_epochs_from(self, epoch):
-        """Resuming at `epoch`: keep only the log.jsonl records of earlier
-        epochs. A run stopped after logging an epoch but before saving its
-        checkpoint re-runs that epoch, which would otherwise be logged twice;
-        a line torn by a crash goes too."""
-        if not self.enabled or not os.path.exists(self.json_path):
-            return
-        kept = []
-        with open(self.json_path, 'r', encoding='utf-8') as handle:
-            for line in handle:
-                try:
-                    record = json.loads(line)
-                except ValueError:
-                    continue
-                if isinstance(record, dict) and isinstance(record.get('epoch'), int) and record['epoch'] < epoch:
-                    kept.append(line.rstrip('\n') + '\n')
-        with atomic_write(self.json_path, 'w') as handle:
-            handle.write(''.join(kept))
-
+# ----------------------------------------------------------------- state
 
 def _rng_state():
     """The generators that training draws from (dropout): torch CPU and CUDA.
@@ -484,8 +237,7 @@ def train(model, train_loader, eval_loader, num_epochs, output, optimizer, task,
         for group in optimizer.param_groups:
             group['lr'] = lr
         log.write('lr: %.6f' % lr)
-        train_loader.batch_sampler.set_epoch(epoch)
-        train_loader.batch_sampler.skip = start_step
+        train_loader.batch_sampler.set_epoch(epoch, skip=start_step)
         interrupt_state = {'step': start_step, 'sums': partial, 'rng': _rng_state()}
 
         def remember(step, sums):

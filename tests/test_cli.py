@@ -129,10 +129,11 @@ def test_worker_processes_train_exactly_as_in_process_loading(tiny_root, tmp_pat
 
 
 def test_ctrl_c_saves_a_checkpoint_that_resumes_mid_epoch_exactly(tiny_root, tmp_path, monkeypatch):
+    import tasks
     import train
     straight, interrupted = tmp_path / 'straight', tmp_path / 'interrupted'
     run_main(tiny_root, straight, '--epochs', '2', '--use_both', '--seed', '3')
-    original_step, calls = train.VQATask.train_step, []
+    original_step, calls = tasks.VQATask.train_step, []
 
     def step_then_interrupt(self, model, batch):
         calls.append(1)
@@ -140,13 +141,13 @@ def test_ctrl_c_saves_a_checkpoint_that_resumes_mid_epoch_exactly(tiny_root, tmp
             signal.raise_signal(signal.SIGINT)
         return original_step(self, model, batch)
 
-    monkeypatch.setattr(train.VQATask, 'train_step', step_then_interrupt)
+    monkeypatch.setattr(tasks.VQATask, 'train_step', step_then_interrupt)
     with pytest.raises(SystemExit) as stopped:
         run_main(tiny_root, interrupted, '--epochs', '2', '--use_both', '--seed', '3')
     assert stopped.value.code == 130
     checkpoint = torch.load(interrupted / 'model_interrupted.pth', weights_only=True)
     assert checkpoint['epoch'] == 0 and checkpoint['resume_step'] == 3
-    monkeypatch.setattr(train.VQATask, 'train_step', original_step)
+    monkeypatch.setattr(tasks.VQATask, 'train_step', original_step)
     run_main(tiny_root, interrupted, '--epochs', '2', '--use_both', '--seed', '3',
              '--input', str(interrupted / 'model_interrupted.pth'))
     assert_same_weights(straight / 'model_last.pth', interrupted / 'model_last.pth')
@@ -443,15 +444,16 @@ def test_flickr_train_and_evaluate_end_to_end(tmp_path, capsys):
 
 
 def test_non_finite_loss_stops_naming_epoch_and_step(tiny_root, tmp_path, monkeypatch, capsys):
+    import tasks
     import train
-    original_step, calls = train.VQATask.train_step, []
+    original_step, calls = tasks.VQATask.train_step, []
 
     def diverging_step(self, model, batch):
         calls.append(1)
         loss, stats = original_step(self, model, batch)
         return (loss * float('nan') if len(calls) == 5 else loss), stats
 
-    monkeypatch.setattr(train.VQATask, 'train_step', diverging_step)
+    monkeypatch.setattr(tasks.VQATask, 'train_step', diverging_step)
     import main
     from utils import run_cli
     with pytest.raises(SystemExit) as stopped:
@@ -461,15 +463,15 @@ def test_non_finite_loss_stops_naming_epoch_and_step(tiny_root, tmp_path, monkey
 
 
 def test_bucketed_batches_cover_every_item_once(tiny_root, tmp_path, monkeypatch):
-    import train
+    import tasks
     seen = []
-    original_step = train.VQATask.train_step
+    original_step = tasks.VQATask.train_step
 
     def counting_step(self, model, batch):
         seen.append(batch[0].shape[1])  # padded box count of this batch
         return original_step(self, model, batch)
 
-    monkeypatch.setattr(train.VQATask, 'train_step', counting_step)
+    monkeypatch.setattr(tasks.VQATask, 'train_step', counting_step)
     output = tmp_path / 'bucket'
     run_main(tiny_root, output, '--epochs', '1', '--bucket')
     assert json_log(output)[0]['samples'] == 120

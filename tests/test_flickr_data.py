@@ -11,6 +11,8 @@ import torch
 from torch.utils.data import DataLoader
 
 import dataset_flickr as df
+import flickr_files
+import grounding
 from collate import flickr_collate
 from dictionary import PICKLE_PROTOCOL, Dictionary
 from utils import UserError, safe_pickle_load
@@ -116,10 +118,10 @@ def flickr_root(tmp_path):
 
 def make_dictionary(root):
     dictionary = Dictionary()
-    for split in df.SPLITS:
-        for image_id in df.read_split_ids(str(root), split):
-            for line in df.read_sentence_lines(df.sentence_path(str(root), image_id)):
-                dictionary.tokenize(df.remove_annotations(line), True)
+    for split in flickr_files.SPLITS:
+        for image_id in flickr_files.read_split_ids(str(root), split):
+            for line in flickr_files.read_sentence_lines(flickr_files.sentence_path(str(root), image_id)):
+                dictionary.tokenize(flickr_files.remove_annotations(line), True)
     return dictionary
 
 
@@ -130,12 +132,12 @@ def load(root, **kwargs):
 # ----------------------------------------------------------------- parsing
 
 def test_annotation_chains_multi_box_shared_box_and_boxless_objects(flickr_root):
-    boxes = df.parse_annotation_file(str(flickr_root / 'Flickr30kEntities/Annotations/100.xml'))
+    boxes = flickr_files.parse_annotation_file(str(flickr_root / 'Flickr30kEntities/Annotations/100.xml'))
     assert boxes == {1: [BOX_A, BOX_B], 2: [BOX_HAT], 3: [BOX_HAT]}
 
 
 def test_sentence_parsing_and_de_annotation():
-    sentence, phrases = df.parse_sentence_line(SENTENCES_100[0], 'x:1')
+    sentence, phrases = flickr_files.parse_sentence_line(SENTENCES_100[0], 'x:1')
     assert sentence == 'Two men and a hat near a wall in a park .'
     assert [(p.chain_id, p.types, p.words) for p in phrases] == [
         (1, ['people'], ['Two', 'men']), (2, ['clothing', 'other'], ['a', 'hat']),
@@ -195,17 +197,17 @@ def test_item_tensors_and_padding_rule(flickr_root):
 def test_padding_rule_matches_reference():
     case = torch.load(REFERENCE / 'flickr_case.pt', weights_only=True)
     for row, count in zip(case['e'], case['e_num'][:, 0]):
-        assert df.pad_entity_positions(row[:count].tolist()) == row.tolist()
+        assert flickr_files.pad_entity_positions(row[:count].tolist()) == row.tolist()
 
 
 def test_items_follow_imgid2idx_order_not_the_split_file(flickr_root):
     """As the original: images in the order of <split>_imgid2idx.pkl (the
     TSV order), then each image's captions in file order."""
     mapping = safe_pickle_load(str(flickr_root / 'train_imgid2idx.pkl'))
-    assert list(mapping) == [100, 200] and df.read_split_ids(str(flickr_root), 'train') == [200, 100]
+    assert list(mapping) == [100, 200] and flickr_files.read_split_ids(str(flickr_root), 'train') == [200, 100]
     ds = load(flickr_root)
     assert [(e['image_id'], e['image']) for e in ds.entries] == [(100, 0)] * 3 + [(200, 1)]
-    captions = [df.remove_annotations(line) for line in SENTENCES_100]
+    captions = [flickr_files.remove_annotations(line) for line in SENTENCES_100]
     assert [e['sentence'] for e in ds.entries[:3]] == [captions[0], captions[2], captions[3]]
 
 
@@ -300,8 +302,8 @@ def words_of_images(root, image_ids):
     """idx2word of a dictionary fed the captions of `image_ids` in order."""
     dictionary = Dictionary()
     for image_id in image_ids:
-        for line in df.read_sentence_lines(df.sentence_path(str(root), image_id)):
-            dictionary.tokenize(df.remove_annotations(line), True)
+        for line in flickr_files.read_sentence_lines(flickr_files.sentence_path(str(root), image_id)):
+            dictionary.tokenize(flickr_files.remove_annotations(line), True)
     return dictionary.idx2word
 
 
@@ -385,7 +387,7 @@ def test_converter_writes_the_missing_ids_files(order_root, no_glove):
     import adaptive_detection_features_converter as converter
     before = dictionary_words(order_root)
     (order_root / 'test_ids.pkl').write_bytes(pickle.dumps({26, 38}))
-    converter.write_flickr_id_sets(str(order_root), df.SPLITS, log=lambda message: None)
+    converter.write_flickr_id_sets(str(order_root), flickr_files.SPLITS, log=lambda message: None)
     for split in ('train', 'val'):
         data = (order_root / ('%s_ids.pkl' % split)).read_bytes()
         assert data == pickle.dumps(original_id_set(['%d.jpg' % i for i in ORDER_IDS]), protocol=PICKLE_PROTOCOL)
@@ -414,18 +416,18 @@ def test_non_id_jpg_name_is_named(order_root, no_glove):
 
 def test_loss_and_recall_match_reference():
     case = torch.load(REFERENCE / 'flickr_case.pt', weights_only=True)
-    loss = df.grounding_loss(case['att_logits'], case['e_num'], case['target'])
+    loss = grounding.grounding_loss(case['att_logits'], case['e_num'], case['target'])
     assert abs(loss.item() - case['loss'].item()) <= 1e-5 * abs(case['loss'].item())
-    logits, labels = df.merge_entity_logits(case['att_logits'], case['e_num'], case['target'])
+    logits, labels = grounding.merge_entity_logits(case['att_logits'], case['e_num'], case['target'])
     assert logits.shape == (case['entities'], case['att_logits'].size(2))
-    hits = df.recall_hits(logits, labels, (1, 5, 10))
+    hits = grounding.recall_hits(logits, labels, (1, 5, 10))
     assert hits == dict(zip((1, 5, 10), (int(h) for h in case['recall_hits_at_1_5_10'])))
-    assert df.top_k_hits(logits, labels, 5).sum().item() == hits[5]
-    result = df.recall_at_k(case['att_logits'], case['e_num'], case['target'])
+    assert grounding.top_k_hits(logits, labels, 5).sum().item() == hits[5]
+    result = grounding.recall_at_k(case['att_logits'], case['e_num'], case['target'])
     assert result['entities'] == case['entities']
     assert result['hits'] == hits
     assert result['recall'][1] == hits[1] / case['entities']
-    assert result['upper_bound_hits'] == df.entities_with_target(labels) == int((labels.sum(1) > 0).sum())
+    assert result['upper_bound_hits'] == grounding.entities_with_target(labels) == int((labels.sum(1) > 0).sum())
 
 
 def test_merge_order_and_recall_by_type():
@@ -438,14 +440,14 @@ def test_merge_order_and_recall_by_type():
     targets[0, 0, 0] = 1                                 # hit at 1
     targets[0, 1, 1] = 1                                 # hit at 2 only
     targets[1, 0, 2] = 1                                 # hit at 3 only
-    logits, labels = df.merge_entity_logits(att, e_num, targets)
+    logits, labels = grounding.merge_entity_logits(att, e_num, targets)
     assert torch.equal(logits, torch.tensor([[0.9, 0.1, 0.0], [0.0, 0.2, 0.8], [0.3, 0.2, 0.1]]))
     assert labels.argmax(1).tolist() == [0, 1, 2]
-    assert df.recall_hits(logits, labels, (1, 2, 10)) == {1: 1, 2: 2, 10: 3}
-    assert df.top_k_hits(logits, labels, 2).tolist() == [True, True, False]
-    assert df.entities_with_target(labels) == 3
+    assert grounding.recall_hits(logits, labels, (1, 2, 10)) == {1: 1, 2: 2, 10: 3}
+    assert grounding.top_k_hits(logits, labels, 2).tolist() == [True, True, False]
+    assert grounding.entities_with_target(labels) == 3
     types = torch.cat([torch.tensor([[0, 1, -1], [1, -1, -1]]), torch.tensor([[3, -1, -1]])])
-    by_type = df.recall_hits_by_type(logits, labels, types, (1, 2))
+    by_type = grounding.recall_hits_by_type(logits, labels, types, (1, 2))
     assert by_type['people'] == {'entities': 1, 'hits': {1: 1, 2: 1}, 'upper_bound': 1}
     assert by_type['clothing'] == {'entities': 2, 'hits': {1: 1, 2: 2}, 'upper_bound': 2}
     assert by_type['animals'] == {'entities': 1, 'hits': {1: 0, 2: 0}, 'upper_bound': 1}

@@ -10,7 +10,7 @@ from torch.utils._python_dispatch import TorchDispatchMode
 
 import base_model
 from counting import Counter
-from dataset_flickr import pad_entity_positions
+from flickr_files import pad_entity_positions
 
 
 def fake_dataset(ntoken, v_dim, n_ans=100):

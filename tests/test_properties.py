@@ -15,7 +15,7 @@ import compute_softscore
 import dataset
 import vqa_files
 import glove
-import dataset_flickr
+import flickr_files
 import utils
 import vqa_eval
 from answers import SCORE_OF_COUNT, answers_for_metric, get_score
@@ -155,7 +155,7 @@ def test_damaged_tsv_lines_are_refused_with_their_line_number(scratch, start, le
 @FEW
 @given(TEXT | BRACKETY)
 def test_any_sentence_line_is_parsed_or_named(text):
-    parsed = returns_or_user_error(dataset_flickr.parse_sentence_line, text, 'Sentences/1.txt:1')
+    parsed = returns_or_user_error(flickr_files.parse_sentence_line, text, 'Sentences/1.txt:1')
     if parsed is None:
         return
     sentence, phrases = parsed
@@ -164,7 +164,7 @@ def test_any_sentence_line_is_parsed_or_named(text):
         assert isinstance(phrase.chain_id, int) and phrase.chain_id >= 0 and phrase.types and phrase.words
 
 
-PHRASE = st.tuples(st.integers(0, 10 ** 6), st.lists(st.sampled_from(dataset_flickr.ENTITY_TYPES), min_size=1,
+PHRASE = st.tuples(st.integers(0, 10 ** 6), st.lists(st.sampled_from(flickr_files.ENTITY_TYPES), min_size=1,
                                                      max_size=3),
                    st.lists(st.text(alphabet='abcxyz,.\'', min_size=1, max_size=6), min_size=1, max_size=4))
 
@@ -174,9 +174,9 @@ PHRASE = st.tuples(st.integers(0, 10 ** 6), st.lists(st.sampled_from(dataset_fli
 def test_well_formed_sentences_give_back_their_phrases(phrases, fillers):
     line = ''.join(filler + ' [/EN#%d/%s %s] ' % (chain, '/'.join(types), ' '.join(words))
                    for filler, (chain, types, words) in zip(fillers, phrases)) + fillers[-1]
-    sentence, parsed = dataset_flickr.parse_sentence_line(line, 'Sentences/1.txt:1')
+    sentence, parsed = flickr_files.parse_sentence_line(line, 'Sentences/1.txt:1')
     assert [(p.chain_id, p.types, p.words) for p in parsed] == [(c, t, w) for c, t, w in phrases]
-    assert sentence == dataset_flickr.remove_annotations(line)
+    assert sentence == flickr_files.remove_annotations(line)
 
 
 XML_PIECES = st.sampled_from(['<annotation>', '</annotation>', '<object>', '</object>', '<name>', '</name>',
@@ -190,7 +190,7 @@ XML_PIECES = st.sampled_from(['<annotation>', '</annotation>', '<object>', '</ob
 @given(st.binary(max_size=300) | st.lists(XML_PIECES, max_size=30).map(lambda parts: ''.join(parts).encode('utf-8')))
 def test_any_annotation_bytes_are_parsed_or_named(scratch, data):
     path = write_bytes(scratch / 'annotation.xml', data)
-    chains = returns_or_user_error(dataset_flickr.parse_annotation_file, path)
+    chains = returns_or_user_error(flickr_files.parse_annotation_file, path)
     for chain_id, boxes in (chains or {}).items():
         assert isinstance(chain_id, int) and chain_id > 0
         for xmin, ymin, xmax, ymax in boxes:
@@ -209,13 +209,13 @@ def test_well_formed_annotations_give_back_their_boxes(scratch, objects):
         box[0] <= box[2] and box[1] <= box[3] for _, box in objects)
     if not valid:
         with pytest.raises(UserError, match='well_formed.xml'):
-            dataset_flickr.parse_annotation_file(path)
+            flickr_files.parse_annotation_file(path)
         return
     expected = {}
     for chains, box in objects:
         for chain in chains:
             expected.setdefault(chain, []).append(box)
-    assert dataset_flickr.parse_annotation_file(path) == expected
+    assert flickr_files.parse_annotation_file(path) == expected
 
 
 # ----------------------------------------------------------------- GloVe text

@@ -27,7 +27,7 @@ import torch
 
 import adaptive_detection_features_converter as converter
 import compute_softscore
-import dataset_flickr
+import flickr_files
 import runtime
 import tiny_flickr
 import utils
@@ -807,16 +807,17 @@ def test_crash_between_logging_and_saving_an_epoch_resumes_exactly(vqa_root, tmp
 def test_sigterm_saves_a_resumable_checkpoint_like_ctrl_c(vqa_root, tmp_path, monkeypatch):
     """A scheduler's SIGTERM takes the Ctrl-C path (whose exact mid-epoch resume
     is tested in test_cli.py): the step finishes, model_interrupted.pth is saved."""
+    import tasks
     import train
     stopped = tmp_path / 'stopped'
-    original_step, calls = train.VQATask.train_step, []
+    original_step, calls = tasks.VQATask.train_step, []
 
     def step_then_sigterm(self, model, batch):
         calls.append(1)
         if len(calls) == 6:  # epoch 1 (7 items in batches of 2: 4 steps per epoch), second step
             signal.raise_signal(signal.SIGTERM)
         return original_step(self, model, batch)
-    monkeypatch.setattr(train.VQATask, 'train_step', step_then_sigterm)
+    monkeypatch.setattr(tasks.VQATask, 'train_step', step_then_sigterm)
     previous = signal.getsignal(signal.SIGTERM)
     with pytest.raises(SystemExit) as status:
         run_training(vqa_root, stopped, '--epochs', '2')
@@ -853,7 +854,7 @@ def test_xml_entity_tricks_are_refused(tmp_path, xml, message):
     path = tmp_path / '1.xml'
     path.write_text(xml)
     with pytest.raises(UserError, match='1.xml: malformed XML .*%s' % message):
-        dataset_flickr.parse_annotation_file(str(path))
+        flickr_files.parse_annotation_file(str(path))
 
 
 PROJECT_FILES = sorted(path for path in list(REPO.glob('*.py')) + list(REPO.glob('tools/*.py')))

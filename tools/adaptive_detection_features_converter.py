@@ -12,7 +12,7 @@ val2014 -> val, test2015 -> test2015) or of its split file (Flickr30k).
 The VQA trainval files are read in the original's order (test, train.0,
 train.1, val). With --task flickr, an absent `<split>_ids.pkl` is written
 as by the original (the set of every image id of flickr30k_images/, which
-orders the Flickr dictionary; see dataset_flickr.converter_id_set).
+orders the Flickr dictionary; see flickr_files.converter_id_set).
 Two streaming passes: the first counts the boxes, the second writes row
 blocks into preallocated datasets, so memory does not grow with the input.
 Outputs go to temporary paths renamed only on success: an interrupted run or
@@ -39,6 +39,7 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 import dictionary  # noqa: E402
 import features  # noqa: E402
+import flickr_files  # noqa: E402
 import vqa_files  # noqa: E402
 from tools.features_tsv import FEATURES_FIX, iter_tsv_records  # noqa: E402
 from utils import UserError, atomic_path, atomic_write, require_file, run_cli  # noqa: E402
@@ -237,20 +238,18 @@ def _vqa_images(dataroot, split):
 
 
 def _flickr_images(dataroot, split):
-    import dataset_flickr
-    return set(dataset_flickr.read_split_ids(dataroot, split))
+    return set(flickr_files.read_split_ids(dataroot, split))
 
 
 def write_flickr_id_sets(dataroot, splits, log=print):
     """Write `<split>_ids.pkl` for each of `splits` lacking it, as the
     original's converter does: the pickled set of every image id
-    (dataset_flickr.converter_id_set), whose order the Flickr dictionary
+    (flickr_files.converter_id_set), whose order the Flickr dictionary
     follows. Existing files are kept."""
-    import dataset_flickr
-    missing = [split for split in splits if not os.path.exists(dataset_flickr.ids_path(dataroot, split))]
-    image_ids = dataset_flickr.converter_id_set(dataroot, log) if missing else None
+    missing = [split for split in splits if not os.path.exists(flickr_files.ids_path(dataroot, split))]
+    image_ids = flickr_files.converter_id_set(dataroot, log) if missing else None
     for split in missing:
-        path = dataset_flickr.ids_path(dataroot, split)
+        path = flickr_files.ids_path(dataroot, split)
         with atomic_write(path, 'wb') as handle:
             pickle.dump(image_ids, handle, protocol=dictionary.PICKLE_PROTOCOL)
         log('%s: %d image ids -> %s' % (split, len(image_ids), path))
