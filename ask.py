@@ -10,6 +10,7 @@ import os
 
 import torch
 
+import checkpoints
 import runtime
 from utils import UserError, run_cli
 
@@ -55,27 +56,17 @@ def encode_question(question, dictionary, length=14):
     return torch.tensor([tokens], dtype=torch.long)
 
 
-class AnswerVocabulary:
-    """Stands in for a dataset when building the model: the sizes BAN needs."""
-
-    def __init__(self, dictionary, label2ans, v_dim):
-        self.dictionary = dictionary
-        self.label2ans = label2ans
-        self.num_ans_candidates = len(label2ans)
-        self.v_dim = v_dim
-
-
 def load_question_model(args):
-    """(model in eval mode, dictionary, vocabulary, features, spatials, device)."""
+    """(model in eval mode, dictionary, label2ans, features, spatials, device)."""
     from vqa_files import load_answer_maps
     device = runtime.resolve_device(args.device)
     dictionary = runtime.load_dictionary(args.dataroot, 'vqa')
     _, label2ans = load_answer_maps(args.dataroot)
     features, spatials, _ = find_image_features(args.dataroot, args.image_id)
-    vocabulary = AnswerVocabulary(dictionary, label2ans, features.size(1))
-    path = runtime.checkpoint_path(args.input, args.epoch)
-    model, _ = runtime.model_from_checkpoint(vocabulary, args, 'vqa', path, device)
-    return model.eval(), dictionary, vocabulary, features, spatials, device
+    path = checkpoints.checkpoint_path(args.input, args.epoch)
+    model, _ = checkpoints.model_from_checkpoint(args, 'vqa', path, device, dictionary.ntoken, features.size(1),
+                                                 len(label2ans))
+    return model.eval(), dictionary, label2ans, features, spatials, device
 
 
 @torch.no_grad()
@@ -90,13 +81,13 @@ def main(argv=None):
     args = parse_args().parse_args(argv)
     if args.task != 'vqa':
         raise UserError('ask.py answers VQA questions; --task must be vqa')
-    model, dictionary, vocabulary, features, spatials, device = load_question_model(args)
+    model, dictionary, label2ans, features, spatials, device = load_question_model(args)
     probabilities, _ = answer(model, features, spatials, encode_question(args.question, dictionary), device)
     top = probabilities.topk(min(args.top, len(probabilities)))
     print('Q: %s' % args.question)
     for rank, (probability, label) in enumerate(zip(top.values.tolist(), top.indices.tolist()), 1):
-        print('%d. %-20s %.3f' % (rank, vocabulary.label2ans[label], probability))
-    return [(vocabulary.label2ans[label], p) for p, label in zip(top.values.tolist(), top.indices.tolist())]
+        print('%d. %-20s %.3f' % (rank, label2ans[label], probability))
+    return [(label2ans[label], p) for p, label in zip(top.values.tolist(), top.indices.tolist())]
 
 
 if __name__ == '__main__':

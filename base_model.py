@@ -8,7 +8,6 @@ from classifier import SimpleClassifier
 from counting import Counter
 from fc import FCNet
 from language_model import QuestionEmbedding, WordEmbedding
-from utils import strip_module_prefix
 
 COUNTER_OBJECTS = 10  # boxes the counter looks at (the original's "minimum number of boxes")
 FLICKR_MASK_VALUE = -99.0  # what the grounding model writes into masked logits
@@ -99,20 +98,20 @@ class BanModelFlickr(_BanBase):
 BanModel_flickr = BanModelFlickr
 
 
-def build_ban(dataset, num_hid, op='', gamma=4, task='vqa', emb_dim=300):
-    """Build BAN from a dataset offering `dictionary.ntoken`, `v_dim` and
-    `num_ans_candidates`. `emb_dim` is the GloVe width (300 in the paper; the
-    demo uses 50)."""
-    w_emb = WordEmbedding(dataset.dictionary.ntoken, emb_dim, .0, op)
+def build_ban(ntoken, v_dim, num_answers, num_hid, op='', gamma=4, task='vqa', emb_dim=300):
+    """Build BAN for a vocabulary of `ntoken` words, region features of width
+    `v_dim` and `num_answers` answers (unused by the Flickr30k model).
+    `emb_dim` is the GloVe width (300 in the paper; the demo uses 50)."""
+    w_emb = WordEmbedding(ntoken, emb_dim, .0, op)
     q_emb = QuestionEmbedding(emb_dim * (2 if 'c' in op else 1), num_hid, 1, False, .0)
-    v_att = BiAttention(dataset.v_dim, num_hid, num_hid, gamma)
+    v_att = BiAttention(v_dim, num_hid, num_hid, gamma)
     if task == 'vqa':
         b_net, q_prj, c_prj = [], [], []
         for _ in range(gamma):
-            b_net.append(BCNet(dataset.v_dim, num_hid, num_hid, None, k=1))
+            b_net.append(BCNet(v_dim, num_hid, num_hid, None, k=1))
             q_prj.append(FCNet([num_hid, num_hid], '', .2))
             c_prj.append(FCNet([COUNTER_OBJECTS + 1, num_hid], 'ReLU', .0))
-        classifier = SimpleClassifier(num_hid, num_hid * 2, dataset.num_ans_candidates, .5)
+        classifier = SimpleClassifier(num_hid, num_hid * 2, num_answers, .5)
         counter = Counter(COUNTER_OBJECTS)
         return BanModel(w_emb, q_emb, v_att, b_net, q_prj, c_prj, classifier, counter, op, gamma)
     if task == 'flickr':
@@ -133,4 +132,4 @@ def checkpoint_state(model):
 
 
 __all__ = ['BanModel', 'BanModelFlickr', 'BanModel_flickr', 'build_ban', 'unwrap',
-           'checkpoint_state', 'strip_module_prefix']
+           'checkpoint_state']

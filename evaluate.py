@@ -8,6 +8,7 @@
 import argparse
 import os
 
+import checkpoints
 import runtime
 import train as engine
 from tasks import TASKS, VQATask
@@ -43,9 +44,9 @@ def checkpoint_file(args):
     --epoch <= 0, as the original's evaluate.py. For --epoch 0 without a
     model.pth, model_epoch0.pth (training keeps it when epoch 0 scored best)."""
     if args.epoch > 0:
-        return runtime.checkpoint_path(args.input, args.epoch)
+        return checkpoints.checkpoint_path(args.input, args.epoch)
     path = os.path.join(args.input, 'model.pth')
-    epoch0 = runtime.checkpoint_path(args.input, 0)
+    epoch0 = checkpoints.checkpoint_path(args.input, 0)
     if args.epoch == 0 and not os.path.exists(path) and os.path.exists(epoch0):
         print('note: no %s; evaluating %s' % (path, epoch0))
         return epoch0
@@ -80,7 +81,8 @@ def official_accuracy(dataset, answer_labels, files):
 def evaluate_checkpoint(args, dictionary, path, device, ctx, batch_size):
     """Metrics dict of the checkpoint at `path` on args.split."""
     dataset = eval_dataset(args, dictionary)
-    model, ckpt = runtime.model_from_checkpoint(dataset, args, args.task, path, device)
+    model, ckpt = checkpoints.model_from_checkpoint(args, args.task, path, device, dictionary.ntoken,
+                                                     dataset.v_dim, dataset.num_ans_candidates)
     from main import eval_loader_for
     loader = eval_loader_for(dataset, args, device, ctx, batch_size)
     files = official_files(args) if args.task == 'vqa' else None

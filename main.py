@@ -16,11 +16,12 @@ import threading
 import torch
 from torch.utils.data import ConcatDataset, DataLoader
 
+import checkpoints
 import runtime
 import train as engine
 from samplers import ShardedBatches, train_batch_sampler
 from tasks import TASKS
-from utils import UserError, load_checkpoint, run_cli, seed_everything, str2bool
+from utils import UserError, run_cli, seed_everything, str2bool
 
 
 def bool_flag(parser, name, default, bare_means, help_text):
@@ -148,11 +149,11 @@ def load_resumed_weights(model, args, checkpoint, ctx):
     tf-idf matrix is not rebuilt), and `emb_` trains or stays frozen as in the
     run that saved the checkpoint, which must be known before the optimizer
     is built. A checkpoint without optimizer state follows --tfidf."""
-    runtime.load_model_state(model, checkpoint['model_state'], args.input)
+    checkpoints.load_model_state(model, checkpoint['model_state'], args.input)
     if 'c' not in args.op:
         return
     model.w_emb.set_table_trainable(uses_tfidf(args))
-    if runtime.match_table_to_optimizer_state(model, checkpoint.get('optimizer_state')) and ctx.is_main:
+    if checkpoints.match_table_to_optimizer_state(model, checkpoint.get('optimizer_state')) and ctx.is_main:
         if model.w_emb.emb_.weight.requires_grad:
             print('note: %s was trained with the tf-idf table emb_ trainable (its optimizer state has an entry '
                   'for it); it keeps training, whatever --tfidf says' % args.input)
@@ -179,9 +180,9 @@ def run(args):
     if args.evaluate:
         return evaluate_only(args, dictionary, task, device, ctx, batch_size)
     train_set, val_set = training_data(args, dictionary)
-    model = runtime.build_model(train_set.datasets[0] if isinstance(train_set, ConcatDataset) else train_set,
-                                args, args.task)
-    resume = {} if args.input is None else load_checkpoint(args.input, map_location=device)
+    first = train_set.datasets[0] if isinstance(train_set, ConcatDataset) else train_set
+    model = checkpoints.build_model(args, args.task, dictionary.ntoken, first.v_dim, first.num_ans_candidates)
+    resume = {} if args.input is None else checkpoints.load_checkpoint(args.input, map_location=device)
     if resume:
         load_resumed_weights(model, args, resume, ctx)
     else:
@@ -192,9 +193,9 @@ def run(args):
     optimizer = torch.optim.Adamax([p for p in model.parameters() if p.requires_grad], lr=base_lr)
     start_epoch = 0
     if resume:
-        start_epoch = runtime.resume_epoch(resume, args.input) + 1
+        start_epoch = checkpoints.resume_epoch(resume, args.input) + 1
         if 'optimizer_state' in resume:
-            runtime.load_optimizer_state(optimizer, resume['optimizer_state'], args.input)
+            checkpoints.load_optimizer_state(optimizer, resume['optimizer_state'], args.input)
         if ctx.is_main:
             print('resuming from %s at epoch %d%s' % (args.input, start_epoch, ', step %d' % resume['resume_step']
                                                       if resume.get('resume_step') else ''))

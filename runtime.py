@@ -1,5 +1,6 @@
-"""Set-up shared by main.py, test.py, evaluate.py and ask.py: devices,
-distributed context, model construction and checkpoint I/O."""
+"""Set-up shared by main.py, test.py, evaluate.py and ask.py: devices, the
+distributed context, model wrapping, data-root paths and the shared flags."""
+import argparse
 import os
 from dataclasses import dataclass
 
@@ -7,8 +8,8 @@ import numpy as np
 import torch
 import torch.distributed as dist
 
-import base_model
-from utils import UserError, load_checkpoint, strip_module_prefix, torch_save_atomic
+from dictionary import Dictionary
+from utils import UserError
 
 
 # ----------------------------------------------------------------- devices
@@ -61,15 +62,6 @@ def init_distributed(device_name='auto'):
 
 # ----------------------------------------------------------------- model
 
-def build_model(dataset, args, task):
-    """BAN from the original's flags (--model --num_hid --op --gamma)."""
-    constructor = getattr(base_model, 'build_%s' % args.model, None)
-    if constructor is None:
-        raise UserError('--model %s is unknown (the only model is "ban")' % args.model)
-    return constructor(dataset, args.num_hid, args.op, args.gamma, task,
-                       emb_dim=getattr(args, 'emb_dim', 300))
-
-
 def wrap_model(model, device, ctx):
     """DistributedDataParallel under torchrun, DataParallel over several GPUs in
     one process (as the original), the bare model otherwise."""
@@ -83,102 +75,6 @@ def wrap_model(model, device, ctx):
     return model
 
 
-def describe_mismatch(model, state_dict):
-    """Lines naming the keys missing, unexpected or of another shape."""
-    ours = {key: tuple(value.shape) for key, value in model.state_dict().items()}
-    theirs = {key: tuple(value.shape) for key, value in strip_module_prefix(state_dict).items()}
-    lines = ['missing %s %s' % (key, ours[key]) for key in ours if key not in theirs]
-    lines += ['unexpected %s %s' % (key, theirs[key]) for key in theirs if key not in ours]
-    lines += ['%s: checkpoint %s, model %s' % (key, theirs[key], ours[key])
-              for key in ours if key in theirs and theirs[key] != ours[key]]
-    return lines
-
-
-def load_model_state(model, state_dict, path):
-    """Strictly load a released or saved state dict; a checkpoint of another
-    configuration is a UserError listing the mismatched keys and shapes."""
-    model = base_model.unwrap(model)
-    mismatch = describe_mismatch(model, state_dict)
-    if mismatch:
-        shown = '; '.join(mismatch[:8]) + ('; ... %d more' % (len(mismatch) - 8) if len(mismatch) > 8 else '')
-        raise UserError('%s does not fit this model (%d mismatches: %s); pass the --num_hid, --gamma, '
-                        '--op and --task it was trained with, and the same dictionary'
-                        % (path, len(mismatch), shown))
-    model.load_state_dict(state_dict)
-
-
-def resume_epoch(checkpoint, path):
-    """The last finished epoch recorded in a checkpoint (-1 for a Ctrl-C
-    checkpoint of epoch 0)."""
-    epoch = checkpoint.get('epoch')
-    if not isinstance(epoch, int) or isinstance(epoch, bool) or epoch < -1:
-        raise UserError('%s: "epoch" is %r, not an epoch number, so training cannot resume from it; resume from '
-                        'a model_last.pth or model_interrupted.pth written by main.py' % (path, epoch))
-    return epoch
-
-
-def load_optimizer_state(optimizer, state, path):
-    """Restore the optimizer of a resumed run; a state of another model is a UserError."""
-    try:
-        optimizer.load_state_dict(state)
-    except (ValueError, KeyError, TypeError, RuntimeError) as err:
-        raise UserError('%s: its optimizer state does not fit this model (%s); resume with the flags it was '
-                        'trained with' % (path, str(err).splitlines()[0] if str(err) else type(err).__name__)) from None
-
-
-def saved_param_count(state):
-    """Parameters an optimizer state_dict covers, or None when it is malformed
-    (load_optimizer_state then names the problem)."""
-    try:
-        return sum(len(group['params']) for group in state['param_groups'])
-    except (KeyError, TypeError):
-        return None
-
-
-def match_table_to_optimizer_state(model, state):
-    """Train or freeze the tf-idf table `emb_` (op 'c') as the run that saved
-    the optimizer `state` did: with the table trainable (the original's
-    default) the state covers one parameter more (FORMATS §6). The model
-    state is already checked against the model, so the table is the only
-    parameter whose presence can differ. Returns True when the table's
-    setting was changed to fit, else False."""
-    w_emb = base_model.unwrap(model).w_emb
-    if not hasattr(w_emb, 'emb_'):
-        return False
-    trainable = w_emb.emb_.weight.requires_grad
-    ours = sum(1 for param in model.parameters() if param.requires_grad)
-    saved = saved_param_count(state)
-    if saved != ours + (-1 if trainable else 1):
-        return False
-    w_emb.set_table_trainable(not trainable)
-    return True
-
-
-def checkpoint_path(directory, epoch):
-    return os.path.join(directory, 'model_epoch%d.pth' % epoch)
-
-
-def model_from_checkpoint(dataset, args, task, path, device):
-    """Build BAN for `dataset` and load the checkpoint at `path` into it. The
-    word-embedding width is taken from the checkpoint (300 for released models)."""
-    ckpt = load_checkpoint(path, map_location='cpu')
-    state = strip_module_prefix(ckpt['model_state'])
-    if 'w_emb.emb.weight' in state:
-        args.emb_dim = int(state['w_emb.emb.weight'].shape[1])
-    model = build_model(dataset, args, task)
-    load_model_state(model, ckpt['model_state'], path)
-    return model.to(device), ckpt
-
-
-def save_checkpoint(path, model, optimizer, epoch, extra=None):
-    """The original's layout {epoch, model_state (module. keys), optimizer_state}
-    plus our resume fields; written atomically."""
-    state = {'epoch': epoch, 'model_state': base_model.checkpoint_state(model),
-             'optimizer_state': optimizer.state_dict()}
-    state.update(extra or {})
-    torch_save_atomic(state, path)
-
-
 # ----------------------------------------------------------------- data
 
 def task_root(dataroot, task):
@@ -187,7 +83,6 @@ def task_root(dataroot, task):
 
 
 def load_dictionary(dataroot, task):
-    from dictionary import Dictionary
     path = os.path.join(task_root(dataroot, task), 'dictionary.pkl')
     step = 'tools/process_flickr.sh' if task == 'flickr' else 'tools/process.sh (tools/create_dictionary.py)'
     if not os.path.exists(path):
@@ -211,8 +106,6 @@ def glove_init_path(dataroot, task, emb_dim):
 
 def int_at_least(minimum):
     """argparse type: an integer >= minimum (the error names the bound)."""
-    import argparse
-
     def parse(text):
         try:
             value = int(text)

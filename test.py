@@ -11,6 +11,7 @@ import torch
 from torch.utils.data import DataLoader
 from tqdm import tqdm
 
+import checkpoints
 import runtime
 from tools.ensemble import save_predictions
 from utils import UserError, run_cli, save_json, str2bool
@@ -49,7 +50,7 @@ def results_path(args):
 def checkpoint_file(args):
     if args.epoch < 0:
         return os.path.join(args.input, 'model.pth')
-    return runtime.checkpoint_path(args.input, args.epoch)
+    return checkpoints.checkpoint_path(args.input, args.epoch)
 
 
 def decode_question(tokens, dictionary):
@@ -84,7 +85,8 @@ def run(args):
     device = runtime.resolve_device(args.device)
     dictionary = runtime.load_dictionary(args.dataroot, 'vqa')
     dataset = VQAFeatureDataset(args.split, dictionary, dataroot=args.dataroot, adaptive=True)
-    model, _ = runtime.model_from_checkpoint(dataset, args, 'vqa', checkpoint_file(args), device)
+    model, _ = checkpoints.model_from_checkpoint(args, 'vqa', checkpoint_file(args), device, dictionary.ntoken,
+                                                 dataset.v_dim, dataset.num_ans_candidates)
     loader = DataLoader(dataset, batch_size=args.batch_size, shuffle=False, num_workers=args.workers,
                         collate_fn=pad_collate)
     ids, logits = predict_logits(model, loader, device, dictionary if args.debug else None, dataset.label2ans)

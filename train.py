@@ -19,6 +19,7 @@ import torch.distributed as dist
 import torch.nn as nn
 from tqdm import tqdm
 
+import checkpoints
 import runtime
 from base_model import unwrap
 from runlog import RunLog
@@ -252,7 +253,7 @@ def train(model, train_loader, eval_loader, num_epochs, output, optimizer, task,
         except KeyboardInterrupt:
             if ctx.is_main:
                 path = os.path.join(output, 'model_interrupted.pth')
-                runtime.save_checkpoint(path, model, optimizer, epoch - 1, {
+                checkpoints.save_checkpoint(path, model, optimizer, epoch - 1, {
                     'best_eval_score': best_eval_score, 'rng_state': interrupt_state['rng'],
                     'resume_step': interrupt_state['step'], 'partial_sums': interrupt_state['sums']})
                 log.write('interrupted at epoch %d, step %d: saved %s (resume with --input %s)'
@@ -272,9 +273,9 @@ def train(model, train_loader, eval_loader, num_epochs, output, optimizer, task,
         if ctx.is_main:
             extra = {'best_eval_score': best_eval_score, 'rng_state': _rng_state()}
             if improved or (eval_loader is None and epoch >= FIRST_SAVED_EPOCH):
-                runtime.save_checkpoint(runtime.checkpoint_path(output, epoch), model, optimizer, epoch, extra)
+                checkpoints.save_checkpoint(checkpoints.checkpoint_path(output, epoch), model, optimizer, epoch, extra)
             # always resumable from the last finished epoch, whatever the saving rule kept
-            runtime.save_checkpoint(os.path.join(output, LAST_CHECKPOINT), model, optimizer, epoch, extra)
+            checkpoints.save_checkpoint(os.path.join(output, LAST_CHECKPOINT), model, optimizer, epoch, extra)
         if ctx.enabled:
             dist.barrier()
     return best_eval_score

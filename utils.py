@@ -174,33 +174,6 @@ def safe_pickle_load(path, fix='re-create it with the tools/ scripts'):
         raise UserError('%s: corrupt pickle (%s: %s); %s' % (path, type(err).__name__, err, fix)) from None
 
 
-def load_checkpoint(path, map_location='cpu'):
-    """Load a checkpoint with weights_only=True; errors name the file."""
-    require_file(path, 'train a model with main.py or download the released checkpoint '
-                       '(see README)')
-    try:
-        ckpt = torch.load(path, map_location=map_location, weights_only=True)
-    except Exception as err:  # torch raises many types for truncated/corrupt files
-        raise UserError('%s: cannot read checkpoint (%s: %s); the file is truncated, corrupt or '
-                        'not a weights-only checkpoint; re-download or re-train it'
-                        % (path, type(err).__name__, str(err).splitlines()[0] if str(err) else '')) from None
-    if not isinstance(ckpt, dict) or 'model_state' not in ckpt:
-        raise UserError('%s: not a BAN checkpoint (no "model_state" key)' % path)
-    state = ckpt['model_state']
-    if not isinstance(state, dict) or not all(isinstance(key, str) and torch.is_tensor(value)
-                                              for key, value in state.items()):
-        raise UserError('%s: "model_state" is not a dict of named tensors, so this is not a BAN checkpoint; '
-                        're-download or re-train it' % path)
-    return ckpt
-
-
-def strip_module_prefix(state_dict):
-    """Drop the `module.` prefix that DataParallel/DDP checkpoints carry."""
-    if state_dict and all(key.startswith('module.') for key in state_dict):
-        return {key[len('module.'):]: value for key, value in state_dict.items()}
-    return dict(state_dict)
-
-
 # ----------------------------------------------------------------- misc
 
 def str2bool(value):

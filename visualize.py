@@ -98,13 +98,13 @@ def main(argv=None):
     parser.add_argument('--output', type=str, default='results/attention.png')
     args = parser.parse_args(argv)
     _pillow()  # fail early, before loading the model
-    model, dictionary, vocabulary, features, spatials, device = ask.load_question_model(args)
+    model, dictionary, label2ans, features, spatials, device = ask.load_question_model(args)
     tokens = ask.encode_question(args.question, dictionary)  # [1,14]
     probabilities, att = ask.answer(model, features, spatials, tokens, device)  # [n_ans], [G,N,14]
     words = [dictionary.idx2word[t] if t < dictionary.ntoken else '' for t in tokens[0].tolist()]
     words = [word for word in words if word]
     best = int(probabilities.argmax())
-    answer_text = '%s (%.2f)' % (vocabulary.label2ans[best], float(probabilities[best]))
+    answer_text = '%s (%.2f)' % (label2ans[best], float(probabilities[best]))
     figure = render(args.image, args.question, answer_text, spatials, att, words, args.top)
     with atomic_write(args.output, 'wb') as handle:
         figure.save(handle, format='PNG')

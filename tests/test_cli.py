@@ -130,7 +130,6 @@ def test_worker_processes_train_exactly_as_in_process_loading(tiny_root, tmp_pat
 
 def test_ctrl_c_saves_a_checkpoint_that_resumes_mid_epoch_exactly(tiny_root, tmp_path, monkeypatch):
     import tasks
-    import train
     straight, interrupted = tmp_path / 'straight', tmp_path / 'interrupted'
     run_main(tiny_root, straight, '--epochs', '2', '--use_both', '--seed', '3')
     original_step, calls = tasks.VQATask.train_step, []
@@ -220,7 +219,7 @@ def original_trainable_checkpoint(golden, data, target):
     """The golden checkpoint after one step of the original's main.py with
     tf-idf on: emb_ trainable, Adamax over filter(requires_grad, parameters)."""
     import base_model
-    model = base_model.build_ban(data, 24, 'c', 2)
+    model = base_model.build_ban(data.dictionary.ntoken, data.v_dim, data.num_ans_candidates, 24, 'c', 2)
     model.load_state_dict(golden['model_state'])
     model.w_emb.set_table_trainable(True)
     optimizer = torch.optim.Adamax([p for p in model.parameters() if p.requires_grad])
@@ -307,8 +306,8 @@ def test_evaluate_epoch_zero_or_less_reads_model_pth(tiny_root, trained, tmp_pat
 
 
 def test_official_accuracy_comes_from_the_same_single_pass(tiny_root, trained, monkeypatch):
+    import checkpoints
     import evaluate
-    import runtime
     from collate import pad_collate
     from dataset import VQAFeatureDataset
     from dictionary import Dictionary
@@ -316,21 +315,22 @@ def test_official_accuracy_comes_from_the_same_single_pass(tiny_root, trained, m
     from tools.vqa_eval import evaluate_results
     from torch.utils.data import DataLoader
     forwards = []
-    load_model = runtime.model_from_checkpoint
+    load_model = checkpoints.model_from_checkpoint
 
     def counting_model(*args, **kwargs):
         model, ckpt = load_model(*args, **kwargs)
         model.register_forward_hook(lambda module, inputs, output: forwards.append(inputs[0].size(0)))
         return model, ckpt
 
-    monkeypatch.setattr(runtime, 'model_from_checkpoint', counting_model)
+    monkeypatch.setattr(checkpoints, 'model_from_checkpoint', counting_model)
     metrics = evaluate.main(['--dataroot', tiny_root, '--input', str(trained), '--epoch', '3'] + EVAL)
     assert sum(forwards) == metrics['samples'] == 48  # every val question once
     assert 'answers' not in metrics
     # the same figure from predictions made separately, as test.py makes them
     args = evaluate.parse_args(['--dataroot', tiny_root, '--input', str(trained), '--epoch', '3'] + EVAL)
     val = VQAFeatureDataset('val', Dictionary.load_from_file(os.path.join(tiny_root, 'dictionary.pkl')), tiny_root)
-    model, _ = load_model(val, args, 'vqa', str(trained / 'model_epoch3.pth'), torch.device('cpu'))
+    model, _ = load_model(args, 'vqa', str(trained / 'model_epoch3.pth'), torch.device('cpu'),
+                          val.dictionary.ntoken, val.v_dim, val.num_ans_candidates)
     _, logits = predict_logits(model, DataLoader(val, batch_size=16, collate_fn=pad_collate), torch.device('cpu'))
     ids = torch.tensor([entry['question_id'] for entry in val.entries])
     expected = evaluate_results(answers_from_logits(ids, logits, val.label2ans), *evaluate.official_files(args))
@@ -445,7 +445,6 @@ def test_flickr_train_and_evaluate_end_to_end(tmp_path, capsys):
 
 def test_non_finite_loss_stops_naming_epoch_and_step(tiny_root, tmp_path, monkeypatch, capsys):
     import tasks
-    import train
     original_step, calls = tasks.VQATask.train_step, []
 
     def diverging_step(self, model, batch):

@@ -28,6 +28,7 @@ import torch
 import adaptive_detection_features_converter as converter
 import compute_softscore
 import flickr_files
+import checkpoints
 import runtime
 import tiny_flickr
 import utils
@@ -687,13 +688,13 @@ def test_checkpoint_save_failing_halfway_keeps_the_previous_checkpoint(tmp_path,
     model = torch.nn.Linear(3, 2)
     optimizer = torch.optim.Adamax(model.parameters())
     path = str(tmp_path / 'model_last.pth')
-    runtime.save_checkpoint(path, model, optimizer, 4)
+    checkpoints.save_checkpoint(path, model, optimizer, 4)
     before = snapshot(str(tmp_path))
     fail_halfway(monkeypatch, torch, 'save')
     with pytest.raises(OSError, match='No space left'):
-        runtime.save_checkpoint(path, model, optimizer, 5)
+        checkpoints.save_checkpoint(path, model, optimizer, 5)
     assert snapshot(str(tmp_path)) == before and not temporary_files(str(tmp_path))
-    assert utils.load_checkpoint(path)['epoch'] == 4
+    assert checkpoints.load_checkpoint(path)['epoch'] == 4
 
 
 def test_json_and_pickle_writes_failing_halfway_keep_the_previous_files(vqa_root, tmp_path, monkeypatch):
@@ -787,17 +788,17 @@ def same_weights(path_a, path_b):
 def test_crash_between_logging_and_saving_an_epoch_resumes_exactly(vqa_root, tmp_path, monkeypatch):
     straight, crashed = tmp_path / 'straight', tmp_path / 'crashed'
     run_training(vqa_root, straight, '--epochs', '2')
-    original_save = runtime.save_checkpoint
+    original_save = checkpoints.save_checkpoint
 
     def crash_at_epoch_1(path, model, optimizer, epoch, extra=None):
         if epoch == 1:
             raise OSError(5, 'I/O error')
         original_save(path, model, optimizer, epoch, extra)
-    monkeypatch.setattr(runtime, 'save_checkpoint', crash_at_epoch_1)
+    monkeypatch.setattr(checkpoints, 'save_checkpoint', crash_at_epoch_1)
     with pytest.raises(OSError):
         run_training(vqa_root, crashed, '--epochs', '2')
     assert [record['epoch'] for record in json_log(crashed)] == [0, 1]  # epoch 1 logged, not saved
-    monkeypatch.setattr(runtime, 'save_checkpoint', original_save)
+    monkeypatch.setattr(checkpoints, 'save_checkpoint', original_save)
     run_training(vqa_root, crashed, '--epochs', '2', '--input', str(crashed / 'model_last.pth'))
     assert json_log(crashed) == json_log(straight)  # epoch 1 once, with the same numbers
     assert same_weights(straight / 'model_last.pth', crashed / 'model_last.pth')
@@ -833,7 +834,7 @@ def test_optimizer_state_of_another_model_is_named():
     model = torch.nn.Linear(3, 2)
     other = torch.optim.Adamax(torch.nn.Sequential(torch.nn.Linear(3, 2), torch.nn.Linear(2, 2)).parameters())
     with pytest.raises(UserError, match='ckpt.pth: its optimizer state does not fit this model'):
-        runtime.load_optimizer_state(torch.optim.Adamax(model.parameters()), other.state_dict(), 'ckpt.pth')
+        checkpoints.load_optimizer_state(torch.optim.Adamax(model.parameters()), other.state_dict(), 'ckpt.pth')
 
 
 ENTITY_EXPANSION = ('<?xml version="1.0"?><!DOCTYPE a [<!ENTITY l0 "lol">'

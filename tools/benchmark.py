@@ -23,7 +23,6 @@ import statistics
 import sys
 import time
 from pathlib import Path
-from types import SimpleNamespace
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
@@ -122,10 +121,9 @@ def configure_backend(args, device):
 
 
 def build_model(args, device):
-    dataset = SimpleNamespace(dictionary=SimpleNamespace(ntoken=args.ntoken), v_dim=args.v_dim,
-                              num_ans_candidates=args.n_ans)
     torch.manual_seed(args.seed)
-    model = base_model.build_ban(dataset, args.num_hid, args.op, args.gamma, emb_dim=args.emb_dim)
+    model = base_model.build_ban(args.ntoken, args.v_dim, args.n_ans, args.num_hid, args.op, args.gamma,
+                                 emb_dim=args.emb_dim)
     if 'c' in args.op:
         model.w_emb.set_table_trainable(True)  # the recipe trains the tf-idf table
     return model.to(device)

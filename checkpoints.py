@@ -1,0 +1,143 @@
+"""Checkpoints: building BAN from the flags, loading released and saved
+checkpoints (weights_only), saving ours atomically, and the resume fields
+(epoch, optimizer state, the tf-idf table's trainability)."""
+import os
+
+import torch
+
+import base_model
+from utils import UserError, require_file, torch_save_atomic
+
+
+def build_model(args, task, ntoken, v_dim, num_answers, emb_dim=None):
+    """BAN from the original's flags (--model --num_hid --op --gamma --emb_dim)
+    and the data sizes: vocabulary, feature width and answers. `emb_dim`
+    overrides --emb_dim (a checkpoint's own width)."""
+    constructor = getattr(base_model, 'build_%s' % args.model, None)
+    if constructor is None:
+        raise UserError('--model %s is unknown (the only model is "ban")' % args.model)
+    return constructor(ntoken, v_dim, num_answers, args.num_hid, args.op, args.gamma, task,
+                       emb_dim=emb_dim or getattr(args, 'emb_dim', 300))
+
+
+def load_checkpoint(path, map_location='cpu'):
+    """Load a checkpoint with weights_only=True; errors name the file."""
+    require_file(path, 'train a model with main.py or download the released checkpoint '
+                       '(see README)')
+    try:
+        ckpt = torch.load(path, map_location=map_location, weights_only=True)
+    except Exception as err:  # torch raises many types for truncated/corrupt files
+        raise UserError('%s: cannot read checkpoint (%s: %s); the file is truncated, corrupt or '
+                        'not a weights-only checkpoint; re-download or re-train it'
+                        % (path, type(err).__name__, str(err).splitlines()[0] if str(err) else '')) from None
+    if not isinstance(ckpt, dict) or 'model_state' not in ckpt:
+        raise UserError('%s: not a BAN checkpoint (no "model_state" key)' % path)
+    state = ckpt['model_state']
+    if not isinstance(state, dict) or not all(isinstance(key, str) and torch.is_tensor(value)
+                                              for key, value in state.items()):
+        raise UserError('%s: "model_state" is not a dict of named tensors, so this is not a BAN checkpoint; '
+                        're-download or re-train it' % path)
+    return ckpt
+
+
+def strip_module_prefix(state_dict):
+    """Drop the `module.` prefix that DataParallel/DDP checkpoints carry."""
+    if state_dict and all(key.startswith('module.') for key in state_dict):
+        return {key[len('module.'):]: value for key, value in state_dict.items()}
+    return dict(state_dict)
+
+
+def describe_mismatch(model, state_dict):
+    """Lines naming the keys missing, unexpected or of another shape."""
+    ours = {key: tuple(value.shape) for key, value in model.state_dict().items()}
+    theirs = {key: tuple(value.shape) for key, value in strip_module_prefix(state_dict).items()}
+    lines = ['missing %s %s' % (key, ours[key]) for key in ours if key not in theirs]
+    lines += ['unexpected %s %s' % (key, theirs[key]) for key in theirs if key not in ours]
+    lines += ['%s: checkpoint %s, model %s' % (key, theirs[key], ours[key])
+              for key in ours if key in theirs and theirs[key] != ours[key]]
+    return lines
+
+
+def load_model_state(model, state_dict, path):
+    """Strictly load a released or saved state dict; a checkpoint of another
+    configuration is a UserError listing the mismatched keys and shapes."""
+    model = base_model.unwrap(model)
+    mismatch = describe_mismatch(model, state_dict)
+    if mismatch:
+        shown = '; '.join(mismatch[:8]) + ('; ... %d more' % (len(mismatch) - 8) if len(mismatch) > 8 else '')
+        raise UserError('%s does not fit this model (%d mismatches: %s); pass the --num_hid, --gamma, '
+                        '--op and --task it was trained with, and the same dictionary'
+                        % (path, len(mismatch), shown))
+    model.load_state_dict(state_dict)
+
+
+def resume_epoch(checkpoint, path):
+    """The last finished epoch recorded in a checkpoint (-1 for a Ctrl-C
+    checkpoint of epoch 0)."""
+    epoch = checkpoint.get('epoch')
+    if not isinstance(epoch, int) or isinstance(epoch, bool) or epoch < -1:
+        raise UserError('%s: "epoch" is %r, not an epoch number, so training cannot resume from it; resume from '
+                        'a model_last.pth or model_interrupted.pth written by main.py' % (path, epoch))
+    return epoch
+
+
+def load_optimizer_state(optimizer, state, path):
+    """Restore the optimizer of a resumed run; a state of another model is a UserError."""
+    try:
+        optimizer.load_state_dict(state)
+    except (ValueError, KeyError, TypeError, RuntimeError) as err:
+        raise UserError('%s: its optimizer state does not fit this model (%s); resume with the flags it was '
+                        'trained with' % (path, str(err).splitlines()[0] if str(err) else type(err).__name__)) from None
+
+
+def saved_param_count(state):
+    """Parameters an optimizer state_dict covers, or None when it is malformed
+    (load_optimizer_state then names the problem)."""
+    try:
+        return sum(len(group['params']) for group in state['param_groups'])
+    except (KeyError, TypeError):
+        return None
+
+
+def match_table_to_optimizer_state(model, state):
+    """Train or freeze the tf-idf table `emb_` (op 'c') as the run that saved
+    the optimizer `state` did: with the table trainable (the original's
+    default) the state covers one parameter more (FORMATS §6). The model
+    state is already checked against the model, so the table is the only
+    parameter whose presence can differ. Returns True when the table's
+    setting was changed to fit, else False."""
+    w_emb = base_model.unwrap(model).w_emb
+    if not hasattr(w_emb, 'emb_'):
+        return False
+    trainable = w_emb.emb_.weight.requires_grad
+    ours = sum(1 for param in model.parameters() if param.requires_grad)
+    saved = saved_param_count(state)
+    if saved != ours + (-1 if trainable else 1):
+        return False
+    w_emb.set_table_trainable(not trainable)
+    return True
+
+
+def checkpoint_path(directory, epoch):
+    return os.path.join(directory, 'model_epoch%d.pth' % epoch)
+
+
+def model_from_checkpoint(args, task, path, device, ntoken, v_dim, num_answers):
+    """Build BAN for the given sizes and load the checkpoint at `path` into it.
+    The word-embedding width is taken from the checkpoint (300 for released
+    models), whatever --emb_dim says."""
+    ckpt = load_checkpoint(path, map_location='cpu')
+    state = strip_module_prefix(ckpt['model_state'])
+    emb_dim = int(state['w_emb.emb.weight'].shape[1]) if 'w_emb.emb.weight' in state else None
+    model = build_model(args, task, ntoken, v_dim, num_answers, emb_dim)
+    load_model_state(model, ckpt['model_state'], path)
+    return model.to(device), ckpt
+
+
+def save_checkpoint(path, model, optimizer, epoch, extra=None):
+    """The original's layout {epoch, model_state (module. keys), optimizer_state}
+    plus our resume fields; written atomically."""
+    state = {'epoch': epoch, 'model_state': base_model.checkpoint_state(model),
+             'optimizer_state': optimizer.state_dict()}
+    state.update(extra or {})
+    torch_save_atomic(state, path)
