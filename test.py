@@ -13,7 +13,9 @@ from tqdm import tqdm
 
 import checkpoints
 import runtime
-from tools.ensemble import save_predictions
+from collate import pad_collate
+from dataset import VQAFeatureDataset
+from predictions import save_predictions
 from utils import UserError, run_cli, save_json, str2bool
 
 
@@ -80,8 +82,6 @@ def answers_from_logits(question_ids, logits, label2ans):
 
 
 def run(args):
-    from collate import pad_collate
-    from dataset import VQAFeatureDataset
     device = runtime.resolve_device(args.device)
     dictionary = runtime.load_dictionary(args.dataroot, 'vqa')
     dataset = VQAFeatureDataset(args.split, dictionary, dataroot=args.dataroot, adaptive=True)

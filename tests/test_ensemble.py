@@ -10,7 +10,8 @@ from pathlib import Path
 import pytest
 import torch
 
-import ensemble
+from tools import ensemble
+import predictions as prediction_files
 from utils import UserError
 
 REPO = Path(__file__).resolve().parents[1]
@@ -86,14 +87,14 @@ def test_unknown_average_is_rejected():
 
 
 def test_logits_path_for_results():
-    assert ensemble.logits_path_for('results/test2015_ban_epoch12.json') == \
+    assert prediction_files.logits_path_for('results/test2015_ban_epoch12.json') == \
         'results/test2015_ban_epoch12_logits.pth'
 
 
 def test_cli_writes_submission(tmp_path):
     path_a, path_b = str(tmp_path / 'a_logits.pth'), str(tmp_path / 'b_logits.pth')
     for path, model in ((path_a, MODEL_A), (path_b, MODEL_B)):
-        ensemble.save_predictions(path, model['question_ids'], model['logits'], model['label2ans'])
+        prediction_files.save_predictions(path, model['question_ids'], model['logits'], model['label2ans'])
     output = tmp_path / 'results' / 'ensemble.json'
     completed = subprocess.run(
         [sys.executable, 'tools/ensemble.py', '--inputs', path_a, path_b, '--output', str(output)],
@@ -108,8 +109,8 @@ def test_cli_writes_submission(tmp_path):
 
 def test_cli_names_the_inconsistent_file(tmp_path):
     path_a, path_b = str(tmp_path / 'a_logits.pth'), str(tmp_path / 'b_logits.pth')
-    ensemble.save_predictions(path_a, MODEL_A['question_ids'], MODEL_A['logits'], LABEL2ANS)
-    ensemble.save_predictions(path_b, MODEL_B['question_ids'], MODEL_B['logits'], ['yes', 'no', '3'])
+    prediction_files.save_predictions(path_a, MODEL_A['question_ids'], MODEL_A['logits'], LABEL2ANS)
+    prediction_files.save_predictions(path_b, MODEL_B['question_ids'], MODEL_B['logits'], ['yes', 'no', '3'])
     completed = subprocess.run(
         [sys.executable, 'tools/ensemble.py', '--inputs', path_a, path_b, '--output',
          str(tmp_path / 'out.json')], cwd=REPO, capture_output=True, text=True, timeout=60)
@@ -123,9 +124,9 @@ def test_unreadable_file_is_a_user_error(tmp_path):
     corrupt = tmp_path / 'x_logits.pth'
     corrupt.write_bytes(b'not a torch file')
     with pytest.raises(UserError, match='x_logits.pth: cannot read prediction file'):
-        ensemble.load_predictions(str(corrupt))
+        prediction_files.load_predictions(str(corrupt))
     with pytest.raises(UserError, match='missing file'):
-        ensemble.load_predictions(str(tmp_path / 'absent.pth'))
+        prediction_files.load_predictions(str(tmp_path / 'absent.pth'))
 
 
 # ----------------------------------------------------------------- the original's bare logits tensors
@@ -147,8 +148,8 @@ def test_bare_logits_take_ids_in_dataset_order_from_the_question_file(tmp_path):
     bare = tmp_path / 'original_logits0.pth'
     torch.save(MODEL_B['logits'].clone(), bare, _use_new_zipfile_serialization=False)  # pre-1.6 format too
     ours = tmp_path / 'a_logits.pth'
-    ensemble.save_predictions(str(ours), [11, 10], MODEL_A['logits'].flip(0), LABEL2ANS)
-    loaded = ensemble.load_predictions(str(bare), root)
+    prediction_files.save_predictions(str(ours), [11, 10], MODEL_A['logits'].flip(0), LABEL2ANS)
+    loaded = prediction_files.load_predictions(str(bare), root)
     assert loaded['question_ids'].tolist() == [10, 11] and loaded['label2ans'] == LABEL2ANS
     assert torch.equal(loaded['logits'], MODEL_B['logits'])
     output = tmp_path / 'ensemble.json'
@@ -178,4 +179,4 @@ def test_bare_tensor_that_is_not_logits_is_refused(tmp_path):
     bare = tmp_path / 'logits0.pth'
     torch.save(torch.zeros(4, dtype=torch.long), bare)
     with pytest.raises(UserError, match=r'logits0.pth: a bare tensor must be 2-d floating logits'):
-        ensemble.load_predictions(str(bare), str(tmp_path))
+        prediction_files.load_predictions(str(bare), str(tmp_path))
