@@ -1,5 +1,5 @@
 """Validated readers of the VQA 2.0 files (FORMATS.md sections 1 and 4): the
-question files and the answer caches written by tools/compute_softscore.py."""
+question and annotation files, and the answer caches written by tools/compute_softscore.py."""
 import hashlib
 import json
 import os
@@ -9,6 +9,8 @@ from dictionary import split_words
 from utils import UserError
 
 VQA_SPLITS = ('train', 'val', 'test2015', 'test-dev2015')
+ANNOTATED_SPLITS = ('train', 'val')
+HUMAN_ANSWERS = 10
 DOWNLOAD_FIX = 'download it with tools/download.sh'
 SOFTSCORE_FIX = 'run tools/compute_softscore.py (part of tools/process.sh)'
 
@@ -44,6 +46,40 @@ def load_questions(dataroot, name):
             raise UserError('%s: questions[%d] (question_id %d) has no words (%r); the file is corrupt; %s'
                             % (path, position, question_id, question['question'], DOWNLOAD_FIX))
     return questions
+
+
+def annotation_path(dataroot, name):
+    return os.path.join(dataroot, 'v2_mscoco_%s2014_annotations.json' % name)
+
+
+def load_annotations(dataroot, name):
+    """The checked `annotations` list of a VQA v2 annotation file."""
+    path = annotation_path(dataroot, name)
+    data = utils.load_json(path, DOWNLOAD_FIX)
+    annotations = data.get('annotations') if isinstance(data, dict) else None
+    if not isinstance(annotations, list):
+        raise UserError('%s: no "annotations" list; it is not a VQA v2 annotation file; %s' % (path, DOWNLOAD_FIX))
+    position_of = {}
+    for position, item in enumerate(annotations):
+        if not (isinstance(item, dict) and isinstance(item.get('question_id'), int)
+                and isinstance(item.get('image_id'), int)
+                and isinstance(item.get('multiple_choice_answer'), str)
+                and isinstance(item.get('answers'), list)
+                and all(isinstance(answer, dict) and isinstance(answer.get('answer'), str)
+                        for answer in item['answers'])):
+            raise UserError('%s: annotations[%d] (question %s) needs int question_id and image_id, a str '
+                            'multiple_choice_answer and answers [{"answer": str}, ...]; %s'
+                            % (path, position, item.get('question_id') if isinstance(item, dict) else '?',
+                               DOWNLOAD_FIX))
+        if len(item['answers']) != HUMAN_ANSWERS:
+            raise UserError('%s: annotations[%d] (question %d) has %d human answers; VQA annotations have %d, '
+                            'and the soft scores assume it; %s' % (path, position, item['question_id'],
+                                                                  len(item['answers']), HUMAN_ANSWERS, DOWNLOAD_FIX))
+        if item['question_id'] in position_of:
+            raise UserError('%s: question %d is annotated twice (annotations[%d] and annotations[%d]); %s'
+                            % (path, item['question_id'], position_of[item['question_id']], position, DOWNLOAD_FIX))
+        position_of[item['question_id']] = position
+    return annotations
 
 
 def load_answer_maps(dataroot):

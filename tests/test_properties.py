@@ -11,16 +11,16 @@ import numpy as np
 import pytest
 from hypothesis import HealthCheck, given, settings, strategies as st
 
-import compute_softscore
 import dataset
-import vqa_files
-import glove
 import flickr_files
+import glove
 import utils
-import vqa_eval
+import vqa_files
+import vqa_metric
 from answers import SCORE_OF_COUNT, answers_for_metric, get_score
 from dictionary import Dictionary, split_words
-from features_tsv import encode_record, iter_tsv_records
+from tools import compute_softscore
+from tools.features_tsv import encode_record, iter_tsv_records
 from utils import UserError
 
 FEW = settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
@@ -91,7 +91,7 @@ def test_adding_words_then_tokenizing_gives_the_same_ids(sentences):
 @given(st.lists(TEXT, min_size=10, max_size=10), TEXT)
 def test_question_accuracy_is_a_fraction_for_any_answers(humans, result):
     records = [{'answer': text, 'answer_id': index + 1} for index, text in enumerate(humans)]
-    accuracy = vqa_eval.question_accuracy(records, result)
+    accuracy = vqa_metric.question_accuracy(records, result)
     assert 0.0 <= accuracy <= 1.0
     human_texts, result_text = answers_for_metric(humans, result)
     if sum(text == result_text for text in human_texts) >= 4:
@@ -273,8 +273,8 @@ def test_any_question_json_is_loaded_or_named(scratch, data):
 @FEW
 @given(JSON | SHAPED_ANNOTATIONS)
 def test_any_annotation_json_is_loaded_or_named(scratch, data):
-    write_bytes(compute_softscore.annotation_path(str(scratch), 'val'), json_bytes(data))
-    annotations = returns_or_user_error(compute_softscore.load_annotations, str(scratch), 'val')
+    write_bytes(vqa_files.annotation_path(str(scratch), 'val'), json_bytes(data))
+    annotations = returns_or_user_error(vqa_files.load_annotations, str(scratch), 'val')
     for annotation in annotations or []:
         assert len(annotation['answers']) == 10
     if annotations:
@@ -285,7 +285,7 @@ def test_any_annotation_json_is_loaded_or_named(scratch, data):
 @FEW
 @given(JSON | SHAPED_ANNOTATIONS, JSON | SHAPED_QUESTIONS, JSON)
 def test_the_metric_loads_any_json_or_names_it(annotations, questions, results):
-    outcome = returns_or_user_error(vqa_eval.evaluate_results, results, questions, annotations)
+    outcome = returns_or_user_error(vqa_metric.evaluate_results, results, questions, annotations)
     if outcome is not None:
         assert 0.0 <= outcome['overall'] <= 100.0
 

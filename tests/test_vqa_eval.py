@@ -10,8 +10,9 @@ from pathlib import Path
 import pytest
 from hypothesis import given, settings, strategies as st
 
-import vqa_eval
+import vqa_metric
 from answers import answers_for_metric
+from tools import vqa_eval
 from utils import UserError
 
 REPO = Path(__file__).resolve().parents[1]
@@ -46,24 +47,24 @@ def write_split(tmp_path, annotations, results):
     (0, 0.0), (1, 0.3), (2, 0.6), (3, 0.9), (4, 1.0), (9, 1.0), (10, 1.0)])
 def test_leave_one_out_accuracy(n_matching, expected):
     texts = ['red'] * n_matching + ['blue', 'green'] * 5
-    accuracy = vqa_eval.question_accuracy(human_records(texts[:10]), 'red')
+    accuracy = vqa_metric.question_accuracy(human_records(texts[:10]), 'red')
     assert accuracy == pytest.approx(expected, abs=1e-12)
 
 
 def test_unanimous_answers_are_compared_without_normalisation():
     humans = human_records(['Yes'] * 10)
-    assert vqa_eval.question_accuracy(humans, 'Yes') == 1.0
-    assert vqa_eval.question_accuracy(humans, ' Yes\n') == 1.0   # whitespace is always cleaned
-    assert vqa_eval.question_accuracy(humans, 'yes') == 0.0      # but no lower-casing
-    assert vqa_eval.question_accuracy(human_records(['two'] * 10), '2') == 0.0
+    assert vqa_metric.question_accuracy(humans, 'Yes') == 1.0
+    assert vqa_metric.question_accuracy(humans, ' Yes\n') == 1.0   # whitespace is always cleaned
+    assert vqa_metric.question_accuracy(humans, 'yes') == 0.0      # but no lower-casing
+    assert vqa_metric.question_accuracy(human_records(['two'] * 10), '2') == 0.0
 
 
 def test_mixed_answers_are_normalised_on_both_sides():
     humans = human_records(['Two'] * 3 + ['2.'] * 2 + ['three'] * 5)
-    assert vqa_eval.question_accuracy(humans, 'two!') == 1.0     # 5 humans say "2" after normalising
+    assert vqa_metric.question_accuracy(humans, 'two!') == 1.0     # 5 humans say "2" after normalising
     humans = human_records(['Yes'] * 9 + ['no'])
-    assert vqa_eval.question_accuracy(humans, 'YES') == 1.0
-    assert vqa_eval.question_accuracy(humans, 'no') == pytest.approx(0.3)
+    assert vqa_metric.question_accuracy(humans, 'YES') == 1.0
+    assert vqa_metric.question_accuracy(humans, 'no') == pytest.approx(0.3)
 
 
 def test_records_that_compare_equal_are_left_out_together():
@@ -72,8 +73,8 @@ def test_records_that_compare_equal_are_left_out_together():
     # left-out 'yes' record takes all 4 'yes' records with it (accuracy 0),
     # a left-out 'no' record leaves 4 matches (accuracy 1): (4*0 + 6*1) / 10.
     humans = [{'answer': 'yes'}] * 4 + human_records(['no'] * 6)
-    assert vqa_eval.question_accuracy(humans, 'yes') == pytest.approx(0.6)
-    assert vqa_eval.question_accuracy(human_records(['yes'] * 4 + ['no'] * 6), 'yes') == 1.0
+    assert vqa_metric.question_accuracy(humans, 'yes') == pytest.approx(0.6)
+    assert vqa_metric.question_accuracy(human_records(['yes'] * 4 + ['no'] * 6), 'yes') == 1.0
 
 
 def accuracy_over_nine_of_ten(texts, result):
@@ -88,7 +89,7 @@ def accuracy_over_nine_of_ten(texts, result):
                 min_size=10, max_size=10),
        st.sampled_from(['yes', 'no', '2', 'dog', 'red', 'Two']))
 def test_matches_the_nine_of_ten_definition(texts, result):
-    assert vqa_eval.question_accuracy(human_records(texts), result) == pytest.approx(
+    assert vqa_metric.question_accuracy(human_records(texts), result) == pytest.approx(
         accuracy_over_nine_of_ten(texts, result), abs=1e-12)
 
 
@@ -107,7 +108,7 @@ def small_split():
 def test_evaluate_results_breakdown(tmp_path):
     annotations, results = small_split()
     paths = write_split(tmp_path, annotations, results)
-    metrics = vqa_eval.evaluate_results(results, paths['questions'], paths['annotations'])
+    metrics = vqa_metric.evaluate_results(results, paths['questions'], paths['annotations'])
     assert metrics['n_questions'] == 4
     assert metrics['per_question'] == pytest.approx({1: 100.0, 2: 90.0, 3: 60.0, 4: 0.0})
     assert metrics['overall'] == pytest.approx(62.5)
@@ -121,7 +122,7 @@ def test_evaluate_results_rounds_like_the_official_code():
     annotations = [annotation(1, ['a'] * 10), annotation(2, ['b'] * 10), annotation(3, ['c'] * 10)]
     results = [{'question_id': 1, 'answer': 'a'}, {'question_id': 2, 'answer': 'x'},
                {'question_id': 3, 'answer': 'x'}]
-    metrics = vqa_eval.evaluate_results(results, questions_file(annotations), {'annotations': annotations})
+    metrics = vqa_metric.evaluate_results(results, questions_file(annotations), {'annotations': annotations})
     assert metrics['overall'] == 100 / 3
     assert metrics['rounded']['overall'] == 33.33
 
@@ -172,7 +173,7 @@ def evaluate_error(tmp_path, annotations, results, questions=None):
     if questions is not None:
         paths['questions'].write_text(json.dumps(questions))
     with pytest.raises(UserError) as caught:
-        vqa_eval.evaluate_results(paths['results'], paths['questions'], paths['annotations'])
+        vqa_metric.evaluate_results(paths['results'], paths['questions'], paths['annotations'])
     return str(caught.value)
 
 
@@ -237,4 +238,4 @@ def test_error_questions_of_another_split(tmp_path):
 
 def test_error_missing_file(tmp_path):
     with pytest.raises(UserError, match='missing file .*nothing.json'):
-        vqa_eval.load_results(str(tmp_path / 'nothing.json'))
+        vqa_metric.load_results(str(tmp_path / 'nothing.json'))

@@ -28,45 +28,8 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 from answers import get_score, preprocess_answer  # noqa: E402
 from dictionary import PICKLE_PROTOCOL  # noqa: E402
-from vqa_files import DOWNLOAD_FIX, target_meta  # noqa: E402
-from utils import UserError, atomic_write, load_json, run_cli, safe_pickle_load, save_json  # noqa: E402
-
-ANNOTATED_SPLITS = ('train', 'val')
-HUMAN_ANSWERS = 10
-
-
-def annotation_path(dataroot, name):
-    return os.path.join(dataroot, 'v2_mscoco_%s2014_annotations.json' % name)
-
-
-def load_annotations(dataroot, name):
-    """The checked `annotations` list of a VQA v2 annotation file."""
-    path = annotation_path(dataroot, name)
-    data = load_json(path, DOWNLOAD_FIX)
-    annotations = data.get('annotations') if isinstance(data, dict) else None
-    if not isinstance(annotations, list):
-        raise UserError('%s: no "annotations" list; it is not a VQA v2 annotation file; %s' % (path, DOWNLOAD_FIX))
-    position_of = {}
-    for position, item in enumerate(annotations):
-        if not (isinstance(item, dict) and isinstance(item.get('question_id'), int)
-                and isinstance(item.get('image_id'), int)
-                and isinstance(item.get('multiple_choice_answer'), str)
-                and isinstance(item.get('answers'), list)
-                and all(isinstance(answer, dict) and isinstance(answer.get('answer'), str)
-                        for answer in item['answers'])):
-            raise UserError('%s: annotations[%d] (question %s) needs int question_id and image_id, a str '
-                            'multiple_choice_answer and answers [{"answer": str}, ...]; %s'
-                            % (path, position, item.get('question_id') if isinstance(item, dict) else '?',
-                               DOWNLOAD_FIX))
-        if len(item['answers']) != HUMAN_ANSWERS:
-            raise UserError('%s: annotations[%d] (question %d) has %d human answers; VQA annotations have %d, '
-                            'and the soft scores assume it; %s' % (path, position, item['question_id'],
-                                                                  len(item['answers']), HUMAN_ANSWERS, DOWNLOAD_FIX))
-        if item['question_id'] in position_of:
-            raise UserError('%s: question %d is annotated twice (annotations[%d] and annotations[%d]); %s'
-                            % (path, item['question_id'], position_of[item['question_id']], position, DOWNLOAD_FIX))
-        position_of[item['question_id']] = position
-    return annotations
+from utils import UserError, atomic_write, run_cli, safe_pickle_load, save_json  # noqa: E402
+from vqa_files import ANNOTATED_SPLITS, annotation_path, load_annotations, target_meta  # noqa: E402
 
 
 def filter_answers(annotations, min_occurrence):

@@ -1,16 +1,4 @@
-"""Official VQA accuracy of a results file (the algorithm of the VQA
-evaluation code, re-implemented).
-
-For every question of the annotation file:
-  * the result answer and the 10 human answers get tabs/newlines replaced by
-    spaces and their ends stripped;
-  * only when those 10 human answers are not all identical, the human answers
-    and the result answer are normalised (`answers.normalize_answer`);
-  * accuracy = mean over the 10 human answers h of
-    min(1, #(other human answers equal to the result) / 3), "other" meaning
-    every annotation record different from h (leave-one-out).
-Overall, per-answer-type and per-question-type accuracies are the means of
-the question accuracies, in percent.
+"""Official VQA accuracy of a results file (the metric is vqa_metric.py).
 
 Usage:
   python3 tools/vqa_eval.py --results results/val_ban.json [--split val]
@@ -22,199 +10,11 @@ import sys
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
-from answers import answers_for_metric  # noqa: E402
-from utils import UserError, load_json, run_cli, save_json  # noqa: E402
+from utils import run_cli, save_json  # noqa: E402
+from vqa_files import ANNOTATED_SPLITS, annotation_path, question_path  # noqa: E402
+from vqa_metric import evaluate_results  # noqa: E402
 
-N_HUMAN_ANSWERS = 10
-MATCHES_FOR_FULL_CREDIT = 3
 ANSWER_TYPE_ORDER = ('yes/no', 'number', 'other')
-RESULTS_FIX = 'write it with test.py: a JSON list of {"question_id": int, "answer": str}'
-VQA_FIX = 'download the VQA 2.0 questions and annotations into the data root (tools/download.sh)'
-QUESTION_FILES = {'train': 'v2_OpenEnded_mscoco_train2014_questions.json',
-                  'val': 'v2_OpenEnded_mscoco_val2014_questions.json'}
-ANNOTATION_FILES = {'train': 'v2_mscoco_train2014_annotations.json',
-                    'val': 'v2_mscoco_val2014_annotations.json'}
-
-
-# ----------------------------------------------------------------- loading
-
-def _load(path_or_obj, fix):
-    """Return (object, name for messages) for a JSON path or a loaded object."""
-    if isinstance(path_or_obj, (str, os.PathLike)):
-        return load_json(os.fspath(path_or_obj), fix), os.fspath(path_or_obj)
-    return path_or_obj, '<in-memory %s>' % type(path_or_obj).__name__
-
-
-def _is_int(value):
-    return isinstance(value, int) and not isinstance(value, bool)
-
-
-def load_results(path):
-    """Load and validate a results file: a list of {"question_id", "answer"}."""
-    results = load_json(path, RESULTS_FIX)
-    _index_results(results, path)
-    return results
-
-
-def _index_results(results, source):
-    """Map question_id -> answer, checking types and duplicates."""
-    if not isinstance(results, list):
-        raise UserError('%s: expected a JSON list of {"question_id": int, "answer": str}, got %s; %s'
-                        % (source, type(results).__name__, RESULTS_FIX))
-    answer_of = {}
-    position_of = {}
-    for position, item in enumerate(results):
-        if not isinstance(item, dict) or not _is_int(item.get('question_id')):
-            raise UserError('%s: item %d has no integer "question_id"; %s' % (source, position, RESULTS_FIX))
-        question_id = item['question_id']
-        if not isinstance(item.get('answer'), str):
-            raise UserError('%s: item %d (question_id %d) has no string "answer"; %s'
-                            % (source, position, question_id, RESULTS_FIX))
-        if question_id in answer_of:
-            raise UserError('%s: question_id %d appears twice (items %d and %d); keep one answer per '
-                            'question' % (source, question_id, position_of[question_id], position))
-        answer_of[question_id] = item['answer']
-        position_of[question_id] = position
-    return answer_of
-
-
-def _check_human_answers(human_answers, where):
-    if not isinstance(human_answers, list) or len(human_answers) != N_HUMAN_ANSWERS:
-        count = len(human_answers) if isinstance(human_answers, list) else type(human_answers).__name__
-        raise UserError('%s: key "answers" must be a list of %d human answers, got %s; %s'
-                        % (where, N_HUMAN_ANSWERS, count, VQA_FIX))
-    for position, record in enumerate(human_answers):
-        if not isinstance(record, dict) or not isinstance(record.get('answer'), str):
-            raise UserError('%s: answers[%d] has no string key "answer"; %s' % (where, position, VQA_FIX))
-
-
-def _load_annotations(annotations):
-    """Return (list of validated annotation dicts, name for messages)."""
-    data, source = _load(annotations, VQA_FIX)
-    if not isinstance(data, dict) or not isinstance(data.get('annotations'), list):
-        raise UserError('%s: not a VQA annotation file (no "annotations" list); %s' % (source, VQA_FIX))
-    seen = set()
-    for position, annotation in enumerate(data['annotations']):
-        if not isinstance(annotation, dict) or not _is_int(annotation.get('question_id')):
-            raise UserError('%s: annotation %d has no integer key "question_id"; %s'
-                            % (source, position, VQA_FIX))
-        where = '%s: question_id %d' % (source, annotation['question_id'])
-        for key in ('question_type', 'answer_type'):
-            if not isinstance(annotation.get(key), str):
-                raise UserError('%s: missing string key "%s"; %s' % (where, key, VQA_FIX))
-        _check_human_answers(annotation.get('answers'), where)
-        if annotation['question_id'] in seen:
-            raise UserError('%s: annotated twice; %s' % (where, VQA_FIX))
-        seen.add(annotation['question_id'])
-    return data['annotations'], source
-
-
-def _load_question_ids(questions):
-    data, source = _load(questions, VQA_FIX)
-    if not isinstance(data, dict) or not isinstance(data.get('questions'), list):
-        raise UserError('%s: not a VQA question file (no "questions" list); %s' % (source, VQA_FIX))
-    question_ids = set()
-    for position, question in enumerate(data['questions']):
-        if not isinstance(question, dict) or not _is_int(question.get('question_id')):
-            raise UserError('%s: question %d has no integer key "question_id"; %s'
-                            % (source, position, VQA_FIX))
-        question_ids.add(question['question_id'])
-    return question_ids, source
-
-
-def _check_coverage(answer_of, results_source, annotations, annotations_source,
-                    question_ids, questions_source):
-    """Every annotated question must be in the question file and have exactly
-    one result; a result for any other question is an error."""
-    annotated_ids = [annotation['question_id'] for annotation in annotations]
-    not_asked = [qid for qid in annotated_ids if qid not in question_ids]
-    if not_asked:
-        raise UserError('%s: %d annotated questions are not in %s (e.g. question_id %d); use the question '
-                        'and annotation files of the same split'
-                        % (annotations_source, len(not_asked), questions_source, not_asked[0]))
-    unknown = sorted(set(answer_of) - set(annotated_ids))
-    if unknown:
-        raise UserError('%s: %d results are for questions not in %s (e.g. question_id %d); evaluate '
-                        'against the annotations of the split the results were made for'
-                        % (results_source, len(unknown), annotations_source, unknown[0]))
-    missing = [qid for qid in annotated_ids if qid not in answer_of]
-    if missing:
-        raise UserError('%s: no result for %d of the %d questions of %s (e.g. question_id %d); the '
-                        'official evaluation needs an answer for every question'
-                        % (results_source, len(missing), len(annotated_ids), annotations_source, missing[0]))
-
-
-# ----------------------------------------------------------------- metric
-
-def question_accuracy(human_answers, result_answer):
-    """Accuracy in [0, 1] of `result_answer` against the 10 human answer
-    records of one annotation (dicts with at least "answer").
-
-    Leave-one-out as the official code: for each record, the others are the
-    records that compare unequal to it (with unique "answer_id"s, the other
-    nine)."""
-    human_texts, result = answers_for_metric([record['answer'] for record in human_answers], result_answer)
-    records = [dict(record, answer=text) for record, text in zip(human_answers, human_texts)]
-    matching = [record for record in records if record['answer'] == result]
-    per_left_out = []
-    for left_out in records:
-        matches = sum(1 for record in matching if record != left_out)
-        per_left_out.append(min(1, matches / MATCHES_FOR_FULL_CREDIT))
-    return float(sum(per_left_out)) / len(per_left_out)
-
-
-def _percent(accuracies):
-    return 100 * float(sum(accuracies)) / len(accuracies)
-
-
-def evaluate_results(results, questions, annotations):
-    """Official VQA accuracy.
-
-    results: list of {"question_id": int, "answer": str} or a path to one;
-    questions / annotations: VQA 2.0 JSON paths or loaded objects.
-    Returns {"overall": %, "per_answer_type": {type: %}, "per_question_type":
-    {type: %}, "n_questions": int, "per_question": {question_id: %},
-    "rounded": the three accuracies rounded to 2 decimals as the official code
-    reports them}. Percentages are unrounded floats.
-    """
-    if isinstance(results, (str, os.PathLike)):
-        results_source = os.fspath(results)
-        results = load_results(results_source)
-    else:
-        results_source = '<in-memory results>'
-    answer_of = _index_results(results, results_source)
-    annotation_list, annotations_source = _load_annotations(annotations)
-    question_ids, questions_source = _load_question_ids(questions)
-    _check_coverage(answer_of, results_source, annotation_list, annotations_source,
-                    question_ids, questions_source)
-
-    accuracies = []
-    by_answer_type = {}
-    by_question_type = {}
-    for annotation in annotation_list:
-        accuracy = question_accuracy(annotation['answers'], answer_of[annotation['question_id']])
-        accuracies.append(accuracy)
-        by_answer_type.setdefault(annotation['answer_type'], []).append(accuracy)
-        by_question_type.setdefault(annotation['question_type'], []).append(accuracy)
-    if not accuracies:
-        raise UserError('%s: no annotations to evaluate; %s' % (annotations_source, VQA_FIX))
-
-    overall = _percent(accuracies)
-    per_answer_type = {name: _percent(values) for name, values in by_answer_type.items()}
-    per_question_type = {name: _percent(values) for name, values in by_question_type.items()}
-    return {
-        'overall': overall,
-        'per_answer_type': per_answer_type,
-        'per_question_type': per_question_type,
-        'n_questions': len(accuracies),
-        'per_question': {annotation['question_id']: 100 * accuracy
-                         for annotation, accuracy in zip(annotation_list, accuracies)},
-        'rounded': {
-            'overall': round(overall, 2),
-            'per_answer_type': {name: round(value, 2) for name, value in per_answer_type.items()},
-            'per_question_type': {name: round(value, 2) for name, value in per_question_type.items()},
-        },
-    }
 
 
 # ----------------------------------------------------------------- CLI
@@ -244,7 +44,7 @@ def build_parser():
     parser.add_argument('--results', required=True,
                         help='results JSON: [{"question_id": int, "answer": str}] (written by test.py)')
     parser.add_argument('--dataroot', default='data', help='folder of the VQA 2.0 JSON files')
-    parser.add_argument('--split', default='val', choices=sorted(ANNOTATION_FILES),
+    parser.add_argument('--split', default='val', choices=ANNOTATED_SPLITS,
                         help='split whose original files under --dataroot are used by default')
     parser.add_argument('--questions', help='question JSON (default: the --split file under --dataroot)')
     parser.add_argument('--annotations', help='annotation JSON (default: the --split file under --dataroot)')
@@ -256,8 +56,8 @@ def build_parser():
 
 def main(argv=None):
     args = build_parser().parse_args(argv)
-    questions = args.questions or os.path.join(args.dataroot, QUESTION_FILES[args.split])
-    annotations = args.annotations or os.path.join(args.dataroot, ANNOTATION_FILES[args.split])
+    questions = args.questions or question_path(args.dataroot, args.split)
+    annotations = args.annotations or annotation_path(args.dataroot, args.split)
     metrics = evaluate_results(args.results, questions, annotations)
     print(format_table(metrics))
     if args.out:
