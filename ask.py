@@ -12,7 +12,10 @@ import torch
 
 import checkpoints
 import runtime
+from dictionary import QUESTION_LENGTH
+from features import FeatureStore
 from utils import UserError, run_cli
+from vqa_files import load_answer_maps
 
 SPLITS_WITH_FEATURES = ('train', 'val', 'test2015')
 
@@ -32,7 +35,6 @@ def parse_args(argv=None, description=__doc__):
 def find_image_features(dataroot, image_id):
     """(features [n, v_dim], spatials [n, 6], split) of `image_id` from whichever
     converted split holds it."""
-    from features import FeatureStore
     searched = []
     for split in SPLITS_WITH_FEATURES:
         if not os.path.exists(os.path.join(dataroot, '%s_imgid2idx.pkl' % split)):
@@ -47,18 +49,15 @@ def find_image_features(dataroot, image_id):
     raise UserError('image %d has no features in %s (searched %s)' % (image_id, dataroot, ', '.join(searched)))
 
 
-def encode_question(question, dictionary, length=14):
+def encode_question(question, dictionary, length=QUESTION_LENGTH):
     """Token ids [1, length] as the datasets make them (unknown words -> ntoken-1)."""
-    tokens = dictionary.tokenize(question, False)[:length]
-    if not tokens:
+    if not dictionary.tokenize(question, False):
         raise UserError('the question %r has no words' % question)
-    tokens = tokens + [dictionary.padding_idx] * (length - len(tokens))
-    return torch.tensor([tokens], dtype=torch.long)
+    return torch.tensor([dictionary.encode(question, length)], dtype=torch.long)
 
 
 def load_question_model(args):
     """(model in eval mode, dictionary, label2ans, features, spatials, device)."""
-    from vqa_files import load_answer_maps
     device = runtime.resolve_device(args.device)
     dictionary = runtime.load_dictionary(args.dataroot, 'vqa')
     _, label2ans = load_answer_maps(args.dataroot)

@@ -8,11 +8,18 @@
 import argparse
 import os
 
+import torch.distributed as dist
+
 import checkpoints
 import runtime
 import train as engine
+from dataset import VQAFeatureDataset
+from dataset_flickr import Flickr30kFeatureDataset
+from loaders import eval_loader_for
 from tasks import TASKS, VQATask
 from utils import run_cli, save_json, str2bool
+from vqa_files import annotation_path, question_path
+from vqa_metric import evaluate_results
 
 
 def parse_args(argv=None):
@@ -55,24 +62,19 @@ def checkpoint_file(args):
 
 def eval_dataset(args, dictionary):
     if args.task == 'flickr':
-        from dataset_flickr import Flickr30kFeatureDataset
         return Flickr30kFeatureDataset(args.split, dictionary, dataroot=runtime.task_root(args.dataroot, 'flickr'),
                                        fix_alignment=args.fix_alignment)
-    from dataset import VQAFeatureDataset
     return VQAFeatureDataset(args.split, dictionary, dataroot=args.dataroot, adaptive=True)
 
 
 def official_files(args):
     """(questions, annotations) JSON paths of args.split, or None when either is missing."""
-    from vqa_files import question_path
-    from tools.compute_softscore import annotation_path
     files = question_path(args.dataroot, args.split), annotation_path(args.dataroot, args.split)
     return files if all(os.path.exists(path) for path in files) else None
 
 
 def official_accuracy(dataset, answer_labels, files):
     """The official VQA metric of the predicted labels (one per entry, in order)."""
-    from tools.vqa_eval import evaluate_results
     results = [{'question_id': int(entry['question_id']), 'answer': dataset.label2ans[label]}
                for entry, label in zip(dataset.entries, answer_labels)]
     return evaluate_results(results, *files)
@@ -83,7 +85,6 @@ def evaluate_checkpoint(args, dictionary, path, device, ctx, batch_size):
     dataset = eval_dataset(args, dictionary)
     model, ckpt = checkpoints.model_from_checkpoint(args, args.task, path, device, dictionary.ntoken,
                                                      dataset.v_dim, dataset.num_ans_candidates)
-    from main import eval_loader_for
     loader = eval_loader_for(dataset, args, device, ctx, batch_size)
     files = official_files(args) if args.task == 'vqa' else None
     task = VQATask(keep_answers=True) if files else TASKS[args.task]()
@@ -125,7 +126,6 @@ def main(argv=None):
         if args.output:
             save_json(metrics, args.output)
     if ctx.enabled:
-        import torch.distributed as dist
         dist.barrier()
         dist.destroy_process_group()
     return metrics

@@ -14,13 +14,18 @@ import sys
 import threading
 
 import torch
-from torch.utils.data import ConcatDataset, DataLoader
+from torch.utils.data import ConcatDataset
 
 import checkpoints
+import evaluate as evaluation
 import runtime
 import train as engine
-from samplers import ShardedBatches, train_batch_sampler
+from dataset import VisualGenomeFeatureDataset, VQAFeatureDataset
+from dataset_flickr import Flickr30kFeatureDataset
+from loaders import eval_loader_for, make_loader
+from samplers import train_batch_sampler
 from tasks import TASKS
+from tfidf import tfidf_from_questions
 from utils import UserError, run_cli, seed_everything, str2bool
 
 
@@ -65,13 +70,11 @@ def parse_args(argv=None):
 # ----------------------------------------------------------------- data
 
 def load_vqa_splits(args, dictionary, names):
-    from dataset import VQAFeatureDataset
     return {name: VQAFeatureDataset(name, dictionary, dataroot=args.dataroot, adaptive=True,
                                     load_in_memory=args.load_in_memory) for name in names}
 
 
 def load_vg_splits(args, dictionary, vqa_splits):
-    from dataset import VisualGenomeFeatureDataset
     return [VisualGenomeFeatureDataset(name, vqa_splits[name], dictionary, dataroot=args.dataroot)
             for name in vqa_splits]
 
@@ -79,7 +82,6 @@ def load_vg_splits(args, dictionary, vqa_splits):
 def training_data(args, dictionary):
     """(train dataset, validation dataset or None) following --use_both / --use_vg."""
     if args.task == 'flickr':
-        from dataset_flickr import Flickr30kFeatureDataset
         root = runtime.task_root(args.dataroot, 'flickr')
         splits = [Flickr30kFeatureDataset(name, dictionary, dataroot=root, fix_alignment=args.fix_alignment,
                                           load_in_memory=args.load_in_memory) for name in ('train', 'val')]
@@ -104,26 +106,6 @@ def box_counts(dataset):
     return list(dataset.box_counts())
 
 
-def collate_for(task):
-    if task == 'flickr':
-        from collate import flickr_collate
-        return flickr_collate
-    from collate import pad_collate
-    return pad_collate
-
-
-def make_loader(dataset, batch_sampler, args, device):
-    # its own generator, so creating an iterator never draws from the global RNG (exact resume)
-    return DataLoader(dataset, batch_sampler=batch_sampler, num_workers=args.workers,
-                      collate_fn=collate_for(args.task), pin_memory=device.type == 'cuda',
-                      persistent_workers=args.workers > 0, generator=torch.Generator().manual_seed(getattr(args, 'seed', 0)))
-
-
-def eval_loader_for(dataset, args, device, ctx, batch_size):
-    sampler = ShardedBatches(len(dataset), batch_size, ctx.rank, ctx.world_size)
-    return make_loader(dataset, sampler, args, device)
-
-
 # ----------------------------------------------------------------- model
 
 def uses_tfidf(args):
@@ -136,7 +118,6 @@ def init_word_embedding(model, args, dictionary):
     """GloVe init, plus the tf-idf table for op 'c' (FORMATS §6)."""
     tfidf, weights = None, None
     if uses_tfidf(args):
-        from tfidf import tfidf_from_questions
         extended = dictionary.copy()  # grows with VG/caption words; the datasets keep the original
         glove_text = os.path.join(args.dataroot, 'glove', 'glove.6B.%dd.txt' % args.emb_dim)
         tfidf, weights = tfidf_from_questions(['train', 'val', 'test2015'], extended, dataroot=args.dataroot,
@@ -213,7 +194,6 @@ def run(args):
 
 
 def evaluate_only(args, dictionary, task, device, ctx, batch_size):
-    import evaluate as evaluation
     if args.input is None:
         raise UserError('--evaluate needs --input <checkpoint file>')
     args.split = 'test' if args.task == 'flickr' else 'val'

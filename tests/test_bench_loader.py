@@ -5,7 +5,7 @@ import os
 
 import pytest
 
-import bench_loader
+from tools import bench_loader
 from utils import UserError
 
 TINY = ['--images', '40', '--questions', '120', '--feature_dim', '16', '--batch_size', '8',

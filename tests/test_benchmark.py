@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 import torch
 
-import benchmark
+from tools import benchmark
 from utils import UserError
 
 TINY = ['--num_hid', '32', '--gamma', '2', '--v_dim', '64', '--n_ans', '30', '--ntoken', '50',

@@ -312,7 +312,7 @@ def test_official_accuracy_comes_from_the_same_single_pass(tiny_root, trained, m
     from dataset import VQAFeatureDataset
     from dictionary import Dictionary
     from test import answers_from_logits, predict_logits
-    from tools.vqa_eval import evaluate_results
+    from vqa_metric import evaluate_results
     from torch.utils.data import DataLoader
     forwards = []
     load_model = checkpoints.model_from_checkpoint

@@ -6,7 +6,7 @@ import os
 
 import numpy as np
 
-from features_tsv import write_tsv
+from tools.features_tsv import write_tsv
 
 FEATURE_DIM = 6
 GLOVE_DIM = 5
@@ -175,9 +175,9 @@ def boxes_of(image_id):
 
 def prepared_root(root, min_occurrence=1):
     """A raw root after tools/process.sh (the three python steps)."""
-    import adaptive_detection_features_converter as converter
-    import compute_softscore
-    import create_dictionary
+    from tools import adaptive_detection_features_converter as converter
+    from tools import compute_softscore
+    from tools import create_dictionary
     write_raw_root(root)
     create_dictionary.main(['--dataroot', str(root)])
     compute_softscore.main(['--dataroot', str(root), '--min_occurrence', str(min_occurrence)])

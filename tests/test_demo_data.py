@@ -19,7 +19,8 @@ REPO = Path(__file__).resolve().parents[1]
 _spec = importlib.util.spec_from_file_location('make_demo_data', REPO / 'tools' / 'make_demo_data.py')
 demo = importlib.util.module_from_spec(_spec)
 _spec.loader.exec_module(demo)
-from utils import UserError  # noqa: E402  (the module above put the repo root on sys.path)
+from tools.features_tsv import encode_record  # noqa: E402  (the module above put the repo root on sys.path)
+from utils import UserError  # noqa: E402
 
 csv.field_size_limit(sys.maxsize)
 
@@ -214,13 +215,13 @@ def test_tsv_line_decodes_back(tmp_path):
     boxes = np.array([[1, 2, 30, 40], [0, 0, 64, 64]], dtype=np.int64)
     features = np.random.default_rng(0).random((2, 32)).astype(np.float32)
     path = tmp_path / 'x.tsv'
-    path.write_text(demo.tsv_line(123, 64, 48, boxes, features) + '\n')
+    path.write_text(encode_record(123, 64, 48, boxes, features) + '\n')
     width, height, got_boxes, got_features = decode_tsv(path)[123]
     assert (width, height) == (64, 48)
     assert np.array_equal(got_boxes, boxes.astype(np.float32))
     assert np.array_equal(got_features, features)
     with pytest.raises(ValueError):
-        demo.tsv_line(1, 64, 64, boxes, features[:1])
+        encode_record(1, 64, 64, boxes, features[:1])
 
 
 @pytest.mark.parametrize('question, answer, kind, answer_kind', [

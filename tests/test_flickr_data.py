@@ -384,7 +384,7 @@ def test_dictionary_without_ids_files_uses_the_image_names(order_root, no_glove,
 
 
 def test_converter_writes_the_missing_ids_files(order_root, no_glove):
-    import adaptive_detection_features_converter as converter
+    from tools import adaptive_detection_features_converter as converter
     before = dictionary_words(order_root)
     (order_root / 'test_ids.pkl').write_bytes(pickle.dumps({26, 38}))
     converter.write_flickr_id_sets(str(order_root), flickr_files.SPLITS, log=lambda message: None)

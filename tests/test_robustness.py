@@ -25,11 +25,10 @@ import numpy as np
 import pytest
 import torch
 
-import adaptive_detection_features_converter as converter
-import compute_softscore
+from tools import adaptive_detection_features_converter as converter
+from tools import compute_softscore
 import flickr_files
 import checkpoints
-import runtime
 import tiny_flickr
 import utils
 from dataset import VisualGenomeFeatureDataset, VQAFeatureDataset

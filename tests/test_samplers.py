@@ -5,7 +5,7 @@ import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from benchmark import sample_box_counts
+from tools.benchmark import sample_box_counts
 from samplers import BucketBatchSampler, padding_waste
 
 

@@ -79,8 +79,8 @@ def write_raw(root, seed=0):
 
 
 def prepare(root):
-    import adaptive_detection_features_converter as converter
-    import create_dictionary
+    from tools import adaptive_detection_features_converter as converter
+    from tools import create_dictionary
     flickr = os.path.join(str(root), 'flickr30k')
     glove = os.path.join(str(root), 'glove', 'glove.6B.%dd.txt' % GLOVE_DIM)
     create_dictionary.main(['--task', 'flickr', '--dataroot', flickr, '--glove', glove])

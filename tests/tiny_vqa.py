@@ -5,11 +5,12 @@ Each image has 10-13 boxes whose features carry the image's colour (one-hot in
 the first four values, plus noise); questions ask for the colour or whether it
 is red, so a small BAN learns them in a few epochs.
 """
-import base64
 import json
 import os
 
 import numpy as np
+
+from tools.features_tsv import encode_record
 
 COLOURS = ['red', 'green', 'blue', 'yellow']
 FEATURE_DIM = 16
@@ -30,9 +31,7 @@ def _image_record(image_id, colour_index, rng):
     return image_id, width, height, boxes, features
 
 
-def tsv_line(image_id, width, height, boxes, features):
-    encode = lambda array: base64.b64encode(np.ascontiguousarray(array, dtype='<f4').tobytes()).decode()
-    return '\t'.join([str(image_id), str(width), str(height), str(len(boxes)), encode(boxes), encode(features)])
+tsv_line = encode_record  # one TSV line of the release format (tools/features_tsv.py)
 
 
 def _questions(image_id, colour, first_question_id):
@@ -129,9 +128,9 @@ def _write_vg_and_captions(root):
 
 def prepare(root):
     """Run the real preparation tools on a raw tiny root."""
-    import adaptive_detection_features_converter as converter
-    import compute_softscore
-    import create_dictionary
+    from tools import adaptive_detection_features_converter as converter
+    from tools import compute_softscore
+    from tools import create_dictionary
     root = str(root)
     create_dictionary.main(['--dataroot', root, '--glove', os.path.join(root, 'glove', 'glove.6B.%dd.txt'
                                                                         % GLOVE_DIM)])

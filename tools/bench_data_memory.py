@@ -22,10 +22,15 @@ import time
 
 import h5py
 import numpy as np
+import torch
+from torch.utils.data import DataLoader
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, REPO)
 
+from collate import pad_collate  # noqa: E402
+from dataset import VQAFeatureDataset  # noqa: E402
+from dictionary import Dictionary  # noqa: E402
 from utils import atomic_path, atomic_write, run_cli, save_json  # noqa: E402
 
 CONFIGURATIONS = [  # (label, load_in_memory, num_workers)
@@ -87,12 +92,6 @@ def generate(workdir, num_images, num_questions, feature_dim, seed=0):
 
 def measure(workdir, load_in_memory, num_workers, batch_size):
     """Iterate one epoch; return peak RSS (MiB) of this process and of the workers."""
-    import torch
-    from torch.utils.data import DataLoader
-
-    from collate import pad_collate
-    from dataset import VQAFeatureDataset
-    from dictionary import Dictionary
     baseline = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     started = time.time()
     dictionary = Dictionary.load_from_file(os.path.join(workdir, 'dictionary.pkl'))

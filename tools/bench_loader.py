@@ -21,12 +21,17 @@ import sys
 import time
 
 import numpy as np
+import torch
+from torch.utils.data import BatchSampler, DataLoader, RandomSampler
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, REPO)
-sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
-from bench_data_memory import add_split_flags, generate  # noqa: E402
+from collate import pad_collate  # noqa: E402
+from dataset import VQAFeatureDataset  # noqa: E402
+from dictionary import Dictionary  # noqa: E402
+from samplers import BucketBatchSampler  # noqa: E402
+from tools.bench_data_memory import add_split_flags, generate  # noqa: E402
 from utils import UserError, run_cli, save_json  # noqa: E402
 
 
@@ -60,11 +65,6 @@ def parse_args(argv):
 
 
 def build_loader(dataset, args, num_workers, seed):
-    import torch
-    from torch.utils.data import BatchSampler, DataLoader, RandomSampler
-
-    from collate import pad_collate
-    from samplers import BucketBatchSampler
     generator = torch.Generator().manual_seed(seed)
     if args.bucket:
         batches = BucketBatchSampler(list(dataset.box_counts()), args.batch_size, seed=seed)
@@ -91,8 +91,6 @@ def time_loader(loader, warmup, timed):
 
 
 def measure(args):
-    from dataset import VQAFeatureDataset
-    from dictionary import Dictionary
     dictionary = Dictionary.load_from_file(os.path.join(args.workdir, 'dictionary.pkl'))
     dataset = VQAFeatureDataset('train', dictionary, args.workdir)
     needed = (args.warmup + args.batches) * args.batch_size

@@ -21,6 +21,7 @@ import numpy as np
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
+from dataset_flickr import create_flickr_dictionary  # noqa: E402
 from dictionary import DICTIONARY_FILE, Dictionary  # noqa: E402
 from glove import create_glove_embedding_init  # noqa: E402
 from vqa_files import load_questions  # noqa: E402
@@ -55,14 +56,7 @@ def write_glove_init(dictionary, glove, dataroot, glove_rows=None):
 
 
 def _create_flickr(args):
-    try:
-        import dataset_flickr
-    except ImportError as err:
-        raise UserError('--task flickr needs dataset_flickr.py (%s)' % err) from None
-    create = getattr(dataset_flickr, 'create_flickr_dictionary', None)
-    if create is None:
-        raise UserError('--task flickr: dataset_flickr.create_flickr_dictionary is not available')
-    return create(args.dataroot, glove_path=args.glove)
+    return create_flickr_dictionary(args.dataroot, glove_path=args.glove)
 
 
 def main(argv=None):

@@ -1,0 +1,157 @@
+"""The module structure: every module imports in a fresh interpreter, and the
+project's import graph (read from the source with ast) runs one way:
+tools/ and tests/ import top-level modules, never the reverse; no cycles;
+project imports at the top of files; model modules import no data module;
+no module much over 400 lines."""
+import ast
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+MODEL_MODULES = {'base_model', 'attention', 'bc', 'counting', 'fc', 'language_model', 'classifier'}
+MODEL_MAY_IMPORT = MODEL_MODULES | {'utils'}
+MAX_LINES = 400
+
+
+def module_files():
+    """{module name: path} of the top-level modules and tools/ modules."""
+    files = {path.stem: path for path in REPO.glob('*.py')}
+    files.update({'tools.' + path.stem: path for path in (REPO / 'tools').glob('*.py')})
+    return files
+
+
+MODULES = module_files()
+
+
+def resolve(name, project):
+    """The project module an imported dotted `name` refers to, or None."""
+    if name in project:
+        return name
+    head = name.split('.')[0]
+    return head if head in project else None
+
+
+def imports_of(path, project):
+    """[(imported project module, inside a function?)] of one file."""
+    found = []
+
+    def visit(node, in_function):
+        for child in ast.iter_child_nodes(node):
+            nested = in_function or isinstance(child, (ast.FunctionDef, ast.AsyncFunctionDef, ast.Lambda))
+            if isinstance(child, ast.Import):
+                names = [alias.name for alias in child.names]
+            elif isinstance(child, ast.ImportFrom) and child.level == 0 and child.module:
+                # `from tools import x` imports the module tools.x
+                names = [child.module + '.' + alias.name for alias in child.names] + [child.module]
+            else:
+                visit(child, nested)
+                continue
+            for name in names:
+                target = resolve(name, project)
+                if target is not None and target != 'tools':
+                    found.append((target, in_function))
+    visit(ast.parse(path.read_text(encoding='utf-8'), str(path)), False)
+    return sorted(set(found))
+
+
+def import_graph():
+    project = set(MODULES) | {'tools'}
+    return {name: imports_of(path, project) for name, path in MODULES.items()}
+
+
+GRAPH = import_graph()
+
+
+def edges():
+    return {name: sorted({target for target, _ in targets if target != name}) for name, targets in GRAPH.items()}
+
+
+def find_cycle(graph):
+    """One cycle of `graph` as a list of modules, or None."""
+    state = {}
+
+    def walk(node, stack):
+        state[node] = 'open'
+        stack.append(node)
+        for target in graph.get(node, ()):
+            if state.get(target) == 'open':
+                return stack[stack.index(target):] + [target]
+            if target not in state:
+                cycle = walk(target, stack)
+                if cycle:
+                    return cycle
+        stack.pop()
+        state[node] = 'done'
+        return None
+
+    for node in sorted(graph):
+        if node not in state:
+            cycle = walk(node, [])
+            if cycle:
+                return cycle
+    return None
+
+
+def test_the_graph_reader_sees_imports_cycles_and_nested_imports(tmp_path):
+    project = {'a', 'b', 'tools', 'tools.c'}
+    probe = tmp_path / 'probe.py'
+    probe.write_text('import a\nfrom tools import c\n\ndef f():\n    from b import x\n')
+    assert imports_of(probe, project) == [('a', False), ('b', True), ('tools.c', False)]
+    assert find_cycle({'a': ['b'], 'b': ['c'], 'c': ['a']}) == ['a', 'b', 'c', 'a']
+    assert find_cycle({'a': ['b'], 'b': ['c'], 'c': []}) is None
+
+
+def test_every_module_imports_in_a_fresh_interpreter():
+    names = sorted(MODULES)
+    code = ('import importlib, sys\n'
+            'failed = []\n'
+            'for name in %r:\n'
+            '    try:\n'
+            '        importlib.import_module(name)\n'
+            '    except Exception as err:\n'
+            '        failed.append("%%s: %%s: %%s" %% (name, type(err).__name__, err))\n'
+            'print("\\n".join(failed))\n'
+            'sys.exit(1 if failed else 0)\n' % names)
+    result = subprocess.run([sys.executable, '-c', code], cwd=str(REPO), capture_output=True, text=True,
+                            timeout=300)
+    assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_import_graph_has_no_cycle():
+    cycle = find_cycle(edges())
+    assert cycle is None, 'import cycle: ' + ' -> '.join(cycle)
+
+
+def test_top_level_modules_do_not_import_tools():
+    wrong = ['%s -> %s' % (name, target) for name, targets in edges().items()
+             if not name.startswith('tools.') for target in targets if target.startswith('tools.')]
+    assert not wrong, 'top-level modules importing tools/: %s' % ', '.join(wrong)
+
+
+def test_project_imports_sit_at_the_top_of_files():
+    nested = ['%s imports %s inside a function' % (name, target)
+              for name, targets in GRAPH.items() for target, in_function in targets if in_function]
+    assert not nested, '; '.join(nested)
+
+
+def test_model_modules_import_no_data_module():
+    wrong = ['%s -> %s' % (name, target) for name in sorted(MODEL_MODULES)
+             for target in edges()[name] if target not in MODEL_MAY_IMPORT]
+    assert not wrong, 'model modules importing beyond the model: %s' % ', '.join(wrong)
+
+
+def test_no_module_is_much_over_400_lines():
+    long = ['%s (%d lines)' % (name, len(path.read_text(encoding='utf-8').splitlines()))
+            for name, path in sorted(MODULES.items())
+            if len(path.read_text(encoding='utf-8').splitlines()) > MAX_LINES]
+    assert not long, 'modules over %d lines: %s' % (MAX_LINES, ', '.join(long))
+
+
+def test_tests_see_tools_only_as_the_tools_package():
+    """tools/ is not on sys.path, so tools.vqa_eval cannot load a second time as vqa_eval."""
+    assert str(REPO / 'tools') not in [str(Path(entry).resolve()) for entry in sys.path if entry]
+    with pytest.raises(ImportError):
+        __import__('vqa_eval')
