@@ -11,7 +11,7 @@ from torch.utils.data import Dataset
 
 import utils
 from answers import preprocess_answer
-from dictionary import DICTIONARY_FIX, QUESTION_LENGTH, split_words
+from dictionary import DICTIONARY_FIX, QUESTION_LENGTH, pad_tokens, split_words
 from features import FeatureStore, feature_split
 from utils import UserError
 from vqa_files import (SOFTSCORE_FIX, VQA_SPLITS, load_answer_maps, load_questions, load_targets,
@@ -46,8 +46,7 @@ class _QuestionFeatureDataset(Dataset):
             if tokens and all(token == unknown for token in tokens) and not any(
                     word in self.dictionary.word2idx for word in split_words(entry['question'])):
                 self.unknown_only_questions += 1
-            tokens = tokens[:max_length]
-            entry['q_token'] = tokens + [padding] * (max_length - len(tokens))
+            entry['q_token'] = pad_tokens(tokens, max_length, padding)
         if self.unknown_only_questions:
             print('warning: %s: %d of %d questions have only words outside the dictionary (%d words); they '
                   'read as index ntoken-1, as in the original. If that is many, the dictionary comes from other '

@@ -11,6 +11,12 @@ PICKLE_PROTOCOL = 2  # readable by the original (Python 2 and 3) code
 DICTIONARY_FIX = 'run tools/create_dictionary.py (part of tools/process.sh)'
 
 
+def pad_tokens(tokens, length, padding_idx):
+    """`tokens` cut to `length` and padded AT THE END with `padding_idx`."""
+    tokens = list(tokens[:length])
+    return tokens + [padding_idx] * (length - len(tokens))
+
+
 def split_words(sentence):
     """Lower-case; delete ',' and '?'; split "'s" off its word; split on whitespace."""
     sentence = sentence.lower().replace(',', '').replace('?', '').replace("'s", " 's")
@@ -40,6 +46,11 @@ class Dictionary:
             return [self.add_word(word) for word in words]
         unknown = self.padding_idx - 1
         return [self.word2idx.get(word, unknown) for word in words]
+
+    def encode(self, sentence, length=QUESTION_LENGTH):
+        """Look-up tokens of `sentence` (unknown words -> ntoken - 1), cut to
+        `length` and padded at the end with padding_idx, as the datasets feed them."""
+        return pad_tokens(self.tokenize(sentence, False), length, self.padding_idx)
 
     def add_word(self, word):
         if word not in self.word2idx:

@@ -151,9 +151,14 @@ def encode_record(image_id, image_w, image_h, boxes, features):
     if boxes.ndim != 2 or boxes.shape[1] != 4 or features.ndim != 2 or len(features) != len(boxes):
         raise ValueError('boxes must be [n, 4] and features [n, D], got %s and %s'
                          % (boxes.shape, features.shape))
-    return '\t'.join([str(int(image_id)), repr(float(image_w)), repr(float(image_h)), str(len(boxes)),
+    return '\t'.join([str(int(image_id)), _size_text(image_w), _size_text(image_h), str(len(boxes)),
                       base64.b64encode(boxes.tobytes()).decode('ascii'),
                       base64.b64encode(features.tobytes()).decode('ascii')])
+
+
+def _size_text(value):
+    """An image size as the release writes it: an integer, or a float when it has a fraction."""
+    return str(int(value)) if float(value).is_integer() else repr(float(value))
 
 
 def write_tsv(path, records):

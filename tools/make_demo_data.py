@@ -30,7 +30,6 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import argparse
-import base64
 import contextlib
 import dataclasses
 import importlib
@@ -43,7 +42,9 @@ from collections.abc import Callable
 
 import numpy as np
 
-from utils import UserError, atomic_write, run_cli
+from dictionary import split_words  # noqa: E402
+from tools.features_tsv import encode_record  # noqa: E402
+from utils import UserError, atomic_write, run_cli  # noqa: E402
 
 VERSION = 'easy-vqa-demo-v1'
 STAMP_NAME = '.demo_data_complete'
@@ -361,32 +362,10 @@ def classify_main_object(features):
 
 # ----------------------------------------------------------------- writers
 
-def encode_float32(array):
-    """base64 text of a little-endian float32 array."""
-    return base64.b64encode(np.ascontiguousarray(array, dtype='<f4').tobytes()).decode('ascii')
-
-
-def tsv_line(image_id, width, height, boxes, features):
-    """One bottom-up-attention TSV line (no newline): image_id, image_w,
-    image_h, num_boxes, base64 boxes [n, 4], base64 features [n, D]."""
-    boxes = np.asarray(boxes, dtype=np.float32)
-    features = np.asarray(features, dtype=np.float32)
-    if boxes.ndim != 2 or boxes.shape[1] != 4 or len(features) != len(boxes):
-        raise ValueError('boxes must be [n, 4] and features [n, D] with the same n')
-    return '\t'.join([str(int(image_id)), str(int(width)), str(int(height)), str(len(boxes)),
-                      encode_float32(boxes), encode_float32(features)])
-
-
-def tokenize(text):
-    """Question / sentence tokens as the dictionary sees them: lower-case,
-    delete ',' and '?', split "'s", split on whitespace."""
-    return text.lower().replace(',', '').replace('?', '').replace("'s", " 's").split()
-
-
 def question_type(question):
     """Longest QUESTION_TYPES prefix of the question (word-aligned); else its
     first two words."""
-    words = tokenize(question)
+    words = split_words(question)
     matches = [prefix for prefix in QUESTION_TYPES if words[:len(prefix.split())] == prefix.split()]
     return max(matches, key=len) if matches else ' '.join(words[:2])
 
@@ -532,7 +511,7 @@ def image_facts_from_questions(split):
         entry = facts.setdefault(split.id_offset + number, {})
         named = [answer]
         if answer in ('yes', 'no'):
-            words = tokenize(text)
+            words = split_words(text)
             negated = 'not' in words or 'no' in words
             named = words if (answer == 'yes') != negated else []
         for word in named:
@@ -596,7 +575,7 @@ def write_plain(path, text):
 
 
 def write_tsv(path, converted):
-    write_text(path, ''.join(tsv_line(*item) + '\n' for item in converted))
+    write_text(path, ''.join(encode_record(*item) + '\n' for item in converted))
 
 
 def output_paths(dataroot):
@@ -728,7 +707,7 @@ def write_flickr(dataroot, splits, converted, log):
                 disagreements += (colour, shape) != seen
                 sentences = flickr_sentences(image_id, colour, shape)
                 for sentence in sentences:
-                    words.extend(tokenize(remove_phrase_annotations(sentence)))
+                    words.extend(split_words(remove_phrase_annotations(sentence)))
                 write_plain(os.path.join(sentence_dir, '%d.txt' % image_id), ''.join(s + '\n' for s in sentences))
                 write_plain(os.path.join(annotation_dir, '%d.xml' % image_id),
                             flickr_annotation_xml(image_id, width, height, boxes[0]))
@@ -750,7 +729,7 @@ def write_glove(dataroot, split_records, sentence_words, glove_lookup):
     words = []
     for questions, _ in split_records.values():
         for question in questions:
-            words.extend(tokenize(question['question']))
+            words.extend(split_words(question['question']))
     words = list(dict.fromkeys(words + list(sentence_words)))
     vectors = glove_lookup(words)
     write_text(os.path.join(dataroot, 'glove', 'glove.6B.50d.txt'),
