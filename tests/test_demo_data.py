@@ -19,7 +19,8 @@ REPO = Path(__file__).resolve().parents[1]
 _spec = importlib.util.spec_from_file_location('make_demo_data', REPO / 'tools' / 'make_demo_data.py')
 demo = importlib.util.module_from_spec(_spec)
 _spec.loader.exec_module(demo)
-from tools.features_tsv import encode_record  # noqa: E402  (the module above put the repo root on sys.path)
+from tools import demo_formats, demo_regions  # noqa: E402  (the module above put the repo root on sys.path)
+from tools.features_tsv import encode_record  # noqa: E402
 from utils import UserError  # noqa: E402
 
 csv.field_size_limit(sys.maxsize)
@@ -127,14 +128,14 @@ def decode_tsv(path):
 @pytest.mark.parametrize('seed', range(6))
 def test_label_components_matches_breadth_first_search(seed):
     mask = np.random.default_rng(seed).random((23, 31)) < 0.45
-    assert np.array_equal(demo.label_components(mask), reference_components(mask))
+    assert np.array_equal(demo_regions.label_components(mask), reference_components(mask))
 
 
 def test_label_components_joins_diagonal_neighbours_and_snakes():
     snake = np.zeros((9, 9), dtype=bool)
     snake[0, :] = snake[:, 8] = snake[8, :] = snake[2:, 0] = snake[2, :7] = True
     snake[4, 4] = snake[5, 5] = True  # a separate diagonal pair
-    labels = demo.label_components(snake)
+    labels = demo_regions.label_components(snake)
     assert len(np.unique(labels[snake])) == 2
     assert labels[4, 4] == labels[5, 5] == 4 * 9 + 4
     assert labels[2, 0] == 0
@@ -143,7 +144,7 @@ def test_label_components_joins_diagonal_neighbours_and_snakes():
 @pytest.mark.parametrize('name', sorted(SHAPES))
 def test_single_shape_box_matches_drawn_bbox(name):
     mask = SHAPES[name][0]
-    regions = demo.propose_regions(single_shape_image(name, background=(240, 236, 247)))
+    regions = demo_regions.propose_regions(single_shape_image(name, background=(240, 236, 247)))
     assert regions.is_component.tolist() == [True] + [False] * 5
     assert regions.boxes[0].tolist() == bbox(mask)
     assert regions.boxes[1:].tolist() == [[0, 0, 64, 64], [0, 0, 32, 32], [32, 0, 64, 32],
@@ -152,7 +153,7 @@ def test_single_shape_box_matches_drawn_bbox(name):
 
 
 def test_three_shapes_give_three_components_largest_first():
-    regions = demo.propose_regions(three_shape_image())
+    regions = demo_regions.propose_regions(three_shape_image())
     areas = sorted(((m.sum(), name) for name, (m, _, _) in SHAPES.items()), reverse=True)
     expected = [bbox(SHAPES[name][0]) for _, name in areas]
     assert regions.boxes[:3].tolist() == expected
@@ -161,25 +162,25 @@ def test_three_shapes_give_three_components_largest_first():
 
 
 def test_blank_and_noisy_images_still_get_grid_boxes():
-    regions = demo.propose_regions(blank(colour=(235, 240, 250)))
+    regions = demo_regions.propose_regions(blank(colour=(235, 240, 250)))
     assert len(regions.boxes) == 5 and not regions.is_component.any()
     noisy = blank()
     noisy[10, 10] = noisy[40, 50] = (0, 0, 0)  # specks under MIN_COMPONENT_AREA
-    regions = demo.propose_regions(noisy)
+    regions = demo_regions.propose_regions(noisy)
     assert len(regions.boxes) == 5
-    tiny = demo.propose_regions(blank(size=1))
+    tiny = demo_regions.propose_regions(blank(size=1))
     assert tiny.boxes.tolist() == [[0, 0, 1, 1]]
 
 
 # ------------------------------------------------------------ descriptor
 
-def main_row(image, feature_dim=demo.BASE_FEATURE_DIM):
-    regions = demo.propose_regions(image)
-    return demo.describe_regions(image, regions, feature_dim)
+def main_row(image, feature_dim=demo_regions.BASE_FEATURE_DIM):
+    regions = demo_regions.propose_regions(image)
+    return demo_regions.describe_regions(image, regions, feature_dim)
 
 
 def test_descriptor_separates_shapes_and_colours():
-    slices = demo.feature_slices()
+    slices = demo_regions.feature_slices()
     rows = {name: main_row(single_shape_image(name))[0] for name in SHAPES}
     fill = {name: float(row[slices['fill_ratio']][0]) for name, row in rows.items()}
     assert fill['rectangle'] == pytest.approx(1.0)
@@ -188,9 +189,9 @@ def test_descriptor_separates_shapes_and_colours():
     for name, row in rows.items():
         colour_name = SHAPES[name][2]
         histogram = row[slices['palette_histogram']]
-        assert demo.PALETTE_NAMES[int(histogram.argmax())] == colour_name
+        assert demo_regions.PALETTE_NAMES[int(histogram.argmax())] == colour_name
         assert histogram.max() == pytest.approx(1.0)
-        assert demo.classify_main_object(row[None]) == (colour_name, name)
+        assert demo_regions.classify_main_object(row[None]) == (colour_name, name)
     assert rows['triangle'][slices['centroid']][1] > 0.6  # mass low in an upward triangle
     assert rows['rectangle'][slices['corner_fill']].tolist() == [1.0] * 4
 
@@ -201,12 +202,12 @@ def test_descriptor_range_padding_and_no_zero_rows():
     assert np.all(features[:, 32:] == 0)
     assert features.min() >= 0.0 and features.max() <= 1.0
     assert np.all(np.abs(features).sum(axis=1) > 0)
-    slices = demo.feature_slices()
+    slices = demo_regions.feature_slices()
     largest = max(SHAPES.values(), key=lambda shape: shape[0].sum())[0]
     assert features[0, slices['box_coords']].tolist() == pytest.approx((np.array(bbox(largest)) / 64).tolist())
     assert features[3, slices['box_area']][0] == 1.0  # the whole image
     assert features[4, slices['box_area']][0] == 0.25  # the top-left quadrant
-    assert sum(size for _, size in demo.FEATURE_LAYOUT) == demo.BASE_FEATURE_DIM
+    assert sum(size for _, size in demo_regions.FEATURE_LAYOUT) == demo_regions.BASE_FEATURE_DIM
 
 
 # ------------------------------------------------------------ writers
@@ -235,7 +236,7 @@ def test_tsv_line_decodes_back(tmp_path):
     ('how big is it?', 'yes', 'how big', 'yes/no'),
 ])
 def test_question_and_answer_types(question, answer, kind, answer_kind):
-    annotation = demo.vqa_annotation(7, 3, question, answer)
+    annotation = demo_formats.vqa_annotation(7, 3, question, answer)
     assert annotation['question_type'] == kind
     assert annotation['answer_type'] == answer_kind
     assert [a['answer_id'] for a in annotation['answers']] == list(range(1, 11))
@@ -243,15 +244,15 @@ def test_question_and_answer_types(question, answer, kind, answer_kind):
 
 
 def test_flickr_xml_and_sentences():
-    root = ET.fromstring(demo.flickr_annotation_xml(100007, 64, 64, [0, 5, 20, 30]))
+    root = ET.fromstring(demo_formats.flickr_annotation_xml(100007, 64, 64, [0, 5, 20, 30]))
     assert root.findtext('size/width') == '64' and root.findtext('size/depth') == '3'
     boxed, scene = root.findall('object')
     assert [int(boxed.findtext('bndbox/' + k)) for k in ('xmin', 'ymin', 'xmax', 'ymax')] == [1, 5, 20, 30]
     assert scene.find('bndbox') is None and scene.findtext('scene') == '1'
-    sentences = demo.flickr_sentences(100007, 'teal', 'circle')
+    sentences = demo_formats.flickr_sentences(100007, 'teal', 'circle')
     assert len(sentences) == 5 and len(set(sentences)) == 5
     for sentence in sentences:
-        plain = demo.remove_phrase_annotations(sentence)
+        plain = demo_formats.remove_phrase_annotations(sentence)
         assert '[' not in plain and ']' not in plain and '/EN#' not in plain
         phrases = re.findall(r'\[/EN#(\d+)/(\w+) ([^\]]+)\]', sentence)
         assert sentence.count('[') == sentence.count(']') == len(phrases) >= 1
@@ -263,7 +264,7 @@ def test_flickr_xml_and_sentences():
 
 def test_glove_text_round_trips_float32():
     vectors = {'red': np.array([0.418, -1.2e-05, 3.0], dtype=np.float32), '.': np.array([1, 2, 3], np.float32)}
-    text = demo.glove_text(['red', '.'], vectors)
+    text = demo_formats.glove_text(['red', '.'], vectors)
     lines = text.splitlines()
     assert lines[1] == '. 1 2 3'
     values = np.array(lines[0].split(' ')[1:], dtype=np.float32)
@@ -379,7 +380,7 @@ def test_build_is_deterministic_and_skips_when_complete(tmp_path):
     assert not [p for p in files if p.name.endswith('.tmp')]
     for relative in files:
         assert (first / relative).read_bytes() == (second / relative).read_bytes(), relative
-    assert json.loads((first / '.demo_data_complete').read_text())['version'] == demo.VERSION
+    assert json.loads((first / '.demo_data_complete').read_text())['version'] == demo_formats.VERSION
     stamp_time = os.stat(first / 'demo_features' / 'train.tsv').st_mtime_ns
     summary, messages = build(first, limit=3)
     assert summary is None and 'nothing to do' in messages[0]
