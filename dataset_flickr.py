@@ -4,20 +4,19 @@ import logging
 import os
 from collections import Counter
 
-import h5py
 import numpy as np
 import torch
 from torch.utils.data import Dataset
 
 from dictionary import Dictionary
-from features import IMGID2IDX_DIGEST, check_imgid2idx_digest
+from features import FeatureStore
 from flickr_files import (ANNOTATIONS_FIX, DEFAULT_GLOVE, FEATURES_FIX, GLOVE_FIX, MAX_BOXES,
                           MAX_ENTITIES, MAX_SENTENCE_TOKENS, MAX_TYPES_PER_ENTITY, NOT_VISUAL, SPLITS, TYPE_INDEX,
                           annotation_path, dictionary_image_ids, find_last_word_of_first_occurrence,
                           match_boxes, pad_entity_positions, parse_annotation_file, parse_sentence_line,
                           read_sentence_lines, read_split_ids, remove_annotations, sentence_path)
 from glove import create_glove_embedding_init
-from utils import UserError, atomic_write, require_file, safe_pickle_load
+from utils import UserError, atomic_write, require_file
 
 logger = logging.getLogger(__name__)
 
@@ -63,9 +62,8 @@ class Flickr30kFeatureDataset(Dataset):
 
     Images with more than 100 boxes keep their first 100 boxes (targets then
     only refer to those); the number of such images is `cut_images` and is
-    logged as a warning. Features are read from the HDF5 file on demand, with
-    one handle per process (reopened in DataLoader workers), unless
-    `load_in_memory` is set.
+    logged as a warning. Features are read by a FeatureStore (on demand, one
+    HDF5 handle per process, unless `load_in_memory` is set).
     """
 
     def __init__(self, name, dictionary, dataroot='data/flickr30k', fix_alignment=False,
@@ -78,85 +76,33 @@ class Flickr30kFeatureDataset(Dataset):
         self.dataroot = dataroot
         self.fix_alignment = fix_alignment
         self.num_ans_candidates = MAX_BOXES
-        self.h5_path = require_file(os.path.join(dataroot, '%s.hdf5' % name), FEATURES_FIX)
-        self.img_id2idx = self._load_image_rows()
-        boxes, self.pos_boxes, self.v_dim, self.s_dim = self._read_box_layout()
-        self.cut_images = 0
-        self.entries = self._load_entries(self.img_id2idx, boxes)
-        self._h5 = None
-        self._h5_pid = None
-        self.features = self.spatials = None
-        if load_in_memory:
-            with h5py.File(self.h5_path, 'r') as h5:
-                self.features = torch.from_numpy(np.asarray(h5['image_features'], dtype=np.float32))
-                self.spatials = torch.from_numpy(np.asarray(h5['spatial_features'], dtype=np.float32))
+        self.feature_store = FeatureStore(dataroot, name, load_in_memory=load_in_memory, max_boxes=MAX_BOXES,
+                                          with_image_bb=True, splits=SPLITS, fix=FEATURES_FIX)
+        self.img_id2idx = self.feature_store.img_id2idx
+        self.v_dim, self.s_dim = self.feature_store.v_dim, self.feature_store.s_dim
+        self.cut_images = self.feature_store.cut_images
+        self._check_split_images()
+        self.entries = self._load_entries()
 
     # ------------------------------------------------------------- loading
 
-    def _load_image_rows(self):
-        """{image_id: row of pos_boxes} of `<split>_imgid2idx.pkl`, in its
-        order; every image of the split file must be there."""
-        pkl_path = os.path.join(self.dataroot, '%s_imgid2idx.pkl' % self.name)
-        mapping = safe_pickle_load(pkl_path, FEATURES_FIX)
-        if not isinstance(mapping, dict):
-            raise UserError('%s: expected a dict image_id -> row, found %s; %s'
-                            % (pkl_path, type(mapping).__name__, FEATURES_FIX))
-        try:
-            rows = {int(image_id): int(row) for image_id, row in mapping.items()}
-        except (TypeError, ValueError):
-            raise UserError('%s: keys must be image ids and values rows (integers); %s'
-                            % (pkl_path, FEATURES_FIX)) from None
+    def _check_split_images(self):
+        """Every image of the split file must have features."""
         for image_id in read_split_ids(self.dataroot, self.name):
-            if image_id not in rows:
+            if image_id not in self.img_id2idx:
                 raise UserError('%s: image %d of the %s split has no features; %s'
-                                % (pkl_path, image_id, self.name, FEATURES_FIX))
-        return rows
+                                % (self.feature_store.imgid2idx_path, image_id, self.name, FEATURES_FIX))
 
-    def _read_box_layout(self):
-        """(image_bb [total, 4], pos_boxes [n_img, 2], v_dim, s_dim) of the HDF5 file."""
-        try:
-            with h5py.File(self.h5_path, 'r') as h5:
-                for key in ('image_features', 'spatial_features', 'image_bb', 'pos_boxes'):
-                    if key not in h5:
-                        raise UserError('%s: dataset %r is missing; %s' % (self.h5_path, key, FEATURES_FIX))
-                self._check_conversion(h5)
-                boxes = np.asarray(h5['image_bb'], dtype=np.float32)  # [total, 4]
-                pos_boxes = np.asarray(h5['pos_boxes'], dtype=np.int64)  # [n_img, 2]
-                if pos_boxes.ndim != 2 or pos_boxes.shape[1] != 2 or (len(pos_boxes) and (
-                        pos_boxes.min() < 0 or pos_boxes.max() > len(boxes)
-                        or (pos_boxes[:, 0] > pos_boxes[:, 1]).any())):
-                    raise UserError('%s: pos_boxes (shape %s) does not index the %d boxes; %s'
-                                    % (self.h5_path, pos_boxes.shape, len(boxes), FEATURES_FIX))
-                return boxes, pos_boxes, int(h5['image_features'].shape[1]), int(h5['spatial_features'].shape[1])
-        except OSError as err:
-            raise UserError('%s: cannot read HDF5 file (%s); %s' % (self.h5_path, err, FEATURES_FIX)) from None
-
-    def _check_conversion(self, h5):
-        """The HDF5 file must be of this split and of the same conversion as
-        `<split>_imgid2idx.pkl` (the attributes our converter writes)."""
-        written_for = h5.attrs.get('split')
-        if written_for is not None and str(written_for) != self.name:
-            raise UserError('%s holds the features of split %r, not %r; %s'
-                            % (self.h5_path, str(written_for), self.name, FEATURES_FIX))
-        check_imgid2idx_digest(self.h5_path, h5.attrs.get(IMGID2IDX_DIGEST),
-                                       os.path.join(self.dataroot, '%s_imgid2idx.pkl' % self.name),
-                                       self.img_id2idx, FEATURES_FIX)
-
-    def _load_entries(self, image_rows, boxes):
+    def _load_entries(self):
+        """Entries of the images of `<split>_imgid2idx.pkl`, in its order."""
         entries = []
         skipped_types = Counter()
-        for image_id, row in image_rows.items():
-            if not 0 <= row < len(self.pos_boxes):
-                raise UserError('%s_imgid2idx.pkl: image %d maps to row %d but %s has %d images; %s'
-                                % (self.name, image_id, row, self.h5_path, len(self.pos_boxes), FEATURES_FIX))
-            start, end = self.pos_boxes[row]
-            if end - start > MAX_BOXES:
-                self.cut_images += 1
-            detected = boxes[start:min(end, start + MAX_BOXES)]  # [n_boxes, 4]
+        for image_id, row in self.img_id2idx.items():
+            detected = self.feature_store.image_boxes(row)  # [n_boxes <= 100, 4]
             entries.extend(self._image_entries(image_id, row, detected, skipped_types))
         if self.cut_images:
             logger.warning('%s: %d images have more than %d boxes; only their first %d boxes are used',
-                           self.h5_path, self.cut_images, MAX_BOXES, MAX_BOXES)
+                           self.feature_store.h5_path, self.cut_images, MAX_BOXES, MAX_BOXES)
         if skipped_types:
             logger.info('%s split: phrases skipped for lack of boxes, by first type: %s',
                         self.name, dict(skipped_types))
@@ -210,34 +156,9 @@ class Flickr30kFeatureDataset(Dataset):
 
     # ------------------------------------------------------------- items
 
-    def _feature_file(self):
-        """The HDF5 handle of this process (reopened after a fork)."""
-        if self._h5 is None or self._h5_pid != os.getpid():
-            self._h5 = h5py.File(self.h5_path, 'r')
-            self._h5_pid = os.getpid()
-        return self._h5
-
-    def __getstate__(self):
-        state = dict(self.__dict__)
-        state['_h5'] = None
-        state['_h5_pid'] = None
-        return state
-
-    def box_features(self, row):
-        """(features [n_boxes, v_dim], spatials [n_boxes, 6]) of a pos_boxes row,
-        cut to the first 100 boxes."""
-        start, end = (int(x) for x in self.pos_boxes[row])
-        end = min(end, start + MAX_BOXES)
-        if self.features is not None:
-            return self.features[start:end], self.spatials[start:end]
-        h5 = self._feature_file()
-        features = torch.from_numpy(np.asarray(h5['image_features'][start:end], dtype=np.float32))
-        spatials = torch.from_numpy(np.asarray(h5['spatial_features'][start:end], dtype=np.float32))
-        return features, spatials
-
     def __getitem__(self, index):
         entry = self.entries[index]
-        features, spatials = self.box_features(entry['image'])
+        features, spatials = self.feature_store.get(entry['image'])  # [n <= 100, v_dim], [n, 6]
         count = entry['entity_num']
         sentence_tokens = torch.full((MAX_SENTENCE_TOKENS,), self.dictionary.padding_idx,
                                      dtype=torch.long)  # [82]
@@ -256,8 +177,7 @@ class Flickr30kFeatureDataset(Dataset):
     def box_counts(self):
         """int64 [len(self)]: boxes each item feeds the model (at most 100), for --bucket."""
         rows = np.fromiter((entry['image'] for entry in self.entries), dtype=np.int64, count=len(self.entries))
-        per_image = self.pos_boxes[:, 1] - self.pos_boxes[:, 0]  # [n_img]
-        return np.minimum(per_image[rows], MAX_BOXES)
+        return self.feature_store.boxes_per_row()[rows]
 
     def __len__(self):
         return len(self.entries)

@@ -61,22 +61,29 @@ def load_imgid2idx(path, fix):
 
 class FeatureStore:
     """Region features of one split: `{split}.hdf5` + `{split}_imgid2idx.pkl`
-    (adaptive) or `{split}36.hdf5` + `{split}36_imgid2idx.pkl` (fixed 36).
+    (adaptive) or `{split}36.hdf5` + `{split}36_imgid2idx.pkl` (fixed 36), for
+    VQA, Visual Genome and Flickr30k.
 
     `get(row)` returns (features [n_boxes, v_dim], spatials [n_boxes, 6]) as
     float32 tensors. The HDF5 file is opened lazily by each process that reads
     (a handle never crosses a fork); `load_in_memory=True` reads both arrays
-    into RAM once.
+    into RAM once. `max_boxes` keeps only the first boxes of each image
+    (Flickr30k: 100); `with_image_bb` also reads the pixel boxes `image_bb`
+    (`image_boxes(row)`). `splits` are the valid split names and `fix` the
+    advice of every error (default: the VQA converters').
     """
 
-    def __init__(self, dataroot, split, adaptive=True, load_in_memory=False):
-        if split not in FEATURE_SPLITS:
+    def __init__(self, dataroot, split, adaptive=True, load_in_memory=False, max_boxes=None, with_image_bb=False,
+                 splits=FEATURE_SPLITS, fix=None):
+        if split not in splits:
             raise UserError('no features for split %r; expected one of %s'
-                            % (split, ', '.join(FEATURE_SPLITS)))
+                            % (split, ', '.join(splits)))
         suffix = '' if adaptive else '36'
-        fix = converter_fix(adaptive)
+        fix = fix or converter_fix(adaptive)
         self.split = split
         self.adaptive = adaptive
+        self.max_boxes = max_boxes
+        self.with_image_bb = with_image_bb
         self.h5_path = os.path.join(dataroot, '%s%s.hdf5' % (split, suffix))
         self.imgid2idx_path = os.path.join(dataroot, '%s%s_imgid2idx.pkl' % (split, suffix))
         self.img_id2idx = load_imgid2idx(self.imgid2idx_path, fix)
@@ -98,7 +105,8 @@ class FeatureStore:
             raise UserError('%s: cannot read HDF5 file (%s); %s' % (self.h5_path, err, fix)) from None
 
     def _read_layout(self, fix):
-        needed = ['image_features', 'spatial_features'] + (['pos_boxes'] if self.adaptive else [])
+        needed = (['image_features', 'spatial_features'] + (['pos_boxes'] if self.adaptive else [])
+                  + (['image_bb'] if self.with_image_bb else []))
         with self._open(fix) as h5:
             missing = [key for key in needed if key not in h5]
             if missing:
@@ -115,6 +123,8 @@ class FeatureStore:
                 raise UserError('%s: image_features is %d-d, so it is not a %s features file; %s'
                                 % (self.h5_path, features.ndim,
                                    'adaptive' if self.adaptive else 'fixed-36', fix))
+            self.image_bb = (np.asarray(h5['image_bb'], dtype=np.float32)  # [total boxes, 4]
+                             if self.with_image_bb else None)
             self.v_dim = int(features.shape[-1])
             self.s_dim = int(h5['spatial_features'].shape[-1])
             if h5['spatial_features'].shape[:-1] != features.shape[:-1]:
@@ -162,17 +172,33 @@ class FeatureStore:
             self._h5_pid = os.getpid()
         return self._h5[1], self._h5[2]
 
-    def boxes_per_row(self):
-        """int64 [num_images]: the box count of each feature row."""
+    def _stored_boxes_per_row(self):
         if self.adaptive:
             return self.pos_boxes[:, 1] - self.pos_boxes[:, 0]
         return np.full(self.num_images, self.fixed_boxes, dtype=np.int64)
 
+    def boxes_per_row(self):
+        """int64 [num_images]: the box count each feature row yields (at most max_boxes)."""
+        counts = self._stored_boxes_per_row()
+        return counts if self.max_boxes is None else np.minimum(counts, self.max_boxes)
+
+    @property
+    def cut_images(self):
+        """Images with more than max_boxes boxes (only their first max_boxes are read)."""
+        return 0 if self.max_boxes is None else int((self._stored_boxes_per_row() > self.max_boxes).sum())
+
     def _box_range(self, row):
         if self.adaptive:
-            start, end = self.pos_boxes[row]
-            return slice(int(start), int(end))
+            start, end = (int(x) for x in self.pos_boxes[row])
+            if self.max_boxes is not None:
+                end = min(end, start + self.max_boxes)
+            return slice(start, end)
         return row
+
+    def image_boxes(self, row):
+        """float32 [n_boxes, 4]: the pixel boxes (x1, y1, x2, y2) of feature row
+        `row` (needs with_image_bb)."""
+        return self.image_bb[self._box_range(row)]
 
     def get(self, row):
         """(features [n_boxes, v_dim], spatials [n_boxes, 6]) of feature row `row`."""
@@ -182,7 +208,8 @@ class FeatureStore:
         else:
             features_data, spatials_data = self._datasets()
             features, spatials = features_data[boxes], spatials_data[boxes]
-        return torch.from_numpy(np.ascontiguousarray(features)), torch.from_numpy(np.ascontiguousarray(spatials))
+        return (torch.from_numpy(np.ascontiguousarray(features, dtype=np.float32)),
+                torch.from_numpy(np.ascontiguousarray(spatials, dtype=np.float32)))
 
     def close(self):
         if self._h5 is not None and self._h5_pid == os.getpid():

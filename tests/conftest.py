@@ -1,4 +1,7 @@
+"""Shared fixtures: the golden values, and tiny data roots in the release
+formats built ONCE per test run (tests that change a root copy it first)."""
 import json
+import os
 import sys
 from pathlib import Path
 
@@ -6,6 +9,10 @@ import pytest
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
+
+import tiny_flickr  # noqa: E402  (tests/ is on sys.path; these need the repo root above)
+import tiny_vqa  # noqa: E402
+from test_data_helpers import TRAIN_FLAGS, prepared_root  # noqa: E402
 REFERENCE = REPO / 'tests' / 'golden'  # copy of the original's golden values (see golden/REFERENCE.md)
 
 
@@ -19,3 +26,30 @@ def reference_dir():
 @pytest.fixture(scope='session')
 def reference_config(reference_dir):
     return json.loads((reference_dir / 'config.json').read_text())
+
+
+@pytest.fixture(scope='session')
+def tiny_root(tmp_path_factory):
+    """tests/tiny_vqa.py: a VQA root with a learnable signal, prepared with the real tools."""
+    root = tmp_path_factory.mktemp('tiny_vqa')
+    tiny_vqa.write_raw(root)
+    tiny_vqa.prepare(root)
+    return str(root)
+
+
+@pytest.fixture(scope='session')
+def vqa_root(tmp_path_factory):
+    """tests/test_data_helpers.py's prepared VQA root and a 1-epoch checkpoint in <root>/model."""
+    import main
+    root = prepared_root(tmp_path_factory.mktemp('robust_vqa') / 'data')
+    main.main(['--dataroot', root, '--output', os.path.join(root, 'model'), '--epochs', '1'] + TRAIN_FLAGS)
+    return root
+
+
+@pytest.fixture(scope='session')
+def flickr_root(tmp_path_factory):
+    """tests/tiny_flickr.py: a prepared Flickr30k tree, <root>/flickr30k and <root>/glove."""
+    root = tmp_path_factory.mktemp('robust_flickr')
+    tiny_flickr.write_raw(root)
+    tiny_flickr.prepare(root)
+    return str(root)

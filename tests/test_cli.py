@@ -18,14 +18,6 @@ SMALL = ['--emb_dim', str(tiny_vqa.GLOVE_DIM), '--num_hid', '16', '--gamma', '2'
 EVAL = ['--num_hid', '16', '--gamma', '2', '--workers', '0', '--device', 'cpu']
 
 
-@pytest.fixture(scope='module')
-def tiny_root(tmp_path_factory):
-    root = tmp_path_factory.mktemp('tiny_vqa')
-    tiny_vqa.write_raw(root)
-    tiny_vqa.prepare(root)
-    return str(root)
-
-
 def run_main(tiny_root, output, *extra):
     import main
     return main.main(['--dataroot', tiny_root, '--output', str(output)] + SMALL + list(extra))

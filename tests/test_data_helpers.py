@@ -10,6 +10,10 @@ from tools.features_tsv import write_tsv
 
 FEATURE_DIM = 6
 GLOVE_DIM = 5
+# a small BAN on these roots (the robustness suites)
+TRAIN_FLAGS = ['--emb_dim', str(GLOVE_DIM), '--num_hid', '8', '--gamma', '1', '--op', '', '--batch_size', '2',
+               '--workers', '0', '--device', 'cpu']
+EVAL_FLAGS = ['--num_hid', '8', '--gamma', '1', '--op', '', '--workers', '0', '--device', 'cpu']
 
 TRAIN_QUESTIONS = [  # (question_id, image_id, question)
     (101, 1, 'What color is the dog?'),

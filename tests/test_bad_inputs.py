@@ -1,21 +1,16 @@
-"""Robustness (docs/ROBUSTNESS.md): every bad input of the table is answered
+"""Bad inputs (docs/ROBUSTNESS.md): every bad input of the table is answered
 by a one-line `error: ...` naming the file/line/key and the fix, exit status 2
-and no output, or by a documented skip with a count; failures mid-write keep
-the previous file; resume after a crash is exact; loading is safe.
+and no output, or by a documented skip with a count.
 
 The command-line rows run the real scripts as `__main__` (`runpy`), all in
 ONE child process so that torch is imported once; one row is also run as a
 plain `python3 <script>` subprocess to show that both agree.
 """
-import ast
 import base64
-import hashlib
 import json
 import os
 import pickle
-import pyexpat
 import shutil
-import signal
 import subprocess
 import sys
 from pathlib import Path
@@ -25,22 +20,16 @@ import numpy as np
 import pytest
 import torch
 
-from tools import adaptive_detection_features_converter as converter
-from tools import compute_softscore
-import flickr_files
-import checkpoints
 import tiny_flickr
 import utils
 from dataset import VisualGenomeFeatureDataset, VQAFeatureDataset
 from dictionary import Dictionary
-from test_data_helpers import FEATURE_DIM, GLOVE_DIM, image_record, prepared_root
+from robust_helpers import RunsCode, converter_cmd, read_json, snapshot
+from test_data_helpers import EVAL_FLAGS, GLOVE_DIM, TRAIN_FLAGS, image_record, prepared_root
+from tools import adaptive_detection_features_converter as converter
 from utils import UserError
 
 REPO = Path(__file__).resolve().parents[1]
-CONVERTER = 'tools/adaptive_detection_features_converter.py'
-TRAIN_FLAGS = ['--emb_dim', str(GLOVE_DIM), '--num_hid', '8', '--gamma', '1', '--op', '', '--batch_size', '2',
-               '--workers', '0', '--device', 'cpu']
-EVAL_FLAGS = ['--num_hid', '8', '--gamma', '1', '--op', '', '--workers', '0', '--device', 'cpu']
 FLICKR_FLAGS = ['--task', 'flickr', '--emb_dim', str(tiny_flickr.GLOVE_DIM), '--num_hid', '8', '--batch_size', '4',
                 '--workers', '0', '--device', 'cpu', '--epochs', '1']
 
@@ -66,42 +55,6 @@ for script, argv in jobs:
     results.append({'returncode': code, 'stdout': out.getvalue(), 'stderr': err.getvalue()})
 json.dump(results, open(results_path, 'w'))
 '''
-
-
-# ----------------------------------------------------------------- shared data
-
-@pytest.fixture(scope='module')
-def vqa_root(tmp_path_factory):
-    """A prepared VQA data root (the real tools) and a 1-epoch checkpoint in <root>/model."""
-    import main
-    root = prepared_root(tmp_path_factory.mktemp('robust_vqa') / 'data')
-    main.main(['--dataroot', root, '--output', os.path.join(root, 'model'), '--epochs', '1'] + TRAIN_FLAGS)
-    return root
-
-
-@pytest.fixture(scope='module')
-def flickr_root(tmp_path_factory):
-    """A prepared Flickr30k tree: <root>/flickr30k and <root>/glove."""
-    root = tmp_path_factory.mktemp('robust_flickr')
-    tiny_flickr.write_raw(root)
-    tiny_flickr.prepare(root)
-    return str(root)
-
-
-def snapshot(folder):
-    """{relative path: sha256} of every file under `folder`."""
-    digests = {}
-    for directory, _, names in os.walk(folder):
-        for name in names:
-            path = os.path.join(directory, name)
-            with open(path, 'rb') as handle:
-                digests[os.path.relpath(path, folder)] = hashlib.sha256(handle.read()).hexdigest()
-    return digests
-
-
-def read_json(path):
-    with open(path) as handle:
-        return json.load(handle)
 
 
 def write_json(path, data):
@@ -157,16 +110,6 @@ def encoded_field(array):
     return base64.b64encode(np.ascontiguousarray(array, dtype='<f4').tobytes()).decode('ascii')
 
 
-class RunsCode:
-    """Unpickling this calls os.system: a pickle that carries code."""
-
-    def __init__(self, marker):
-        self.marker = str(marker)
-
-    def __reduce__(self):
-        return os.system, ('touch %s' % self.marker,)
-
-
 # ----------------------------------------------------------------- command-line rows
 #
 # Each case corrupts a private copy of a prepared root and returns the command;
@@ -181,10 +124,6 @@ def case(*fragments, data='vqa'):
         CASES[build.__name__] = (build, fragments, data)
         return build
     return register
-
-
-def converter_cmd(root, split='val'):
-    return [CONVERTER, '--dataroot', root, '--split', split, '--feature_dim', str(FEATURE_DIM)]
 
 
 def main_cmd(root):
@@ -667,251 +606,3 @@ def test_visual_genome_images_without_coco_id_are_skipped_and_wordless_questions
     monkeypatch.undo()
     assert [e['question_id'] for e in VisualGenomeFeatureDataset('train', train, dictionary, root).entries] \
         == [5001, 5009, 5010]
-
-
-# ----------------------------------------------------------------- no lost work
-
-def temporary_files(folder):
-    return [name for name in os.listdir(folder) if name.endswith('.tmp')]
-
-
-def fail_halfway(monkeypatch, module, name, after_bytes=10):
-    """Make `module.name(obj, handle, ...)` write `after_bytes` bytes, then fail like a full disk."""
-    def write_then_fail(obj, handle, *args, **kwargs):
-        handle.write(b'\0' * after_bytes)
-        raise OSError(28, 'No space left on device')
-    monkeypatch.setattr(module, name, write_then_fail)
-
-
-def test_checkpoint_save_failing_halfway_keeps_the_previous_checkpoint(tmp_path, monkeypatch):
-    model = torch.nn.Linear(3, 2)
-    optimizer = torch.optim.Adamax(model.parameters())
-    path = str(tmp_path / 'model_last.pth')
-    checkpoints.save_checkpoint(path, model, optimizer, 4)
-    before = snapshot(str(tmp_path))
-    fail_halfway(monkeypatch, torch, 'save')
-    with pytest.raises(OSError, match='No space left'):
-        checkpoints.save_checkpoint(path, model, optimizer, 5)
-    assert snapshot(str(tmp_path)) == before and not temporary_files(str(tmp_path))
-    assert checkpoints.load_checkpoint(path)['epoch'] == 4
-
-
-def test_json_and_pickle_writes_failing_halfway_keep_the_previous_files(vqa_root, tmp_path, monkeypatch):
-    results = str(tmp_path / 'results.json')
-    utils.save_json([{'question_id': 1, 'answer': 'yes'}], results)
-    def failing_fsync(fd):  # the data is written, the flush to disk fails
-        raise OSError(5, 'Input/output error')
-    monkeypatch.setattr(utils.os, 'fsync', failing_fsync)
-    with pytest.raises(OSError):
-        utils.save_json([{'question_id': 1, 'answer': 'no'}], results)
-    monkeypatch.undo()
-    assert read_json(results) == [{'question_id': 1, 'answer': 'yes'}] and not temporary_files(str(tmp_path))
-
-    root = shutil.copytree(vqa_root, str(tmp_path / 'data'))
-    cache = os.path.join(root, 'cache')
-    before = snapshot(cache)
-    fail_halfway(monkeypatch, compute_softscore.pickle, 'dump')
-    with pytest.raises(OSError):
-        compute_softscore.main(['--dataroot', root, '--min_occurrence', '1'])
-    assert snapshot(cache) == before and not temporary_files(cache)
-
-
-def test_conversion_failing_mid_write_keeps_the_previous_features(vqa_root, tmp_path, monkeypatch):
-    root = shutil.copytree(vqa_root, str(tmp_path / 'data'))
-    before = snapshot(root)
-    original_flush, calls = converter._SplitWriter.flush, []
-
-    def flush_then_fail(self):
-        original_flush(self)
-        calls.append(1)
-        if len(calls) == 2:  # train's and val's rows are in their temporary HDF5 files
-            raise OSError(28, 'No space left on device')
-    monkeypatch.setattr(converter._SplitWriter, 'flush', flush_then_fail)
-    with pytest.raises(OSError):
-        converter.main(['--dataroot', root, '--feature_dim', str(FEATURE_DIM)])
-    assert calls == [1, 1] and snapshot(root) == before and not temporary_files(root)
-
-
-def test_interrupted_reconversion_is_detected_and_redone(vqa_root, tmp_path, monkeypatch):
-    """A re-conversion stopped after its HDF5 file was renamed but before its
-    imgid2idx was written leaves a new HDF5 beside an old mapping: readers and
-    tools/process.sh must not take that pair for finished features."""
-    root = shutil.copytree(vqa_root, str(tmp_path / 'data'))
-    first = os.path.join(root, 'trainval', 'karpathy_val_resnet101_faster_rcnn_genome.tsv')  # image 2
-    second = os.path.join(root, 'trainval', 'karpathy_train_resnet101_faster_rcnn_genome.tsv.0')  # images 1, 5
-    os.rename(first, first + '.swap')
-    os.rename(second, first)
-    os.rename(first + '.swap', second)  # the train images now come as 2, 3, 1 instead of 1, 3, 2
-    original_write = converter.atomic_write
-
-    def stop_before_the_mapping(path, mode='wb'):
-        raise KeyboardInterrupt
-    monkeypatch.setattr(converter, 'atomic_write', stop_before_the_mapping)
-    with pytest.raises(KeyboardInterrupt):
-        converter.main(converter_cmd(root, 'train')[1:])
-    monkeypatch.setattr(converter, 'atomic_write', original_write)
-    assert not temporary_files(root)
-    dictionary = Dictionary.load_from_file(os.path.join(root, 'dictionary.pkl'))
-    with pytest.raises(UserError, match='train.hdf5 and .*train_imgid2idx.pkl come from different conversions'):
-        VQAFeatureDataset('train', dictionary, root)
-    with pytest.raises(SystemExit) as status:
-        converter.main(['--dataroot', root, '--check', '--split', 'train'])
-    assert status.value.code == 1
-    env = dict(os.environ, FEATURE_DIM=str(FEATURE_DIM), MIN_OCCURRENCE='1')
-    done = subprocess.run(['bash', str(REPO / 'tools' / 'process.sh'), root], env=env, capture_output=True,
-                          text=True, timeout=120)
-    assert done.returncode == 0, done.stderr
-    assert 'come from different runs' in done.stdout and '[skip] adaptive' not in done.stdout
-    assert VQAFeatureDataset('train', dictionary, root).img_id2idx == {2: 0, 3: 1, 1: 2}
-    converter.main(['--dataroot', root, '--check'])  # all three splits finished: no SystemExit
-
-
-def run_training(root, output, *extra):
-    import main
-    return main.main(['--dataroot', root, '--output', str(output), '--use_both', '--seed', '5'] + TRAIN_FLAGS
-                     + list(extra))
-
-
-def json_log(output):
-    with open(os.path.join(output, 'log.jsonl')) as handle:
-        return [{k: v for k, v in json.loads(line).items() if k not in ('seconds', 'samples_per_s')}
-                for line in handle]
-
-
-def same_weights(path_a, path_b):
-    state_a = torch.load(path_a, weights_only=True)['model_state']
-    state_b = torch.load(path_b, weights_only=True)['model_state']
-    return state_a.keys() == state_b.keys() and all(torch.equal(state_a[k], state_b[k]) for k in state_a)
-
-
-def test_crash_between_logging_and_saving_an_epoch_resumes_exactly(vqa_root, tmp_path, monkeypatch):
-    straight, crashed = tmp_path / 'straight', tmp_path / 'crashed'
-    run_training(vqa_root, straight, '--epochs', '2')
-    original_save = checkpoints.save_checkpoint
-
-    def crash_at_epoch_1(path, model, optimizer, epoch, extra=None):
-        if epoch == 1:
-            raise OSError(5, 'I/O error')
-        original_save(path, model, optimizer, epoch, extra)
-    monkeypatch.setattr(checkpoints, 'save_checkpoint', crash_at_epoch_1)
-    with pytest.raises(OSError):
-        run_training(vqa_root, crashed, '--epochs', '2')
-    assert [record['epoch'] for record in json_log(crashed)] == [0, 1]  # epoch 1 logged, not saved
-    monkeypatch.setattr(checkpoints, 'save_checkpoint', original_save)
-    run_training(vqa_root, crashed, '--epochs', '2', '--input', str(crashed / 'model_last.pth'))
-    assert json_log(crashed) == json_log(straight)  # epoch 1 once, with the same numbers
-    assert same_weights(straight / 'model_last.pth', crashed / 'model_last.pth')
-    assert not temporary_files(str(crashed))
-
-
-def test_sigterm_saves_a_resumable_checkpoint_like_ctrl_c(vqa_root, tmp_path, monkeypatch):
-    """A scheduler's SIGTERM takes the Ctrl-C path (whose exact mid-epoch resume
-    is tested in test_cli.py): the step finishes, model_interrupted.pth is saved."""
-    import tasks
-    import train
-    stopped = tmp_path / 'stopped'
-    original_step, calls = tasks.VQATask.train_step, []
-
-    def step_then_sigterm(self, model, batch):
-        calls.append(1)
-        if len(calls) == 6:  # epoch 1 (7 items in batches of 2: 4 steps per epoch), second step
-            signal.raise_signal(signal.SIGTERM)
-        return original_step(self, model, batch)
-    monkeypatch.setattr(tasks.VQATask, 'train_step', step_then_sigterm)
-    previous = signal.getsignal(signal.SIGTERM)
-    with pytest.raises(SystemExit) as status:
-        run_training(vqa_root, stopped, '--epochs', '2')
-    assert status.value.code == 130 and signal.getsignal(signal.SIGTERM) is previous
-    checkpoint = torch.load(stopped / 'model_interrupted.pth', weights_only=True)
-    assert checkpoint['epoch'] == 0 and checkpoint['resume_step'] == 2 and len(calls) == 6
-    assert [record['epoch'] for record in json_log(stopped)] == [0] and not temporary_files(str(stopped))
-
-
-# ----------------------------------------------------------------- safe loading
-
-def test_optimizer_state_of_another_model_is_named():
-    model = torch.nn.Linear(3, 2)
-    other = torch.optim.Adamax(torch.nn.Sequential(torch.nn.Linear(3, 2), torch.nn.Linear(2, 2)).parameters())
-    with pytest.raises(UserError, match='ckpt.pth: its optimizer state does not fit this model'):
-        checkpoints.load_optimizer_state(torch.optim.Adamax(model.parameters()), other.state_dict(), 'ckpt.pth')
-
-
-ENTITY_EXPANSION = ('<?xml version="1.0"?><!DOCTYPE a [<!ENTITY l0 "lol">'
-                    + ''.join('<!ENTITY l%d "%s">' % (level, ('&l%d;' % (level - 1)) * 10) for level in range(1, 10))
-                    + ']><annotation><object><name>&l9;</name></object></annotation>')
-EXTERNAL_ENTITY = ('<?xml version="1.0"?><!DOCTYPE a [<!ENTITY x SYSTEM "file:///etc/passwd">]><annotation><object>'
-                   '<name>&x;</name><bndbox><xmin>1</xmin><ymin>1</ymin><xmax>2</xmax><ymax>2</ymax></bndbox>'
-                   '</object></annotation>')
-
-
-OLD_EXPAT = pytest.mark.skipif(pyexpat.version_info < (2, 4, 1), reason='expat < 2.4.1 has no amplification limit')
-
-
-@pytest.mark.parametrize('xml, message', [pytest.param(ENTITY_EXPANSION, 'amplification', marks=OLD_EXPAT),
-                                          (EXTERNAL_ENTITY, 'undefined entity')],
-                         ids=['entity_expansion', 'external_entity'])
-def test_xml_entity_tricks_are_refused(tmp_path, xml, message):
-    path = tmp_path / '1.xml'
-    path.write_text(xml)
-    with pytest.raises(UserError, match='1.xml: malformed XML .*%s' % message):
-        flickr_files.parse_annotation_file(str(path))
-
-
-PROJECT_FILES = sorted(path for path in list(REPO.glob('*.py')) + list(REPO.glob('tools/*.py')))
-
-
-def unsafe_calls(source, filename):
-    """(line, description) of every unsafe loading or code-running call in `source`."""
-    found = []
-    for node in ast.walk(ast.parse(source, filename)):
-        if not isinstance(node, ast.Call):
-            continue
-        func = node.func
-        name = func.id if isinstance(func, ast.Name) else func.attr if isinstance(func, ast.Attribute) else ''
-        owner = func.value.id if isinstance(func, ast.Attribute) and isinstance(func.value, ast.Name) else ''
-        keywords = {keyword.arg: keyword.value for keyword in node.keywords}
-
-        def is_true(key):
-            return isinstance(keywords.get(key), ast.Constant) and keywords[key].value is True
-
-        if isinstance(func, ast.Name) and name in ('eval', 'exec'):
-            found.append((node.lineno, '%s()' % name))
-        elif owner in ('pickle', 'cPickle', 'dill', 'marshal', 'shelve') and name in ('load', 'loads', 'open'):
-            found.append((node.lineno, '%s.%s()' % (owner, name)))
-        elif owner == 'torch' and name == 'load' and not is_true('weights_only'):
-            found.append((node.lineno, 'torch.load() without weights_only=True'))
-        elif owner in ('np', 'numpy') and name == 'load' and is_true('allow_pickle'):
-            found.append((node.lineno, 'np.load(allow_pickle=True)'))
-        elif owner == 'os' and name in ('system', 'popen'):
-            found.append((node.lineno, 'os.%s()' % name))
-        elif owner == 'subprocess' and is_true('shell'):
-            found.append((node.lineno, 'subprocess.%s(shell=True)' % name))
-        elif owner == 'yaml' and name in ('load', 'unsafe_load'):
-            found.append((node.lineno, 'yaml.%s()' % name))
-    return found
-
-
-def test_the_scan_finds_each_unsafe_pattern():
-    source = ('import pickle, torch, os, subprocess, numpy as np\n'
-              'eval("1")\nexec("1")\npickle.load(f)\npickle.loads(b)\ntorch.load(p)\n'
-              'torch.load(p, weights_only=False)\nnp.load(p, allow_pickle=True)\nos.system(c)\n'
-              'subprocess.run(c, shell=True)\nmodel.eval()\ntorch.load(p, weights_only=True)\n')
-    assert [line for line, _ in unsafe_calls(source, 'x.py')] == [2, 3, 4, 5, 6, 7, 8, 9, 10]
-
-
-@pytest.mark.parametrize('path', PROJECT_FILES, ids=lambda path: str(path.relative_to(REPO)))
-def test_no_unsafe_loading_or_code_execution(path):
-    """Pickles only through utils.safe_pickle_load's restricted unpickler (which
-    subclasses pickle.Unpickler and never calls pickle.load), checkpoints only
-    with weights_only=True, no eval/exec/os.system/shell=True."""
-    assert unsafe_calls(path.read_text(encoding='utf-8'), str(path)) == []
-
-
-def test_restricted_unpickler_is_the_only_unpickler(tmp_path):
-    sources = {path: path.read_text(encoding='utf-8') for path in PROJECT_FILES}
-    assert [str(path.relative_to(REPO)) for path, text in sources.items() if 'Unpickler' in text] == ['utils.py']
-    evil = tmp_path / 'evil.pkl'
-    evil.write_bytes(pickle.dumps(RunsCode(tmp_path / 'ran')))
-    with pytest.raises(UserError, match='evil.pkl: unsafe or unreadable pickle .*refusing to load'):
-        utils.safe_pickle_load(str(evil))
-    assert not (tmp_path / 'ran').exists()
