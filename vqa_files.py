@@ -20,31 +20,39 @@ def question_path(dataroot, name):
     return os.path.join(dataroot, 'v2_OpenEnded_mscoco_%s_questions.json' % subtype)
 
 
+def is_int(value):
+    """An int and not a bool (JSON true is no id)."""
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
 def load_questions(dataroot, name):
-    """The `questions` list of a VQA v2 question file, checked item by item."""
+    """The `questions` list of the VQA v2 question file of split `name`, checked."""
     if name not in VQA_SPLITS:
         raise UserError('unknown VQA split %r; expected one of %s' % (name, ', '.join(VQA_SPLITS)))
     path = question_path(dataroot, name)
-    data = utils.load_json(path, DOWNLOAD_FIX)
+    return check_questions(utils.load_json(path, DOWNLOAD_FIX), path)
+
+
+def check_questions(data, source, fix=DOWNLOAD_FIX):
+    """The `questions` list of a loaded VQA v2 question file, checked item by
+    item; `source` names the file in errors, `fix` says what to do."""
     questions = data.get('questions') if isinstance(data, dict) else None
     if not isinstance(questions, list):
-        raise UserError('%s: no "questions" list; it is not a VQA v2 question file; %s'
-                        % (path, DOWNLOAD_FIX))
+        raise UserError('%s: no "questions" list; it is not a VQA v2 question file; %s' % (source, fix))
     position_of = {}
     for position, question in enumerate(questions):
         if not (isinstance(question, dict) and isinstance(question.get('question'), str)
-                and isinstance(question.get('question_id'), int)
-                and isinstance(question.get('image_id'), int)):
+                and is_int(question.get('question_id')) and is_int(question.get('image_id'))):
             raise UserError('%s: questions[%d] needs an int "question_id", an int "image_id" and a '
-                            'str "question", got %.200r; %s' % (path, position, question, DOWNLOAD_FIX))
+                            'str "question", got %.200r; %s' % (source, position, question, fix))
         question_id = question['question_id']
         if question_id in position_of:
             raise UserError('%s: question_id %d appears twice (questions[%d] and questions[%d]); the file is '
-                            'corrupt; %s' % (path, question_id, position_of[question_id], position, DOWNLOAD_FIX))
+                            'corrupt; %s' % (source, question_id, position_of[question_id], position, fix))
         position_of[question_id] = position
         if not split_words(question['question']):
             raise UserError('%s: questions[%d] (question_id %d) has no words (%r); the file is corrupt; %s'
-                            % (path, position, question_id, question['question'], DOWNLOAD_FIX))
+                            % (source, position, question_id, question['question'], fix))
     return questions
 
 
@@ -53,31 +61,42 @@ def annotation_path(dataroot, name):
 
 
 def load_annotations(dataroot, name):
-    """The checked `annotations` list of a VQA v2 annotation file."""
+    """The `annotations` list of the VQA v2 annotation file of split `name`, checked."""
     path = annotation_path(dataroot, name)
-    data = utils.load_json(path, DOWNLOAD_FIX)
+    return check_annotations(utils.load_json(path, DOWNLOAD_FIX), path)
+
+
+def _is_annotation(item):
+    return (isinstance(item, dict) and is_int(item.get('question_id')) and is_int(item.get('image_id'))
+            and all(isinstance(item.get(key), str) for key in ('multiple_choice_answer', 'question_type',
+                                                                'answer_type'))
+            and isinstance(item.get('answers'), list))
+
+
+def check_annotations(data, source, fix=DOWNLOAD_FIX):
+    """The `annotations` list of a loaded VQA v2 annotation file, checked item
+    by item (what the soft scores and the official metric read)."""
     annotations = data.get('annotations') if isinstance(data, dict) else None
     if not isinstance(annotations, list):
-        raise UserError('%s: no "annotations" list; it is not a VQA v2 annotation file; %s' % (path, DOWNLOAD_FIX))
+        raise UserError('%s: no "annotations" list; it is not a VQA v2 annotation file; %s' % (source, fix))
     position_of = {}
     for position, item in enumerate(annotations):
-        if not (isinstance(item, dict) and isinstance(item.get('question_id'), int)
-                and isinstance(item.get('image_id'), int)
-                and isinstance(item.get('multiple_choice_answer'), str)
-                and isinstance(item.get('answers'), list)
-                and all(isinstance(answer, dict) and isinstance(answer.get('answer'), str)
-                        for answer in item['answers'])):
-            raise UserError('%s: annotations[%d] (question %s) needs int question_id and image_id, a str '
-                            'multiple_choice_answer and answers [{"answer": str}, ...]; %s'
-                            % (path, position, item.get('question_id') if isinstance(item, dict) else '?',
-                               DOWNLOAD_FIX))
+        if not _is_annotation(item):
+            raise UserError('%s: annotations[%d] (question %s) needs int question_id and image_id, str '
+                            'multiple_choice_answer, question_type and answer_type, and answers '
+                            '[{"answer": str}, ...]; %s'
+                            % (source, position, item.get('question_id') if isinstance(item, dict) else '?', fix))
+        for index, answer in enumerate(item['answers']):
+            if not (isinstance(answer, dict) and isinstance(answer.get('answer'), str)):
+                raise UserError('%s: annotations[%d] (question %d): answers[%d] has no string key "answer"; %s'
+                                % (source, position, item['question_id'], index, fix))
         if len(item['answers']) != HUMAN_ANSWERS:
             raise UserError('%s: annotations[%d] (question %d) has %d human answers; VQA annotations have %d, '
-                            'and the soft scores assume it; %s' % (path, position, item['question_id'],
-                                                                  len(item['answers']), HUMAN_ANSWERS, DOWNLOAD_FIX))
+                            'and the soft scores assume it; %s' % (source, position, item['question_id'],
+                                                                  len(item['answers']), HUMAN_ANSWERS, fix))
         if item['question_id'] in position_of:
             raise UserError('%s: question %d is annotated twice (annotations[%d] and annotations[%d]); %s'
-                            % (path, item['question_id'], position_of[item['question_id']], position, DOWNLOAD_FIX))
+                            % (source, item['question_id'], position_of[item['question_id']], position, fix))
         position_of[item['question_id']] = position
     return annotations
 

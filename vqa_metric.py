@@ -22,8 +22,8 @@ import os
 
 from answers import answers_for_metric
 from utils import UserError, load_json
+from vqa_files import check_annotations, check_questions, is_int
 
-N_HUMAN_ANSWERS = 10
 MATCHES_FOR_FULL_CREDIT = 3
 RESULTS_FIX = 'write it with test.py: a JSON list of {"question_id": int, "answer": str}'
 VQA_FIX = 'download the VQA 2.0 questions and annotations into the data root (tools/download.sh)'
@@ -35,10 +35,6 @@ def _load(path_or_obj, fix):
     if isinstance(path_or_obj, (str, os.PathLike)):
         return load_json(os.fspath(path_or_obj), fix), os.fspath(path_or_obj)
     return path_or_obj, '<in-memory %s>' % type(path_or_obj).__name__
-
-
-def _is_int(value):
-    return isinstance(value, int) and not isinstance(value, bool)
 
 
 def load_results(path):
@@ -56,7 +52,7 @@ def _index_results(results, source):
     answer_of = {}
     position_of = {}
     for position, item in enumerate(results):
-        if not isinstance(item, dict) or not _is_int(item.get('question_id')):
+        if not isinstance(item, dict) or not is_int(item.get('question_id')):
             raise UserError('%s: item %d has no integer "question_id"; %s' % (source, position, RESULTS_FIX))
         question_id = item['question_id']
         if not isinstance(item.get('answer'), str):
@@ -70,48 +66,16 @@ def _index_results(results, source):
     return answer_of
 
 
-def _check_human_answers(human_answers, where):
-    if not isinstance(human_answers, list) or len(human_answers) != N_HUMAN_ANSWERS:
-        count = len(human_answers) if isinstance(human_answers, list) else type(human_answers).__name__
-        raise UserError('%s: key "answers" must be a list of %d human answers, got %s; %s'
-                        % (where, N_HUMAN_ANSWERS, count, VQA_FIX))
-    for position, record in enumerate(human_answers):
-        if not isinstance(record, dict) or not isinstance(record.get('answer'), str):
-            raise UserError('%s: answers[%d] has no string key "answer"; %s' % (where, position, VQA_FIX))
-
-
 def _load_annotations(annotations):
-    """Return (list of validated annotation dicts, name for messages)."""
+    """(checked annotation list, name for messages) of a path or a loaded object."""
     data, source = _load(annotations, VQA_FIX)
-    if not isinstance(data, dict) or not isinstance(data.get('annotations'), list):
-        raise UserError('%s: not a VQA annotation file (no "annotations" list); %s' % (source, VQA_FIX))
-    seen = set()
-    for position, annotation in enumerate(data['annotations']):
-        if not isinstance(annotation, dict) or not _is_int(annotation.get('question_id')):
-            raise UserError('%s: annotation %d has no integer key "question_id"; %s'
-                            % (source, position, VQA_FIX))
-        where = '%s: question_id %d' % (source, annotation['question_id'])
-        for key in ('question_type', 'answer_type'):
-            if not isinstance(annotation.get(key), str):
-                raise UserError('%s: missing string key "%s"; %s' % (where, key, VQA_FIX))
-        _check_human_answers(annotation.get('answers'), where)
-        if annotation['question_id'] in seen:
-            raise UserError('%s: annotated twice; %s' % (where, VQA_FIX))
-        seen.add(annotation['question_id'])
-    return data['annotations'], source
+    return check_annotations(data, source, VQA_FIX), source
 
 
 def _load_question_ids(questions):
+    """(set of question ids, name for messages) of a path or a loaded object."""
     data, source = _load(questions, VQA_FIX)
-    if not isinstance(data, dict) or not isinstance(data.get('questions'), list):
-        raise UserError('%s: not a VQA question file (no "questions" list); %s' % (source, VQA_FIX))
-    question_ids = set()
-    for position, question in enumerate(data['questions']):
-        if not isinstance(question, dict) or not _is_int(question.get('question_id')):
-            raise UserError('%s: question %d has no integer key "question_id"; %s'
-                            % (source, position, VQA_FIX))
-        question_ids.add(question['question_id'])
-    return question_ids, source
+    return {question['question_id'] for question in check_questions(data, source, VQA_FIX)}, source
 
 
 def _check_coverage(answer_of, results_source, annotations, annotations_source,

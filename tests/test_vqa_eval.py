@@ -212,21 +212,21 @@ def test_error_annotation_with_nine_answers(tmp_path):
     annotations, results = small_split()
     annotations[1]['answers'].pop()
     message = evaluate_error(tmp_path, annotations, results)
-    assert 'annotations.json: question_id 2: key "answers" must be a list of 10' in message
-    assert 'got 9' in message
+    assert 'annotations.json: annotations[1] (question 2) has 9 human answers' in message
+    assert 'VQA annotations have 10' in message
 
 
 def test_error_annotation_missing_key(tmp_path):
     annotations, results = small_split()
     del annotations[2]['answer_type']
     message = evaluate_error(tmp_path, annotations, results)
-    assert 'question_id 3: missing string key "answer_type"' in message and 'download' in message
+    assert 'annotations[2] (question 3) needs' in message and 'answer_type' in message and 'download' in message
 
 
 def test_error_human_answer_without_text(tmp_path):
     annotations, results = small_split()
     del annotations[0]['answers'][5]['answer']
-    assert 'question_id 1: answers[5] has no string key "answer"' in evaluate_error(
+    assert '(question 1): answers[5] has no string key "answer"' in evaluate_error(
         tmp_path, annotations, results)
 
 
