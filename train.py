@@ -294,9 +294,8 @@ def train_one_epoch(model, loader, optimizer, task, device, epoch, grad_clip=GRA
         with _autocast(device, amp):
             loss, stats = task.train_step(model, batch)
         if not torch.isfinite(loss):
-            raise NonFiniteLoss('loss became %s at epoch %d, step %d; lower the learning rate or check '
-                                'the features for NaN/inf (the converters reject them)'
-                                % (loss.item(), epoch, step))
+            raise NonFiniteLoss('loss became %s at epoch %d, step %d; %s'
+                                % (loss.item(), epoch, step, _diagnosis(batch)))
         optimizer.zero_grad(set_to_none=True)
         if scaler is not None:
             scaler.scale(loss).backward()
@@ -304,6 +303,9 @@ def train_one_epoch(model, loader, optimizer, task, device, epoch, grad_clip=GRA
         else:
             loss.backward()
         norm = nn.utils.clip_grad_norm_(unwrap(model).parameters(), grad_clip)
+        if scaler is None and not torch.isfinite(norm):  # (with fp16 the scaler skips such steps itself)
+            raise NonFiniteLoss('gradient norm became %s at epoch %d, step %d (the loss was %.4g); %s'
+                                % (norm.item(), epoch, step, loss.item(), _diagnosis(batch)))
         if scaler is not None:
             scaler.step(optimizer)
             scaler.update()
@@ -326,6 +328,15 @@ def train_one_epoch(model, loader, optimizer, task, device, epoch, grad_clip=GRA
     return {'train_loss': total['loss'] / samples, 'grad_norm': total['norm'] / max(total['steps'], 1),
             'train_score': 100.0 * total['score'] / samples, 'samples': int(total['samples']),
             'seconds': seconds, 'samples_per_s': seen_here * ctx.world_size / max(seconds, 1e-9)}
+
+
+def _diagnosis(batch):
+    """The likely cause of a non-finite loss or gradient, from the batch's
+    features and boxes (the first two items of a VQA or Flickr batch)."""
+    if not all(torch.isfinite(item).all() for item in batch[:2]):
+        return ('this batch\'s features or boxes hold NaN or infinite values: a feature file was not written by our '
+                'converters (they refuse such values); re-convert it with tools/process.sh')
+    return 'lower the learning rate (--lr), or check the features for NaN/inf (the converters reject them)'
 
 
 @torch.no_grad()

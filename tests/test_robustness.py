@@ -14,6 +14,7 @@ import json
 import os
 import pickle
 import pyexpat
+import re
 import shutil
 import signal
 import subprocess
@@ -382,6 +383,23 @@ def glove_init_truncated(root):
     return main_cmd(root)
 
 
+@case('glove6b_init_5d.npy: row 3 (word 3 of dictionary.pkl) holds NaN or infinite values',
+      'tools/create_dictionary.py')
+def glove_init_nan_row(root):
+    path = os.path.join(root, 'glove6b_init_%dd.npy' % GLOVE_DIM)
+    matrix = np.load(path)
+    matrix[3, 1] = np.nan
+    np.save(path, matrix)
+    return main_cmd(root)
+
+
+@case('glove6b_init_5d.npy holds a (', ', 5) embedding matrix but the dictionary has', 'tools/create_dictionary.py')
+def glove_init_of_another_dictionary(root):
+    path = os.path.join(root, 'glove6b_init_%dd.npy' % GLOVE_DIM)
+    np.save(path, np.load(path)[:-1])
+    return main_cmd(root)
+
+
 @case('train.hdf5: dataset(s) pos_boxes missing', 'adaptive_detection_features_converter.py')
 def hdf5_missing_dataset(root):
     with h5py.File(os.path.join(root, 'train.hdf5'), 'a') as h5:
@@ -530,6 +548,7 @@ def converter_feature_dim_zero(root):
 # argparse's own errors: the usage, then one `<prog>: error: argument --x: ...` line, exit 2.
 ARGPARSE_CASES = {
     'lr_zero': (['main.py', '--lr', '0'], 'main.py: error: argument --lr: must be > 0, got 0.0'),
+    'lr_inf': (['main.py', '--lr', 'inf'], 'main.py: error: argument --lr: must be a finite number, got inf'),
     'op_unknown': (['main.py', '--op', 'x'],
                    "main.py: error: argument --op: invalid choice: 'x' (choose from '', 'c')"),
     'gamma_zero': (['main.py', '--gamma', '0'], 'main.py: error: argument --gamma: must be >= 1, got 0'),
@@ -806,6 +825,58 @@ def test_sigterm_saves_a_resumable_checkpoint_like_ctrl_c(vqa_root, tmp_path, mo
     checkpoint = torch.load(stopped / 'model_interrupted.pth', weights_only=True)
     assert checkpoint['epoch'] == 0 and checkpoint['resume_step'] == 2 and len(calls) == 6
     assert [record['epoch'] for record in json_log(stopped)] == [0] and not temporary_files(str(stopped))
+
+
+# ----------------------------------------------------------------- non-finite values
+
+def test_nan_features_stop_training_naming_epoch_step_and_cause(vqa_root, tmp_path, capsys):
+    """Features written by another tool are not scanned at start (row 'Not
+    checked'); NaN among them stops training with the documented message (it
+    was an IndexError in counting.py)."""
+    import main
+    root = shutil.copytree(vqa_root, str(tmp_path / 'data'))
+    with h5py.File(os.path.join(root, 'train.hdf5'), 'a') as h5:
+        h5['image_features'][0, 0] = np.nan
+    with pytest.raises(SystemExit) as status:
+        utils.run_cli(main.main, ['--dataroot', root, '--output', str(tmp_path / 'out'), '--epochs', '1']
+                      + TRAIN_FLAGS)
+    err = capsys.readouterr().err
+    assert status.value.code == 2 and err.count('\n') == 1
+    assert re.match(r"error: loss became nan at epoch 0, step [01]; this batch's features or boxes hold NaN or "
+                    r"infinite values: .*re-convert it with tools/process.sh\n$", err), err
+    assert not [name for name in os.listdir(tmp_path / 'out') if name.endswith('.pth')]
+
+
+def test_non_finite_gradient_stops_before_the_step():
+    """A finite loss with a NaN gradient would make every weight NaN through
+    the clipping; training stops before optimizer.step instead."""
+    import train
+
+    class SqrtAtZero:  # d sqrt(x)/dx at 0 is inf; times the 0 of x = w * 0: NaN
+        @staticmethod
+        def to_device(batch, device):
+            return batch
+
+        @staticmethod
+        def train_step(model, batch):
+            return (model.weight * 0).sqrt().sum(), {'score': 0.0, 'samples': 1}
+
+    model = torch.nn.Linear(2, 1)
+    before = model.weight.detach().clone()
+    optimizer = torch.optim.Adamax(model.parameters())
+    with pytest.raises(train.NonFiniteLoss, match=r'gradient norm became nan at epoch 3, step 0 \(the loss was 0\); '
+                                                  'lower the learning rate'):
+        train.train_one_epoch(model, [[torch.zeros(1, 2)]], optimizer, SqrtAtZero(), torch.device('cpu'), 3)
+    assert torch.equal(model.weight, before)
+
+
+def test_the_counter_passes_nan_on_instead_of_failing():
+    from counting import Counter
+    boxes = torch.rand(2, 4, 12)
+    attention = torch.randn(2, 12)
+    attention[0, 3] = float('nan')
+    counts = Counter(10)(boxes, attention)  # [2, 11]
+    assert torch.isnan(counts[0]).all() and torch.isfinite(counts[1]).all()
 
 
 # ----------------------------------------------------------------- safe loading
