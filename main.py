@@ -17,6 +17,7 @@ import threading
 import torch
 from torch.utils.data import ConcatDataset, DataLoader
 
+import rundir
 import runtime
 import train as engine
 from utils import UserError, load_checkpoint, run_cli, seed_everything, str2bool
@@ -41,7 +42,10 @@ def parse_args(argv=None):
                              '(COCO captions); drop cap to skip the captions, as the original README suggests')
     parser.add_argument('--input', type=str, default=None, help='checkpoint to resume from')
     parser.add_argument('--output', type=str, default=None,
-                        help='checkpoint folder (default saved_models/ban, or saved_models/flickr)')
+                        help='checkpoint folder (default saved_models/ban, or saved_models/flickr); one run per '
+                             'folder: a fresh run refuses a folder holding another run\'s checkpoints')
+    parser.add_argument('--overwrite', action='store_true',
+                        help='let a fresh run delete the checkpoints and logs of the run in --output')
     parser.add_argument('--batch_size', type=runtime.positive_int, default=256,
                         help='global batch (split over torchrun processes)')
     parser.add_argument('--seed', type=int, default=1204, help='random seed (offset by rank)')
@@ -155,6 +159,13 @@ def run(args):
     batch_size = per_rank_batch(args, ctx)
     if args.evaluate:
         return evaluate_only(args, dictionary, task, device, ctx, batch_size)
+    # claimed before the data is read: a second run into it fails at once
+    with rundir.OutputFolder(args.output, args.overwrite, args.input) if ctx.is_main else rundir.NoFolder() as folder:
+        return train_run(args, dictionary, task, device, ctx, batch_size, folder)
+
+
+def train_run(args, dictionary, task, device, ctx, batch_size, folder):
+    """Read the data, build the model and optimizer, then train into `folder`."""
     train_set, val_set = training_data(args, dictionary)
     model = runtime.build_model(train_set.datasets[0] if isinstance(train_set, ConcatDataset) else train_set,
                                 args, args.task)
@@ -181,6 +192,7 @@ def run(args):
         print('%d training items, %s validation items, %d parameters, device %s, %d process(es)'
               % (len(train_set), len(val_set) if val_set is not None else 'no', sum(p.numel() for p in
                  model.parameters()), device, ctx.world_size))
+    folder.begin()
     return engine.train(model, train_loader, eval_loader, args.epochs, args.output, optimizer, task, device, ctx,
                         start_epoch=start_epoch, resume=resume, amp=args.amp, base_lr=base_lr)
 

@@ -483,6 +483,21 @@ def resume_from_checkpoint_without_epoch(root):
     return main_cmd(root) + ['--input', path]
 
 
+@case('holds another run (log.jsonl, log.txt, model_epoch0.pth, model_last.pth)',
+      'pass --overwrite to replace it, --input', 'model_last.pth to resume it, or another --output')
+def output_holds_another_run(root):  # was overwritten, its log appended to
+    command = main_cmd(root)
+    command[command.index('--output') + 1] = os.path.join(root, 'model')
+    return command
+
+
+@case('dictionary.pkl is a file, not a folder')
+def output_is_a_file(root):
+    command = main_cmd(root)
+    command[command.index('--output') + 1] = os.path.join(root, 'dictionary.pkl')
+    return command
+
+
 @case('Annotations/100.xml: malformed XML', 'process_flickr.sh', data='flickr')
 def flickr_malformed_xml(root):
     with open(os.path.join(root, 'flickr30k', 'Flickr30kEntities', 'Annotations', '100.xml'), 'w') as handle:
@@ -825,6 +840,46 @@ def test_sigterm_saves_a_resumable_checkpoint_like_ctrl_c(vqa_root, tmp_path, mo
     checkpoint = torch.load(stopped / 'model_interrupted.pth', weights_only=True)
     assert checkpoint['epoch'] == 0 and checkpoint['resume_step'] == 2 and len(calls) == 6
     assert [record['epoch'] for record in json_log(stopped)] == [0] and not temporary_files(str(stopped))
+
+
+# ----------------------------------------------------------------- one run per output folder
+
+def test_a_folder_in_use_by_another_training_is_refused(vqa_root, tmp_path, capsys):
+    import main
+    import rundir
+    output = tmp_path / 'busy'
+    with rundir.OutputFolder(str(output)):  # what a training holds while it runs
+        with pytest.raises(SystemExit) as status:
+            utils.run_cli(main.main, ['--dataroot', vqa_root, '--output', str(output), '--epochs', '1'] + TRAIN_FLAGS)
+        assert os.listdir(output) == ['.lock']
+    assert status.value.code == 2
+    err = capsys.readouterr().err
+    assert err == 'error: %s is in use by another training (pid %d); wait for it to end, stop it, or pass another ' \
+                  '--output\n' % (output, os.getpid())
+    assert not output.exists()  # the folder the lock created goes with it
+    run_training(vqa_root, output, '--epochs', '1')  # free again
+    assert [record['epoch'] for record in json_log(output)] == [0] and not (output / '.lock').exists()
+
+
+def test_overwrite_replaces_the_previous_run(vqa_root, tmp_path, capsys):
+    output = tmp_path / 'out'
+    run_training(vqa_root, output, '--epochs', '4')
+    (output / 'notes.txt').write_text('mine')
+    (output / '.model_last.pth.x1y2.tmp').write_bytes(b'\0' * 10)  # left by a killed save
+    before = snapshot(str(output))
+    with pytest.raises(UserError, match='holds another run'):
+        run_training(vqa_root, output, '--epochs', '1')
+    assert snapshot(str(output)) == before
+    capsys.readouterr()
+    run_training(vqa_root, output, '--epochs', '1', '--overwrite')
+    assert sorted(os.listdir(output)) == ['log.jsonl', 'log.txt', 'model_last.pth', 'notes.txt']
+    assert [record['epoch'] for record in json_log(output)] == [0]
+    assert (output / 'log.txt').read_text().count('optim: adamax') == 1
+    out = capsys.readouterr().out
+    assert ('--overwrite: removed the previous run in %s (log.jsonl, log.txt, model_epoch3.pth, model_last.pth)'
+            % output) in out and 'removed 1 temporary file(s)' in out
+    with pytest.raises(UserError, match='--overwrite would delete .*model_last.pth, the checkpoint to resume from'):
+        run_training(vqa_root, output, '--epochs', '2', '--overwrite', '--input', str(output / 'model_last.pth'))
 
 
 # ----------------------------------------------------------------- non-finite values
