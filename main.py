@@ -116,16 +116,39 @@ def collate_for(task):
     return pad_collate
 
 
-def make_loader(dataset, batch_sampler, args, device):
+def make_loader(dataset, batch_sampler, args, device, quiet_workers=False):
+    """With `quiet_workers` the workers ignore Ctrl-C and SIGTERM (see
+    quiet_worker): call stop_workers before the process exits."""
     # its own generator, so creating an iterator never draws from the global RNG (exact resume)
     return DataLoader(dataset, batch_sampler=batch_sampler, num_workers=args.workers,
                       collate_fn=collate_for(args.task), pin_memory=device.type == 'cuda',
-                      persistent_workers=args.workers > 0, generator=torch.Generator().manual_seed(getattr(args, 'seed', 0)))
+                      persistent_workers=args.workers > 0, worker_init_fn=quiet_worker if quiet_workers else None,
+                      generator=torch.Generator().manual_seed(getattr(args, 'seed', 0)))
 
 
-def eval_loader_for(dataset, args, device, ctx, batch_size):
+def eval_loader_for(dataset, args, device, ctx, batch_size, quiet_workers=False):
     sampler = engine.ShardedBatches(len(dataset), batch_size, ctx.rank, ctx.world_size)
-    return make_loader(dataset, sampler, args, device)
+    return make_loader(dataset, sampler, args, device, quiet_workers)
+
+
+def quiet_worker(worker_id):
+    """worker_init_fn of the training loaders: Ctrl-C and a scheduler's SIGTERM
+    reach the whole process group, and only the main process acts on them (it
+    finishes the step, saves, then shuts the workers down): a worker that died
+    of them would make the main process fail with a traceback instead."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
+
+
+def stop_workers(*loaders):
+    """Shut down the persistent worker processes of `loaders` now. Quiet
+    workers must not outlive the loop: at exit, multiprocessing stops
+    daemon processes with SIGTERM, which they ignore, and would wait forever."""
+    for loader in loaders:
+        iterator = getattr(loader, '_iterator', None)  # DataLoader has no public call for this
+        if iterator is not None:
+            iterator._shutdown_workers()
+            loader._iterator = None
 
 
 # ----------------------------------------------------------------- model
@@ -186,15 +209,19 @@ def train_run(args, dictionary, task, device, ctx, batch_size, folder):
     model = runtime.wrap_model(model, device, ctx)
     lengths = box_counts(train_set) if args.bucket else None
     train_loader = make_loader(train_set, engine.train_batch_sampler(train_set, batch_size, args.seed, ctx, lengths),
-                               args, device)
-    eval_loader = eval_loader_for(val_set, args, device, ctx, batch_size) if val_set is not None else None
+                               args, device, quiet_workers=True)
+    eval_loader = (eval_loader_for(val_set, args, device, ctx, batch_size, quiet_workers=True)
+                   if val_set is not None else None)
     if ctx.is_main:
         print('%d training items, %s validation items, %d parameters, device %s, %d process(es)'
               % (len(train_set), len(val_set) if val_set is not None else 'no', sum(p.numel() for p in
                  model.parameters()), device, ctx.world_size))
     folder.begin()
-    return engine.train(model, train_loader, eval_loader, args.epochs, args.output, optimizer, task, device, ctx,
-                        start_epoch=start_epoch, resume=resume, amp=args.amp, base_lr=base_lr)
+    try:
+        return engine.train(model, train_loader, eval_loader, args.epochs, args.output, optimizer, task, device, ctx,
+                            start_epoch=start_epoch, resume=resume, amp=args.amp, base_lr=base_lr)
+    finally:
+        stop_workers(train_loader, eval_loader)
 
 
 def evaluate_only(args, dictionary, task, device, ctx, batch_size):
@@ -209,8 +236,9 @@ def evaluate_only(args, dictionary, task, device, ctx, batch_size):
 
 
 def _sigterm_as_ctrl_c(signum, frame):
-    """SIGTERM (a scheduler's preemption, `kill`) does what Ctrl-C does:
-    the training step finishes and model_interrupted.pth is saved."""
+    """SIGTERM (a scheduler's preemption, `kill`) does what Ctrl-C does. While
+    training, engine.GracefulInterrupt handles both (the step finishes and
+    model_interrupted.pth is saved); before, the run stops at once."""
     handler = signal.getsignal(signal.SIGINT)
     if not callable(handler):
         raise KeyboardInterrupt
@@ -223,6 +251,10 @@ def main(argv=None):
     previous_sigterm = signal.signal(signal.SIGTERM, _sigterm_as_ctrl_c) if in_main_thread else None
     try:
         return run(args)
+    except engine.SecondInterrupt:
+        print('stopped at once by a second Ctrl-C: nothing saved, the checkpoints in %s are as they were'
+              % args.output, file=sys.stderr)
+        sys.exit(130)
     except KeyboardInterrupt:
         print('stopped by Ctrl-C or SIGTERM', file=sys.stderr)
         sys.exit(130)

@@ -32,10 +32,16 @@ DECAY_EPOCHS = range(10, 20, 2)  # x0.25 at each of these
 DECAY_RATE = 0.25
 FIRST_SAVED_EPOCH = 3  # without a validation split, save every epoch from here
 LAST_CHECKPOINT = 'model_last.pth'
+INTERRUPTED_CHECKPOINT = 'model_interrupted.pth'
 
 
 class NonFiniteLoss(UserError):
     """Training diverged: the message names the epoch and step."""
+
+
+class SecondInterrupt(KeyboardInterrupt):
+    """Ctrl-C a second time: stop at once, saving nothing (the step under way
+    may be half applied)."""
 
 
 # ----------------------------------------------------------------- recipe
@@ -340,11 +346,12 @@ def _diagnosis(batch):
 
 
 @torch.no_grad()
-def evaluate(model, loader, task, device, ctx=None, amp='off'):
+def evaluate(model, loader, task, device, ctx=None, amp='off', on_batch=None):
     """Metrics of `model` on `loader` (built with ShardedBatches under torchrun).
 
     Per-batch sums are gathered from every rank and added in batch order, so
-    the result equals a single-process evaluation exactly."""
+    the result equals a single-process evaluation exactly. `on_batch()` is
+    called after each batch (train() stops there on Ctrl-C)."""
     ctx = ctx or runtime.DistContext()
     model.eval()
     per_batch = []
@@ -356,6 +363,8 @@ def evaluate(model, loader, task, device, ctx=None, amp='off'):
             sums = task.eval_step(model, batch)
         index = position * ctx.world_size + ctx.rank if batch_ids is not None else position
         per_batch.append((index, sums))
+        if on_batch is not None:
+            on_batch()
     if ctx.enabled:
         gathered = [None] * ctx.world_size
         dist.all_gather_object(gathered, per_batch)
@@ -428,33 +437,52 @@ def _rng_state():
 
 
 def _restore_rng(state):
-    torch.set_rng_state(state['torch'])
+    # a checkpoint loaded with map_location='cuda' holds the states on the GPU; the generators take CPU bytes
+    torch.set_rng_state(state['torch'].cpu())
     if 'cuda' in state and torch.cuda.is_available():
-        torch.cuda.set_rng_state_all(state['cuda'])
+        torch.cuda.set_rng_state_all([part.cpu() for part in state['cuda']])
 
 
 class GracefulInterrupt:
-    """First Ctrl-C: finish the current step, then raise KeyboardInterrupt at a
-    step boundary (so the saved state is consistent). Second Ctrl-C: at once."""
+    """Ctrl-C and SIGTERM (a scheduler's preemption) during training.
+
+    The first sets `requested`; `check()` turns it into KeyboardInterrupt, and
+    train() calls it only where the state is consistent: after a whole step
+    (optimizer.step done), between evaluation batches and after an epoch's
+    checkpoints. A second Ctrl-C (SIGINT) at least REPEAT_AFTER_S later raises
+    SecondInterrupt at once, wherever the process is, and train() saves
+    nothing then: a step may be half applied. Other repeats are ignored: a
+    launcher (torchrun, timeout) forwarding the signal the scheduler also sent
+    to the whole process group delivers it twice within milliseconds.
+    DataLoader workers ignore both signals (main.quiet_worker)."""
+    SIGNALS = (signal.SIGINT, signal.SIGTERM)
+    REPEAT_AFTER_S = 1.0
 
     def __init__(self):
         self.requested = False
-        self.previous = None
+        self.requested_at = None
+        self.previous = {}
 
     def _handle(self, signum, frame):
+        if not self.requested:
+            self.requested, self.requested_at = True, time.monotonic()
+            stderr('%s: finishing this step, then saving model_interrupted.pth (Ctrl-C again to stop at once '
+                   'without saving)' % signal.Signals(signum).name)
+        elif signum == signal.SIGINT and time.monotonic() - self.requested_at >= self.REPEAT_AFTER_S:
+            raise SecondInterrupt
+
+    def check(self):
         if self.requested:
             raise KeyboardInterrupt
-        self.requested = True
-        stderr('interrupt: finishing this step and saving a checkpoint (Ctrl-C again to abort)')
 
     def __enter__(self):
         if threading.current_thread() is threading.main_thread():
-            self.previous = signal.signal(signal.SIGINT, self._handle)
+            self.previous = {signum: signal.signal(signum, self._handle) for signum in self.SIGNALS}
         return self
 
     def __exit__(self, *exc):
-        if self.previous is not None:
-            signal.signal(signal.SIGINT, self.previous)
+        for signum, handler in self.previous.items():
+            signal.signal(signum, handler)
         return False
 
 
@@ -490,53 +518,62 @@ def train(model, train_loader, eval_loader, num_epochs, output, optimizer, task,
     if start_epoch == 0 and not start_step:
         log.write('optim: adamax lr=%.4f, decay_step=%d, decay_rate=%.2f, grad_clip=%.2f'
                   % (base_lr, DECAY_EPOCHS.step, DECAY_RATE, GRAD_CLIP))
-    for epoch in range(start_epoch, num_epochs):
-        lr = learning_rate(base_lr, epoch)
-        for group in optimizer.param_groups:
-            group['lr'] = lr
-        log.write('lr: %.6f' % lr)
-        train_loader.batch_sampler.set_epoch(epoch)
-        train_loader.batch_sampler.skip = start_step
-        interrupt_state = {'step': start_step, 'sums': partial, 'rng': _rng_state()}
+    with GracefulInterrupt() as interrupt:
+        for epoch in range(start_epoch, num_epochs):
+            lr = learning_rate(base_lr, epoch)
+            for group in optimizer.param_groups:
+                group['lr'] = lr
+            log.write('lr: %.6f' % lr)
+            train_loader.batch_sampler.set_epoch(epoch)
+            train_loader.batch_sampler.skip = start_step
+            position = {'step': start_step, 'sums': partial, 'rng': _rng_state()}
 
-        def remember(step, sums):
-            interrupt_state.update(step=step, sums=dict(sums), rng=_rng_state())
-            if interrupt.requested:
-                raise KeyboardInterrupt
+            def remember(step, sums):
+                position.update(step=step, sums=dict(sums), rng=_rng_state())
+                interrupt.check()
 
-        try:
-            with GracefulInterrupt() as interrupt:
+            try:
                 stats = train_one_epoch(model, train_loader, optimizer, task, device, epoch, amp=amp, scaler=scaler,
                                         ctx=ctx, start_step=start_step, partial=partial, on_step=remember)
-        except KeyboardInterrupt:
-            if ctx.is_main:
-                path = os.path.join(output, 'model_interrupted.pth')
-                runtime.save_checkpoint(path, model, optimizer, epoch - 1, {
-                    'best_eval_score': best_eval_score, 'rng_state': interrupt_state['rng'],
-                    'resume_step': interrupt_state['step'], 'partial_sums': interrupt_state['sums']})
-                log.write('interrupted at epoch %d, step %d: saved %s (resume with --input %s)'
-                          % (epoch, interrupt_state['step'], path, path))
-            raise
-        start_step, partial = 0, None
-        metrics = evaluate(model, eval_loader, task, device, ctx, amp) if eval_loader is not None else None
-        for line in _epoch_lines(epoch, stats, metrics):
-            log.write(line)
-        record = {'epoch': epoch, 'lr': lr, **{k: v for k, v in stats.items()}}
-        if metrics is not None:
-            record.update({'eval_' + key: value for key, value in metrics.items()})
-        log.write_json(record)
-        improved = metrics is not None and metrics['score'] > best_eval_score
-        if improved:
-            best_eval_score = metrics['score']
-        if ctx.is_main:
+                metrics = (evaluate(model, eval_loader, task, device, ctx, amp, on_batch=interrupt.check)
+                           if eval_loader is not None else None)
+            except SecondInterrupt:
+                raise
+            except KeyboardInterrupt:  # at a step boundary, or in the evaluation after the last step
+                _save_interrupted(output, model, optimizer, epoch - 1, {
+                    'best_eval_score': best_eval_score, 'rng_state': position['rng'], 'resume_step': position['step'],
+                    'partial_sums': position['sums']}, log, ctx,
+                    'at epoch %d, step %d' % (epoch, position['step']))
+                raise
+            start_step, partial = 0, None
+            for line in _epoch_lines(epoch, stats, metrics):
+                log.write(line)
+            record = {'epoch': epoch, 'lr': lr, **{k: v for k, v in stats.items()}}
+            if metrics is not None:
+                record.update({'eval_' + key: value for key, value in metrics.items()})
+            log.write_json(record)
+            improved = metrics is not None and metrics['score'] > best_eval_score
+            if improved:
+                best_eval_score = metrics['score']
             extra = {'best_eval_score': best_eval_score, 'rng_state': _rng_state()}
-            if improved or (eval_loader is None and epoch >= FIRST_SAVED_EPOCH):
-                runtime.save_checkpoint(runtime.checkpoint_path(output, epoch), model, optimizer, epoch, extra)
-            # always resumable from the last finished epoch, whatever the saving rule kept
-            runtime.save_checkpoint(os.path.join(output, LAST_CHECKPOINT), model, optimizer, epoch, extra)
-        if ctx.enabled:
-            dist.barrier()
+            if ctx.is_main:
+                if improved or (eval_loader is None and epoch >= FIRST_SAVED_EPOCH):
+                    runtime.save_checkpoint(runtime.checkpoint_path(output, epoch), model, optimizer, epoch, extra)
+                # always resumable from the last finished epoch, whatever the saving rule kept
+                runtime.save_checkpoint(os.path.join(output, LAST_CHECKPOINT), model, optimizer, epoch, extra)
+            if ctx.enabled:
+                dist.barrier()
+            if interrupt.requested:  # came during the logging or saving above
+                _save_interrupted(output, model, optimizer, epoch, extra, log, ctx, 'at the end of epoch %d' % epoch)
+                raise KeyboardInterrupt
     return best_eval_score
+
+
+def _save_interrupted(output, model, optimizer, epoch, extra, log, ctx, where):
+    if ctx.is_main:
+        path = os.path.join(output, INTERRUPTED_CHECKPOINT)
+        runtime.save_checkpoint(path, model, optimizer, epoch, extra)
+        log.write('interrupted %s: saved %s (resume with --input %s)' % (where, path, path))
 
 
 def stderr(message):
