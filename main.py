@@ -101,11 +101,33 @@ def training_data(args, dictionary):
     return train_set, splits['val']
 
 
+def leaf_datasets(dataset):
+    """The datasets that a ConcatDataset joins (the dataset itself otherwise)."""
+    if isinstance(dataset, ConcatDataset):
+        return [leaf for part in dataset.datasets for leaf in leaf_datasets(part)]
+    return [dataset]
+
+
+def check_feature_widths(train_set, val_set):
+    """Every split of the run (train, val, Visual Genome) must hold features
+    of the width the model is built for (read from the HDF5 metadata)."""
+    parts = leaf_datasets(train_set) + (leaf_datasets(val_set) if val_set is not None else [])
+    first = parts[0]
+    for part in parts[1:]:
+        if (part.v_dim, part.s_dim) != (first.v_dim, first.s_dim):
+            raise UserError('%s holds features of width %d (and %d spatial values) but %s holds %d (and %d): the '
+                            'splits come from different feature files; convert all of them from the same release '
+                            '(tools/process.sh)' % (features_file(part), part.v_dim, part.s_dim, features_file(first),
+                                                    first.v_dim, first.s_dim))
+
+
+def features_file(dataset):
+    return getattr(dataset, 'feature_store', dataset).h5_path
+
+
 def box_counts(dataset):
     """Boxes per item, for --bucket."""
-    if isinstance(dataset, ConcatDataset):
-        return [count for part in dataset.datasets for count in box_counts(part)]
-    return list(dataset.box_counts())
+    return [count for part in leaf_datasets(dataset) for count in part.box_counts()]
 
 
 def collate_for(task):
@@ -188,8 +210,10 @@ def run(args):
 
 
 def train_run(args, dictionary, task, device, ctx, batch_size, folder):
-    """Read the data, build the model and optimizer, then train into `folder`."""
+    """Read the data, build the model and optimizer, check everything that can
+    be checked before the first step, then train into `folder`."""
     train_set, val_set = training_data(args, dictionary)
+    check_feature_widths(train_set, val_set)
     model = runtime.build_model(train_set.datasets[0] if isinstance(train_set, ConcatDataset) else train_set,
                                 args, args.task)
     init_word_embedding(model, args, dictionary)
@@ -199,6 +223,7 @@ def train_run(args, dictionary, task, device, ctx, batch_size, folder):
     start_epoch, resume = 0, {}
     if args.input is not None:
         resume = load_checkpoint(args.input, map_location=device)
+        engine.check_resume_fields(resume, args.input)
         runtime.load_model_state(model, resume['model_state'], args.input)
         start_epoch = runtime.resume_epoch(resume, args.input) + 1
         if 'optimizer_state' in resume:
@@ -206,12 +231,17 @@ def train_run(args, dictionary, task, device, ctx, batch_size, folder):
         if ctx.is_main:
             print('resuming from %s at epoch %d%s' % (args.input, start_epoch, ', step %d' % resume['resume_step']
                                                       if resume.get('resume_step') else ''))
+    if args.input is not None and start_epoch >= args.epochs:
+        raise UserError('%s ends at epoch %d and --epochs %d trains epochs 0 to %d: nothing is left to train; pass '
+                        'a larger --epochs to continue' % (args.input, start_epoch - 1, args.epochs, args.epochs - 1))
     model = runtime.wrap_model(model, device, ctx)
     lengths = box_counts(train_set) if args.bucket else None
     train_loader = make_loader(train_set, engine.train_batch_sampler(train_set, batch_size, args.seed, ctx, lengths),
                                args, device, quiet_workers=True)
     eval_loader = (eval_loader_for(val_set, args, device, ctx, batch_size, quiet_workers=True)
                    if val_set is not None else None)
+    run_record = run_fields(args, ctx, train_set, train_loader)
+    engine.check_resume_position(resume, args.input, run_record)
     if ctx.is_main:
         print('%d training items, %s validation items, %d parameters, device %s, %d process(es)'
               % (len(train_set), len(val_set) if val_set is not None else 'no', sum(p.numel() for p in
@@ -219,9 +249,15 @@ def train_run(args, dictionary, task, device, ctx, batch_size, folder):
     folder.begin()
     try:
         return engine.train(model, train_loader, eval_loader, args.epochs, args.output, optimizer, task, device, ctx,
-                            start_epoch=start_epoch, resume=resume, amp=args.amp, base_lr=base_lr)
+                            start_epoch=start_epoch, resume=resume, amp=args.amp, base_lr=base_lr, run=run_record)
     finally:
         stop_workers(train_loader, eval_loader)
+
+
+def run_fields(args, ctx, train_set, train_loader):
+    """This run's engine.RUN_FIELDS: what a mid-epoch checkpoint must share with it."""
+    return {'batch_size': args.batch_size, 'world_size': ctx.world_size, 'seed': args.seed,
+            'bucket': bool(args.bucket), 'train_items': len(train_set), 'batches_per_epoch': len(train_loader)}
 
 
 def evaluate_only(args, dictionary, task, device, ctx, batch_size):

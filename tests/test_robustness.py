@@ -435,6 +435,16 @@ def hdf5_and_imgid2idx_of_different_runs(root):
     return main_cmd(root)
 
 
+@case('val.hdf5 holds features of width %d' % (FEATURE_DIM - 2), 'train.hdf5 holds %d' % FEATURE_DIM,
+      'tools/process.sh')
+def val_features_of_another_width(root):
+    with h5py.File(os.path.join(root, 'val.hdf5'), 'a') as h5:  # found at validation, after an epoch, before
+        features = h5['image_features'][()]
+        del h5['image_features']
+        h5['image_features'] = features[:, :FEATURE_DIM - 2]
+    return main_cmd(root)
+
+
 @case('train_imgid2idx.pkl: unsafe or unreadable pickle', 'refusing to load',
       'adaptive_detection_features_converter.py')
 def pickle_that_carries_code(root):
@@ -481,6 +491,45 @@ def resume_from_checkpoint_without_epoch(root):
     checkpoint = torch.load(path, weights_only=True)
     torch.save({'model_state': checkpoint['model_state']}, path)
     return main_cmd(root) + ['--input', path]
+
+
+def edited_checkpoint(root, **fields):
+    """<root>/model/model_last.pth (epoch 0, saved by main.py) with `fields` set."""
+    path = os.path.join(root, 'model', 'model_last.pth')
+    checkpoint = torch.load(path, weights_only=True)
+    checkpoint.update(fields)
+    torch.save(checkpoint, path)
+    return path
+
+
+def mid_epoch_checkpoint(root, step):
+    """model_last.pth made into a checkpoint saved at `step` of epoch 1 (batches of 2)."""
+    return edited_checkpoint(root, resume_step=step, partial_sums=dict(loss=1.0, norm=1.0, steps=step, score=0.0,
+                                                                        samples=2 * step))
+
+
+@case('model_last.pth: "best_eval_score" is \'high\', not a number', 'resume from another checkpoint')
+def checkpoint_field_of_wrong_type(root):  # was a TypeError at the first validation
+    return main_cmd(root) + ['--input', edited_checkpoint(root, best_eval_score='high')]
+
+
+@case('model_last.pth: "resume_step" 9999 is past the 2 batches of an epoch', 'model_last.pth')
+def resume_step_past_the_epoch(root):  # was an epoch logged with no step
+    return main_cmd(root) + ['--input', mid_epoch_checkpoint(root, 9999)]
+
+
+@case('model_last.pth was saved at step 1 of an epoch with batch_size 2, but this run has 4',
+      'resume with the same --batch_size')
+def resume_with_another_batch_size(root):  # was an epoch of 6 of 7 samples
+    command = main_cmd(root) + ['--input', mid_epoch_checkpoint(root, 1)]
+    command[command.index('--batch_size') + 1] = '4'
+    return command
+
+
+@case('model_last.pth ends at epoch 0 and --epochs 1 trains epochs 0 to 0: nothing is left to train',
+      'pass a larger --epochs')
+def resume_past_the_last_epoch(root):  # was a run that did nothing and exited 0
+    return main_cmd(root) + ['--input', os.path.join(root, 'model', 'model_last.pth')]
 
 
 @case('holds another run (log.jsonl, log.txt, model_epoch0.pth, model_last.pth)',
@@ -840,6 +889,12 @@ def test_sigterm_saves_a_resumable_checkpoint_like_ctrl_c(vqa_root, tmp_path, mo
     checkpoint = torch.load(stopped / 'model_interrupted.pth', weights_only=True)
     assert checkpoint['epoch'] == 0 and checkpoint['resume_step'] == 2 and len(calls) == 6
     assert [record['epoch'] for record in json_log(stopped)] == [0] and not temporary_files(str(stopped))
+    before = snapshot(str(stopped))
+    with pytest.raises(UserError, match='model_interrupted.pth was saved at step 2 of an epoch with batch_size 2, '
+                                        'but this run has 1; resume with the same --batch_size'):
+        run_training(vqa_root, stopped, '--epochs', '2', '--batch_size', '1',
+                     '--input', str(stopped / 'model_interrupted.pth'))
+    assert snapshot(str(stopped)) == before  # refused before anything was written
 
 
 def training_process(root, output, *extra):
