@@ -508,22 +508,46 @@ def mid_epoch_checkpoint(root, step):
                                                                         samples=2 * step))
 
 
+def resume_cmd(root, checkpoint):
+    """main.py resuming `checkpoint` (of epoch 1) to the end of epoch 1."""
+    command = main_cmd(root) + ['--input', checkpoint]
+    command[command.index('--epochs') + 1] = '2'
+    return command
+
+
 @case('model_last.pth: "best_eval_score" is \'high\', not a number', 'resume from another checkpoint')
 def checkpoint_field_of_wrong_type(root):  # was a TypeError at the first validation
-    return main_cmd(root) + ['--input', edited_checkpoint(root, best_eval_score='high')]
+    return resume_cmd(root, edited_checkpoint(root, best_eval_score='high'))
 
 
 @case('model_last.pth: "resume_step" 9999 is past the 2 batches of an epoch', 'model_last.pth')
 def resume_step_past_the_epoch(root):  # was an epoch logged with no step
-    return main_cmd(root) + ['--input', mid_epoch_checkpoint(root, 9999)]
+    return resume_cmd(root, mid_epoch_checkpoint(root, 9999))
 
 
 @case('model_last.pth was saved at step 1 of an epoch with batch_size 2, but this run has 4',
       'resume with the same --batch_size')
 def resume_with_another_batch_size(root):  # was an epoch of 6 of 7 samples
-    command = main_cmd(root) + ['--input', mid_epoch_checkpoint(root, 1)]
+    command = resume_cmd(root, mid_epoch_checkpoint(root, 1))
     command[command.index('--batch_size') + 1] = '4'
     return command
+
+
+@case('model_last.pth: "partial_sums" counts 3 steps but "resume_step" is 1: the checkpoint is damaged')
+def resume_step_and_partial_sums_disagree(root):
+    mid_epoch_checkpoint(root, 1)
+    return resume_cmd(root, edited_checkpoint(root, partial_sums=dict(loss=1.0, norm=1.0, steps=3, score=0.0,
+                                                                      samples=6)))
+
+
+@case('model_last.pth stops at step 1 of an epoch but does not record the batch size and data it was saved with')
+def mid_epoch_checkpoint_without_run_record(root):  # written before checkpoints had one
+    mid_epoch_checkpoint(root, 1)
+    path = edited_checkpoint(root)
+    checkpoint = torch.load(path, weights_only=True)
+    del checkpoint['run']
+    torch.save(checkpoint, path)
+    return resume_cmd(root, path)
 
 
 @case('model_last.pth ends at epoch 0 and --epochs 1 trains epochs 0 to 0: nothing is left to train',
