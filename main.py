@@ -8,6 +8,7 @@
     python3 main.py --evaluate --input saved_models/ban/model_epoch12.pth
 """
 import argparse
+import math
 import os
 import signal
 import sys
@@ -16,6 +17,7 @@ import threading
 import torch
 from torch.utils.data import ConcatDataset, DataLoader
 
+import rundir
 import runtime
 import train as engine
 from utils import UserError, load_checkpoint, run_cli, seed_everything, str2bool
@@ -40,7 +42,10 @@ def parse_args(argv=None):
                              '(COCO captions); drop cap to skip the captions, as the original README suggests')
     parser.add_argument('--input', type=str, default=None, help='checkpoint to resume from')
     parser.add_argument('--output', type=str, default=None,
-                        help='checkpoint folder (default saved_models/ban, or saved_models/flickr)')
+                        help='checkpoint folder (default saved_models/ban, or saved_models/flickr); one run per '
+                             'folder: a fresh run refuses a folder holding another run\'s checkpoints')
+    parser.add_argument('--overwrite', action='store_true',
+                        help='let a fresh run delete the checkpoints and logs of the run in --output')
     parser.add_argument('--batch_size', type=runtime.positive_int, default=256,
                         help='global batch (split over torchrun processes)')
     parser.add_argument('--seed', type=int, default=1204, help='random seed (offset by rank)')
@@ -56,6 +61,8 @@ def parse_args(argv=None):
         args.output = 'saved_models/flickr' if args.task == 'flickr' else 'saved_models/ban'
     if args.lr is not None and not args.lr > 0:
         parser.error('argument --lr: must be > 0, got %r' % args.lr)
+    if args.lr is not None and not math.isfinite(args.lr):
+        parser.error('argument --lr: must be a finite number, got %r' % args.lr)
     return runtime.apply_task_overrides(args)
 
 
@@ -94,11 +101,33 @@ def training_data(args, dictionary):
     return train_set, splits['val']
 
 
+def leaf_datasets(dataset):
+    """The datasets that a ConcatDataset joins (the dataset itself otherwise)."""
+    if isinstance(dataset, ConcatDataset):
+        return [leaf for part in dataset.datasets for leaf in leaf_datasets(part)]
+    return [dataset]
+
+
+def check_feature_widths(train_set, val_set):
+    """Every split of the run (train, val, Visual Genome) must hold features
+    of the width the model is built for (read from the HDF5 metadata)."""
+    parts = leaf_datasets(train_set) + (leaf_datasets(val_set) if val_set is not None else [])
+    first = parts[0]
+    for part in parts[1:]:
+        if (part.v_dim, part.s_dim) != (first.v_dim, first.s_dim):
+            raise UserError('%s holds features of width %d (and %d spatial values) but %s holds %d (and %d): the '
+                            'splits come from different feature files; convert all of them from the same release '
+                            '(tools/process.sh)' % (features_file(part), part.v_dim, part.s_dim, features_file(first),
+                                                    first.v_dim, first.s_dim))
+
+
+def features_file(dataset):
+    return getattr(dataset, 'feature_store', dataset).h5_path
+
+
 def box_counts(dataset):
     """Boxes per item, for --bucket."""
-    if isinstance(dataset, ConcatDataset):
-        return [count for part in dataset.datasets for count in box_counts(part)]
-    return list(dataset.box_counts())
+    return [count for part in leaf_datasets(dataset) for count in part.box_counts()]
 
 
 def collate_for(task):
@@ -109,16 +138,39 @@ def collate_for(task):
     return pad_collate
 
 
-def make_loader(dataset, batch_sampler, args, device):
+def make_loader(dataset, batch_sampler, args, device, quiet_workers=False):
+    """With `quiet_workers` the workers ignore Ctrl-C and SIGTERM (see
+    quiet_worker): call stop_workers before the process exits."""
     # its own generator, so creating an iterator never draws from the global RNG (exact resume)
     return DataLoader(dataset, batch_sampler=batch_sampler, num_workers=args.workers,
                       collate_fn=collate_for(args.task), pin_memory=device.type == 'cuda',
-                      persistent_workers=args.workers > 0, generator=torch.Generator().manual_seed(getattr(args, 'seed', 0)))
+                      persistent_workers=args.workers > 0, worker_init_fn=quiet_worker if quiet_workers else None,
+                      generator=torch.Generator().manual_seed(getattr(args, 'seed', 0)))
 
 
-def eval_loader_for(dataset, args, device, ctx, batch_size):
+def eval_loader_for(dataset, args, device, ctx, batch_size, quiet_workers=False):
     sampler = engine.ShardedBatches(len(dataset), batch_size, ctx.rank, ctx.world_size)
-    return make_loader(dataset, sampler, args, device)
+    return make_loader(dataset, sampler, args, device, quiet_workers)
+
+
+def quiet_worker(worker_id):
+    """worker_init_fn of the training loaders: Ctrl-C and a scheduler's SIGTERM
+    reach the whole process group, and only the main process acts on them (it
+    finishes the step, saves, then shuts the workers down): a worker that died
+    of them would make the main process fail with a traceback instead."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
+
+
+def stop_workers(*loaders):
+    """Shut down the persistent worker processes of `loaders` now. Quiet
+    workers must not outlive the loop: at exit, multiprocessing stops
+    daemon processes with SIGTERM, which they ignore, and would wait forever."""
+    for loader in loaders:
+        iterator = getattr(loader, '_iterator', None)  # DataLoader has no public call for this
+        if iterator is not None:
+            iterator._shutdown_workers()
+            loader._iterator = None
 
 
 # ----------------------------------------------------------------- model
@@ -176,11 +228,21 @@ def run(args):
     batch_size = per_rank_batch(args, ctx)
     if args.evaluate:
         return evaluate_only(args, dictionary, task, device, ctx, batch_size)
+    # claimed before the data is read: a second run into it fails at once
+    with rundir.OutputFolder(args.output, args.overwrite, args.input) if ctx.is_main else rundir.NoFolder() as folder:
+        return train_run(args, dictionary, task, device, ctx, batch_size, folder)
+
+
+def train_run(args, dictionary, task, device, ctx, batch_size, folder):
+    """Read the data, build the model and optimizer, check everything that can
+    be checked before the first step, then train into `folder`."""
     train_set, val_set = training_data(args, dictionary)
+    check_feature_widths(train_set, val_set)
     model = runtime.build_model(train_set.datasets[0] if isinstance(train_set, ConcatDataset) else train_set,
                                 args, args.task)
     resume = {} if args.input is None else load_checkpoint(args.input, map_location=device)
     if resume:
+        engine.check_resume_fields(resume, args.input)
         load_resumed_weights(model, args, resume, ctx)
     else:
         init_word_embedding(model, args, dictionary)
@@ -196,17 +258,33 @@ def run(args):
         if ctx.is_main:
             print('resuming from %s at epoch %d%s' % (args.input, start_epoch, ', step %d' % resume['resume_step']
                                                       if resume.get('resume_step') else ''))
+    if args.input is not None and start_epoch >= args.epochs:
+        raise UserError('%s ends at epoch %d and --epochs %d trains epochs 0 to %d: nothing is left to train; pass '
+                        'a larger --epochs to continue' % (args.input, start_epoch - 1, args.epochs, args.epochs - 1))
     model = runtime.wrap_model(model, device, ctx)
     lengths = box_counts(train_set) if args.bucket else None
     train_loader = make_loader(train_set, engine.train_batch_sampler(train_set, batch_size, args.seed, ctx, lengths),
-                               args, device)
-    eval_loader = eval_loader_for(val_set, args, device, ctx, batch_size) if val_set is not None else None
+                               args, device, quiet_workers=True)
+    eval_loader = (eval_loader_for(val_set, args, device, ctx, batch_size, quiet_workers=True)
+                   if val_set is not None else None)
+    run_record = run_fields(args, ctx, train_set, train_loader)
+    engine.check_resume_position(resume, args.input, run_record)
     if ctx.is_main:
         print('%d training items, %s validation items, %d parameters, device %s, %d process(es)'
               % (len(train_set), len(val_set) if val_set is not None else 'no', sum(p.numel() for p in
                  model.parameters()), device, ctx.world_size))
-    return engine.train(model, train_loader, eval_loader, args.epochs, args.output, optimizer, task, device, ctx,
-                        start_epoch=start_epoch, resume=resume, amp=args.amp, base_lr=base_lr)
+    folder.begin()
+    try:
+        return engine.train(model, train_loader, eval_loader, args.epochs, args.output, optimizer, task, device, ctx,
+                            start_epoch=start_epoch, resume=resume, amp=args.amp, base_lr=base_lr, run=run_record)
+    finally:
+        stop_workers(train_loader, eval_loader)
+
+
+def run_fields(args, ctx, train_set, train_loader):
+    """This run's engine.RUN_FIELDS: what a mid-epoch checkpoint must share with it."""
+    return {'batch_size': args.batch_size, 'world_size': ctx.world_size, 'seed': args.seed,
+            'bucket': bool(args.bucket), 'train_items': len(train_set), 'batches_per_epoch': len(train_loader)}
 
 
 def evaluate_only(args, dictionary, task, device, ctx, batch_size):
@@ -221,8 +299,9 @@ def evaluate_only(args, dictionary, task, device, ctx, batch_size):
 
 
 def _sigterm_as_ctrl_c(signum, frame):
-    """SIGTERM (a scheduler's preemption, `kill`) does what Ctrl-C does:
-    the training step finishes and model_interrupted.pth is saved."""
+    """SIGTERM (a scheduler's preemption, `kill`) does what Ctrl-C does. While
+    training, engine.GracefulInterrupt handles both (the step finishes and
+    model_interrupted.pth is saved); before, the run stops at once."""
     handler = signal.getsignal(signal.SIGINT)
     if not callable(handler):
         raise KeyboardInterrupt
@@ -235,6 +314,10 @@ def main(argv=None):
     previous_sigterm = signal.signal(signal.SIGTERM, _sigterm_as_ctrl_c) if in_main_thread else None
     try:
         return run(args)
+    except engine.SecondInterrupt:
+        print('stopped at once by a second Ctrl-C: nothing saved, the checkpoints in %s are as they were'
+              % args.output, file=sys.stderr)
+        sys.exit(130)
     except KeyboardInterrupt:
         print('stopped by Ctrl-C or SIGTERM', file=sys.stderr)
         sys.exit(130)

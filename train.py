@@ -31,11 +31,22 @@ WARMUP_FACTORS = (0.5, 1.0, 1.5, 2.0)  # x base lr at epochs 0..3
 DECAY_EPOCHS = range(10, 20, 2)  # x0.25 at each of these
 DECAY_RATE = 0.25
 FIRST_SAVED_EPOCH = 3  # without a validation split, save every epoch from here
+EMPTY_SUMS = {'loss': 0.0, 'norm': 0.0, 'steps': 0, 'score': 0.0, 'samples': 0}  # an epoch's running sums
+# What a checkpoint saved mid-epoch must share with the run resuming it (its "run" field), and what sets each.
+RUN_FIELDS = {'batch_size': '--batch_size', 'world_size': 'number of torchrun processes', 'seed': '--seed',
+              'bucket': '--bucket', 'train_items': '--use_both, --use_vg and --dataroot',
+              'batches_per_epoch': '--batch_size and --bucket'}
 LAST_CHECKPOINT = 'model_last.pth'
+INTERRUPTED_CHECKPOINT = 'model_interrupted.pth'
 
 
 class NonFiniteLoss(UserError):
     """Training diverged: the message names the epoch and step."""
+
+
+class SecondInterrupt(KeyboardInterrupt):
+    """Ctrl-C a second time: stop at once, saving nothing (the step under way
+    may be half applied)."""
 
 
 # ----------------------------------------------------------------- recipe
@@ -284,7 +295,7 @@ def train_one_epoch(model, loader, optimizer, task, device, epoch, grad_clip=GRA
     checkpoint on Ctrl-C)."""
     ctx = ctx or runtime.DistContext()
     model.train()
-    sums = dict(partial or {'loss': 0.0, 'norm': 0.0, 'steps': 0, 'score': 0.0, 'samples': 0})
+    sums = dict(partial or EMPTY_SUMS)
     started = time.time()
     seen_here = 0
     progress = tqdm(loader, desc='epoch %d' % epoch, disable=not (ctx.is_main and sys.stderr.isatty()), leave=False,
@@ -294,9 +305,8 @@ def train_one_epoch(model, loader, optimizer, task, device, epoch, grad_clip=GRA
         with _autocast(device, amp):
             loss, stats = task.train_step(model, batch)
         if not torch.isfinite(loss):
-            raise NonFiniteLoss('loss became %s at epoch %d, step %d; lower the learning rate or check '
-                                'the features for NaN/inf (the converters reject them)'
-                                % (loss.item(), epoch, step))
+            raise NonFiniteLoss('loss became %s at epoch %d, step %d; %s'
+                                % (loss.item(), epoch, step, _diagnosis(batch)))
         optimizer.zero_grad(set_to_none=True)
         if scaler is not None:
             scaler.scale(loss).backward()
@@ -304,6 +314,9 @@ def train_one_epoch(model, loader, optimizer, task, device, epoch, grad_clip=GRA
         else:
             loss.backward()
         norm = nn.utils.clip_grad_norm_(unwrap(model).parameters(), grad_clip)
+        if scaler is None and not torch.isfinite(norm):  # (with fp16 the scaler skips such steps itself)
+            raise NonFiniteLoss('gradient norm became %s at epoch %d, step %d (the loss was %.4g); %s'
+                                % (norm.item(), epoch, step, loss.item(), _diagnosis(batch)))
         if scaler is not None:
             scaler.step(optimizer)
             scaler.update()
@@ -328,12 +341,22 @@ def train_one_epoch(model, loader, optimizer, task, device, epoch, grad_clip=GRA
             'seconds': seconds, 'samples_per_s': seen_here * ctx.world_size / max(seconds, 1e-9)}
 
 
+def _diagnosis(batch):
+    """The likely cause of a non-finite loss or gradient, from the batch's
+    features and boxes (the first two items of a VQA or Flickr batch)."""
+    if not all(torch.isfinite(item).all() for item in batch[:2]):
+        return ('this batch\'s features or boxes hold NaN or infinite values: a feature file was not written by our '
+                'converters (they refuse such values); re-convert it with tools/process.sh')
+    return 'lower the learning rate (--lr), or check the features for NaN/inf (the converters reject them)'
+
+
 @torch.no_grad()
-def evaluate(model, loader, task, device, ctx=None, amp='off'):
+def evaluate(model, loader, task, device, ctx=None, amp='off', on_batch=None):
     """Metrics of `model` on `loader` (built with ShardedBatches under torchrun).
 
     Per-batch sums are gathered from every rank and added in batch order, so
-    the result equals a single-process evaluation exactly."""
+    the result equals a single-process evaluation exactly. `on_batch()` is
+    called after each batch (train() stops there on Ctrl-C)."""
     ctx = ctx or runtime.DistContext()
     model.eval()
     per_batch = []
@@ -345,6 +368,8 @@ def evaluate(model, loader, task, device, ctx=None, amp='off'):
             sums = task.eval_step(model, batch)
         index = position * ctx.world_size + ctx.rank if batch_ids is not None else position
         per_batch.append((index, sums))
+        if on_batch is not None:
+            on_batch()
     if ctx.enabled:
         gathered = [None] * ctx.world_size
         dist.all_gather_object(gathered, per_batch)
@@ -417,33 +442,52 @@ def _rng_state():
 
 
 def _restore_rng(state):
-    torch.set_rng_state(state['torch'])
+    # a checkpoint loaded with map_location='cuda' holds the states on the GPU; the generators take CPU bytes
+    torch.set_rng_state(state['torch'].cpu())
     if 'cuda' in state and torch.cuda.is_available():
-        torch.cuda.set_rng_state_all(state['cuda'])
+        torch.cuda.set_rng_state_all([part.cpu() for part in state['cuda']])
 
 
 class GracefulInterrupt:
-    """First Ctrl-C: finish the current step, then raise KeyboardInterrupt at a
-    step boundary (so the saved state is consistent). Second Ctrl-C: at once."""
+    """Ctrl-C and SIGTERM (a scheduler's preemption) during training.
+
+    The first sets `requested`; `check()` turns it into KeyboardInterrupt, and
+    train() calls it only where the state is consistent: after a whole step
+    (optimizer.step done), between evaluation batches and after an epoch's
+    checkpoints. A second Ctrl-C (SIGINT) at least REPEAT_AFTER_S later raises
+    SecondInterrupt at once, wherever the process is, and train() saves
+    nothing then: a step may be half applied. Other repeats are ignored: a
+    launcher (torchrun, timeout) forwarding the signal the scheduler also sent
+    to the whole process group delivers it twice within milliseconds.
+    DataLoader workers ignore both signals (main.quiet_worker)."""
+    SIGNALS = (signal.SIGINT, signal.SIGTERM)
+    REPEAT_AFTER_S = 1.0
 
     def __init__(self):
         self.requested = False
-        self.previous = None
+        self.requested_at = None
+        self.previous = {}
 
     def _handle(self, signum, frame):
+        if not self.requested:
+            self.requested, self.requested_at = True, time.monotonic()
+            stderr('%s: finishing this step, then saving model_interrupted.pth (Ctrl-C again to stop at once '
+                   'without saving)' % signal.Signals(signum).name)
+        elif signum == signal.SIGINT and time.monotonic() - self.requested_at >= self.REPEAT_AFTER_S:
+            raise SecondInterrupt
+
+    def check(self):
         if self.requested:
             raise KeyboardInterrupt
-        self.requested = True
-        stderr('interrupt: finishing this step and saving a checkpoint (Ctrl-C again to abort)')
 
     def __enter__(self):
         if threading.current_thread() is threading.main_thread():
-            self.previous = signal.signal(signal.SIGINT, self._handle)
+            self.previous = {signum: signal.signal(signum, self._handle) for signum in self.SIGNALS}
         return self
 
     def __exit__(self, *exc):
-        if self.previous is not None:
-            signal.signal(signal.SIGINT, self.previous)
+        for signum, handler in self.previous.items():
+            signal.signal(signum, handler)
         return False
 
 
@@ -462,9 +506,11 @@ def _epoch_lines(epoch, stats, metrics):
 
 
 def train(model, train_loader, eval_loader, num_epochs, output, optimizer, task, device, ctx=None,
-          start_epoch=0, resume=None, amp='off', base_lr=None):
+          start_epoch=0, resume=None, amp='off', base_lr=None, run=None):
     """The recipe's epoch loop. `resume` is a checkpoint dict of ours (optional
-    fields best_eval_score, rng_state, resume_step, partial_sums)."""
+    fields best_eval_score, rng_state, resume_step, partial_sums), checked
+    beforehand with check_resume_fields and check_resume_position; `run` (the
+    RUN_FIELDS of this run) goes into every checkpoint for that check."""
     ctx = ctx or runtime.DistContext()
     resume = resume or {}
     base_lr = base_lr or base_learning_rate(eval_loader is not None)
@@ -479,53 +525,136 @@ def train(model, train_loader, eval_loader, num_epochs, output, optimizer, task,
     if start_epoch == 0 and not start_step:
         log.write('optim: adamax lr=%.4f, decay_step=%d, decay_rate=%.2f, grad_clip=%.2f'
                   % (base_lr, DECAY_EPOCHS.step, DECAY_RATE, GRAD_CLIP))
-    for epoch in range(start_epoch, num_epochs):
-        lr = learning_rate(base_lr, epoch)
-        for group in optimizer.param_groups:
-            group['lr'] = lr
-        log.write('lr: %.6f' % lr)
-        train_loader.batch_sampler.set_epoch(epoch)
-        train_loader.batch_sampler.skip = start_step
-        interrupt_state = {'step': start_step, 'sums': partial, 'rng': _rng_state()}
+    with GracefulInterrupt() as interrupt:
+        for epoch in range(start_epoch, num_epochs):
+            lr = learning_rate(base_lr, epoch)
+            for group in optimizer.param_groups:
+                group['lr'] = lr
+            log.write('lr: %.6f' % lr)
+            train_loader.batch_sampler.set_epoch(epoch)
+            train_loader.batch_sampler.skip = start_step
+            position = {'step': start_step, 'sums': partial, 'rng': _rng_state()}
 
-        def remember(step, sums):
-            interrupt_state.update(step=step, sums=dict(sums), rng=_rng_state())
-            if interrupt.requested:
-                raise KeyboardInterrupt
+            def remember(step, sums):
+                position.update(step=step, sums=dict(sums), rng=_rng_state())
+                interrupt.check()
 
-        try:
-            with GracefulInterrupt() as interrupt:
+            try:
                 stats = train_one_epoch(model, train_loader, optimizer, task, device, epoch, amp=amp, scaler=scaler,
                                         ctx=ctx, start_step=start_step, partial=partial, on_step=remember)
-        except KeyboardInterrupt:
+                metrics = (evaluate(model, eval_loader, task, device, ctx, amp, on_batch=interrupt.check)
+                           if eval_loader is not None else None)
+            except SecondInterrupt:
+                raise
+            except KeyboardInterrupt:  # at a step boundary, or in the evaluation after the last step
+                _save_interrupted(output, model, optimizer, epoch - 1, {
+                    'best_eval_score': best_eval_score, 'rng_state': position['rng'], 'resume_step': position['step'],
+                    'partial_sums': position['sums'], 'run': run}, log, ctx,
+                    'at epoch %d, step %d' % (epoch, position['step']))
+                raise
+            start_step, partial = 0, None
+            for line in _epoch_lines(epoch, stats, metrics):
+                log.write(line)
+            record = {'epoch': epoch, 'lr': lr, **{k: v for k, v in stats.items()}}
+            if metrics is not None:
+                record.update({'eval_' + key: value for key, value in metrics.items()})
+            log.write_json(record)
+            improved = metrics is not None and metrics['score'] > best_eval_score
+            if improved:
+                best_eval_score = metrics['score']
+            extra = {'best_eval_score': best_eval_score, 'rng_state': _rng_state(), 'run': run}
             if ctx.is_main:
-                path = os.path.join(output, 'model_interrupted.pth')
-                runtime.save_checkpoint(path, model, optimizer, epoch - 1, {
-                    'best_eval_score': best_eval_score, 'rng_state': interrupt_state['rng'],
-                    'resume_step': interrupt_state['step'], 'partial_sums': interrupt_state['sums']})
-                log.write('interrupted at epoch %d, step %d: saved %s (resume with --input %s)'
-                          % (epoch, interrupt_state['step'], path, path))
-            raise
-        start_step, partial = 0, None
-        metrics = evaluate(model, eval_loader, task, device, ctx, amp) if eval_loader is not None else None
-        for line in _epoch_lines(epoch, stats, metrics):
-            log.write(line)
-        record = {'epoch': epoch, 'lr': lr, **{k: v for k, v in stats.items()}}
-        if metrics is not None:
-            record.update({'eval_' + key: value for key, value in metrics.items()})
-        log.write_json(record)
-        improved = metrics is not None and metrics['score'] > best_eval_score
-        if improved:
-            best_eval_score = metrics['score']
-        if ctx.is_main:
-            extra = {'best_eval_score': best_eval_score, 'rng_state': _rng_state()}
-            if improved or (eval_loader is None and epoch >= FIRST_SAVED_EPOCH):
-                runtime.save_checkpoint(runtime.checkpoint_path(output, epoch), model, optimizer, epoch, extra)
-            # always resumable from the last finished epoch, whatever the saving rule kept
-            runtime.save_checkpoint(os.path.join(output, LAST_CHECKPOINT), model, optimizer, epoch, extra)
-        if ctx.enabled:
-            dist.barrier()
+                if improved or (eval_loader is None and epoch >= FIRST_SAVED_EPOCH):
+                    runtime.save_checkpoint(runtime.checkpoint_path(output, epoch), model, optimizer, epoch, extra)
+                # always resumable from the last finished epoch, whatever the saving rule kept
+                runtime.save_checkpoint(os.path.join(output, LAST_CHECKPOINT), model, optimizer, epoch, extra)
+            if ctx.enabled:
+                dist.barrier()
+            if interrupt.requested:  # came during the logging or saving above
+                _save_interrupted(output, model, optimizer, epoch, extra, log, ctx, 'at the end of epoch %d' % epoch)
+                raise KeyboardInterrupt
     return best_eval_score
+
+
+def _save_interrupted(output, model, optimizer, epoch, extra, log, ctx, where):
+    if ctx.is_main:
+        path = os.path.join(output, INTERRUPTED_CHECKPOINT)
+        runtime.save_checkpoint(path, model, optimizer, epoch, extra)
+        log.write('interrupted %s: saved %s (resume with --input %s)' % (where, path, path))
+
+
+# ----------------------------------------------------------------- resume checks
+
+def _is_number(value):
+    return isinstance(value, (int, float)) and not isinstance(value, bool)
+
+
+def _is_count(value):
+    return isinstance(value, int) and not isinstance(value, bool) and value >= 0
+
+
+def _is_rng_state(state):
+    def is_bytes(value):
+        return torch.is_tensor(value) and value.dtype == torch.uint8 and value.dim() == 1
+    return (isinstance(state, dict) and is_bytes(state.get('torch'))
+            and state['torch'].numel() == torch.get_rng_state().numel()
+            and (isinstance(state.get('cuda', []), list) and all(is_bytes(part) for part in state.get('cuda', []))))
+
+
+def _field_problems(checkpoint):
+    """What is wrong with the types of a checkpoint's resume fields."""
+    problems = []
+    optimizer_state = checkpoint.get('optimizer_state', {'param_groups': []})
+    if not (isinstance(optimizer_state, dict) and isinstance(optimizer_state.get('param_groups'), list)):
+        problems.append('"optimizer_state" is not an optimizer state dict')
+    best = checkpoint.get('best_eval_score', 0.0)
+    if not _is_number(best) or math.isnan(best):
+        problems.append('"best_eval_score" is %r, not a number' % (best,))
+    if 'rng_state' in checkpoint and not _is_rng_state(checkpoint['rng_state']):
+        problems.append('"rng_state" is not the random generator states of torch %s' % torch.__version__)
+    if not _is_count(checkpoint.get('resume_step', 0)):
+        problems.append('"resume_step" is %r, not a step number' % (checkpoint['resume_step'],))
+    sums = checkpoint.get('partial_sums')
+    if sums is not None and not (isinstance(sums, dict) and all(_is_number(sums.get(key)) for key in EMPTY_SUMS)):
+        problems.append('"partial_sums" is not a dict of the numbers %s' % ', '.join(EMPTY_SUMS))
+    run = checkpoint.get('run')
+    if run is not None and not (isinstance(run, dict) and set(RUN_FIELDS) <= set(run)):
+        problems.append('"run" is not a dict of %s' % ', '.join(RUN_FIELDS))
+    return problems
+
+
+def check_resume_fields(checkpoint, path):
+    """Before anything uses them: the types of the resume fields of the
+    checkpoint at `path` (a damaged or foreign one is a UserError naming them)."""
+    problems = _field_problems(checkpoint)
+    if problems:
+        raise UserError('%s: %s; it is damaged or was not written by main.py: resume from another checkpoint '
+                        '(model_last.pth, model_epoch<N>.pth)' % (path, '; '.join(problems)))
+
+
+def check_resume_position(checkpoint, path, run):
+    """A checkpoint saved mid-epoch (resume_step > 0) resumes only a run that
+    makes the same batches: same RUN_FIELDS as `run`, the current run's."""
+    step = checkpoint.get('resume_step', 0)
+    if not step:
+        return
+    restart = ('restart that epoch from %s if there is one'
+               % os.path.join(os.path.dirname(path) or '.', LAST_CHECKPOINT))
+    if step > run['batches_per_epoch']:
+        raise UserError('%s: "resume_step" %d is past the %d batches of an epoch of this run; resume with the '
+                        'settings it was saved with, or %s' % (path, step, run['batches_per_epoch'], restart))
+    sums = checkpoint.get('partial_sums')
+    if sums is None or sums['steps'] != step:
+        raise UserError('%s: "partial_sums" counts %s steps but "resume_step" is %d: the checkpoint is damaged; %s'
+                        % (path, sums['steps'] if sums else 'no', step, restart))
+    saved = checkpoint.get('run')
+    if saved is None:
+        raise UserError('%s stops at step %d of an epoch but does not record the batch size and data it was saved '
+                        'with (an older checkpoint), so that cannot be checked; %s' % (path, step, restart))
+    for field, setting in RUN_FIELDS.items():
+        if saved[field] != run[field]:
+            raise UserError('%s was saved at step %d of an epoch with %s %r, but this run has %r; resume with the '
+                            'same %s, or %s' % (path, step, field, saved[field], run[field], setting, restart))
 
 
 def stderr(message):

@@ -14,6 +14,7 @@ import json
 import os
 import pickle
 import pyexpat
+import re
 import shutil
 import signal
 import subprocess
@@ -382,6 +383,23 @@ def glove_init_truncated(root):
     return main_cmd(root)
 
 
+@case('glove6b_init_5d.npy: row 3 (word 3 of dictionary.pkl) holds NaN or infinite values',
+      'tools/create_dictionary.py')
+def glove_init_nan_row(root):
+    path = os.path.join(root, 'glove6b_init_%dd.npy' % GLOVE_DIM)
+    matrix = np.load(path)
+    matrix[3, 1] = np.nan
+    np.save(path, matrix)
+    return main_cmd(root)
+
+
+@case('glove6b_init_5d.npy holds a (', ', 5) embedding matrix but the dictionary has', 'tools/create_dictionary.py')
+def glove_init_of_another_dictionary(root):
+    path = os.path.join(root, 'glove6b_init_%dd.npy' % GLOVE_DIM)
+    np.save(path, np.load(path)[:-1])
+    return main_cmd(root)
+
+
 @case('train.hdf5: dataset(s) pos_boxes missing', 'adaptive_detection_features_converter.py')
 def hdf5_missing_dataset(root):
     with h5py.File(os.path.join(root, 'train.hdf5'), 'a') as h5:
@@ -414,6 +432,16 @@ def hdf5_and_imgid2idx_of_different_runs(root):
     images = sorted(mapping, key=mapping.get)
     with open(path, 'wb') as handle:  # same images, rows in another order: silently wrong features otherwise
         pickle.dump({image_id: row for row, image_id in enumerate(reversed(images))}, handle, protocol=2)
+    return main_cmd(root)
+
+
+@case('val.hdf5 holds features of width %d' % (FEATURE_DIM - 2), 'train.hdf5 holds %d' % FEATURE_DIM,
+      'tools/process.sh')
+def val_features_of_another_width(root):
+    with h5py.File(os.path.join(root, 'val.hdf5'), 'a') as h5:  # found at validation, after an epoch, before
+        features = h5['image_features'][()]
+        del h5['image_features']
+        h5['image_features'] = features[:, :FEATURE_DIM - 2]
     return main_cmd(root)
 
 
@@ -463,6 +491,84 @@ def resume_from_checkpoint_without_epoch(root):
     checkpoint = torch.load(path, weights_only=True)
     torch.save({'model_state': checkpoint['model_state']}, path)
     return main_cmd(root) + ['--input', path]
+
+
+def edited_checkpoint(root, **fields):
+    """<root>/model/model_last.pth (epoch 0, saved by main.py) with `fields` set."""
+    path = os.path.join(root, 'model', 'model_last.pth')
+    checkpoint = torch.load(path, weights_only=True)
+    checkpoint.update(fields)
+    torch.save(checkpoint, path)
+    return path
+
+
+def mid_epoch_checkpoint(root, step):
+    """model_last.pth made into a checkpoint saved at `step` of epoch 1 (batches of 2)."""
+    return edited_checkpoint(root, resume_step=step, partial_sums=dict(loss=1.0, norm=1.0, steps=step, score=0.0,
+                                                                        samples=2 * step))
+
+
+def resume_cmd(root, checkpoint):
+    """main.py resuming `checkpoint` (of epoch 1) to the end of epoch 1."""
+    command = main_cmd(root) + ['--input', checkpoint]
+    command[command.index('--epochs') + 1] = '2'
+    return command
+
+
+@case('model_last.pth: "best_eval_score" is \'high\', not a number', 'resume from another checkpoint')
+def checkpoint_field_of_wrong_type(root):  # was a TypeError at the first validation
+    return resume_cmd(root, edited_checkpoint(root, best_eval_score='high'))
+
+
+@case('model_last.pth: "resume_step" 9999 is past the 2 batches of an epoch', 'model_last.pth')
+def resume_step_past_the_epoch(root):  # was an epoch logged with no step
+    return resume_cmd(root, mid_epoch_checkpoint(root, 9999))
+
+
+@case('model_last.pth was saved at step 1 of an epoch with batch_size 2, but this run has 4',
+      'resume with the same --batch_size')
+def resume_with_another_batch_size(root):  # was an epoch of 6 of 7 samples
+    command = resume_cmd(root, mid_epoch_checkpoint(root, 1))
+    command[command.index('--batch_size') + 1] = '4'
+    return command
+
+
+@case('model_last.pth: "partial_sums" counts 3 steps but "resume_step" is 1: the checkpoint is damaged')
+def resume_step_and_partial_sums_disagree(root):
+    mid_epoch_checkpoint(root, 1)
+    return resume_cmd(root, edited_checkpoint(root, partial_sums=dict(loss=1.0, norm=1.0, steps=3, score=0.0,
+                                                                      samples=6)))
+
+
+@case('model_last.pth stops at step 1 of an epoch but does not record the batch size and data it was saved with')
+def mid_epoch_checkpoint_without_run_record(root):  # written before checkpoints had one
+    mid_epoch_checkpoint(root, 1)
+    path = edited_checkpoint(root)
+    checkpoint = torch.load(path, weights_only=True)
+    del checkpoint['run']
+    torch.save(checkpoint, path)
+    return resume_cmd(root, path)
+
+
+@case('model_last.pth ends at epoch 0 and --epochs 1 trains epochs 0 to 0: nothing is left to train',
+      'pass a larger --epochs')
+def resume_past_the_last_epoch(root):  # was a run that did nothing and exited 0
+    return main_cmd(root) + ['--input', os.path.join(root, 'model', 'model_last.pth')]
+
+
+@case('holds another run (log.jsonl, log.txt, model_epoch0.pth, model_last.pth)',
+      'pass --overwrite to replace it, --input', 'model_last.pth to resume it, or another --output')
+def output_holds_another_run(root):  # was overwritten, its log appended to
+    command = main_cmd(root)
+    command[command.index('--output') + 1] = os.path.join(root, 'model')
+    return command
+
+
+@case('dictionary.pkl is a file, not a folder')
+def output_is_a_file(root):
+    command = main_cmd(root)
+    command[command.index('--output') + 1] = os.path.join(root, 'dictionary.pkl')
+    return command
 
 
 @case('Annotations/100.xml: malformed XML', 'process_flickr.sh', data='flickr')
@@ -531,6 +637,7 @@ def converter_feature_dim_zero(root):
 # argparse's own errors: the usage, then one `<prog>: error: argument --x: ...` line, exit 2.
 ARGPARSE_CASES = {
     'lr_zero': (['main.py', '--lr', '0'], 'main.py: error: argument --lr: must be > 0, got 0.0'),
+    'lr_inf': (['main.py', '--lr', 'inf'], 'main.py: error: argument --lr: must be a finite number, got inf'),
     'op_unknown': (['main.py', '--op', 'x'],
                    "main.py: error: argument --op: invalid choice: 'x' (choose from '', 'c')"),
     'gamma_zero': (['main.py', '--gamma', '0'], 'main.py: error: argument --gamma: must be >= 1, got 0'),
@@ -823,6 +930,200 @@ def test_sigterm_saves_a_resumable_checkpoint_like_ctrl_c(vqa_root, tmp_path, mo
     checkpoint = torch.load(stopped / 'model_interrupted.pth', weights_only=True)
     assert checkpoint['epoch'] == 0 and checkpoint['resume_step'] == 2 and len(calls) == 6
     assert [record['epoch'] for record in json_log(stopped)] == [0] and not temporary_files(str(stopped))
+    before = snapshot(str(stopped))
+    with pytest.raises(UserError, match='model_interrupted.pth was saved at step 2 of an epoch with batch_size 2, '
+                                        'but this run has 1; resume with the same --batch_size'):
+        run_training(vqa_root, stopped, '--epochs', '2', '--batch_size', '1',
+                     '--input', str(stopped / 'model_interrupted.pth'))
+    assert snapshot(str(stopped)) == before  # refused before anything was written
+
+
+def training_process(root, output, *extra):
+    """main.py in a process group of its own, as a cluster scheduler starts it."""
+    command = [sys.executable, 'main.py', '--dataroot', root, '--output', str(output), '--use_both', '--seed', '5']
+    return subprocess.Popen(command + TRAIN_FLAGS + list(extra), cwd=str(REPO), stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True, start_new_session=True)
+
+
+def wait_for(condition, process, seconds=120):
+    import time
+    deadline = time.monotonic() + seconds
+    while not condition():
+        assert process.poll() is None and time.monotonic() < deadline, process.communicate()
+        time.sleep(0.02)
+
+
+def test_sigterm_to_the_process_group_with_workers_saves_and_resumes_exactly(vqa_root, tmp_path, capsys):
+    """A scheduler's SIGTERM reaches the main process and its DataLoader
+    workers: no worker traceback, model_interrupted.pth saved at a step
+    boundary, and resuming from it gives the weights of an uninterrupted run.
+    A second training into the folder meanwhile is refused."""
+    import main
+    stopped, straight = tmp_path / 'stopped', tmp_path / 'straight'
+    process = training_process(vqa_root, stopped, '--workers', '2', '--epochs', '1000')
+    try:
+        wait_for(lambda: (stopped / 'log.jsonl').exists() and (stopped / 'log.jsonl').stat().st_size, process)
+        with pytest.raises(SystemExit) as refused:
+            utils.run_cli(main.main, ['--dataroot', vqa_root, '--output', str(stopped), '--epochs', '1'] + TRAIN_FLAGS)
+        assert refused.value.code == 2
+        assert ('%s is in use by another training (pid %d)' % (stopped, process.pid)) in capsys.readouterr().err
+        os.killpg(process.pid, signal.SIGTERM)
+        _, err = process.communicate(timeout=120)
+    finally:
+        if process.poll() is None:
+            os.killpg(process.pid, signal.SIGKILL)
+    assert process.returncode == 130 and 'Traceback' not in err, err
+    assert 'SIGTERM: finishing this step' in err and 'stopped by Ctrl-C or SIGTERM' in err
+    assert not temporary_files(str(stopped))
+    assert not (stopped / '.lock').exists()
+    checkpoint = torch.load(stopped / 'model_interrupted.pth', weights_only=True)
+    epochs = str(checkpoint['epoch'] + 2)  # to the end of the interrupted epoch
+    run_training(vqa_root, stopped, '--epochs', epochs, '--input', str(stopped / 'model_interrupted.pth'))
+    run_training(vqa_root, straight, '--epochs', epochs)
+    assert json_log(stopped) == json_log(straight)
+    assert same_weights(straight / 'model_last.pth', stopped / 'model_last.pth')
+
+
+@pytest.mark.parametrize('signals, saved', [(['SIGINT', 'SIGINT'], False), (['SIGTERM', 'SIGTERM'], True)],
+                         ids=['second_ctrl_c_stops_at_once', 'repeated_sigterm_is_one'])
+def test_a_second_ctrl_c_stops_at_once_and_saves_nothing(vqa_root, tmp_path, monkeypatch, capsys, signals, saved):
+    """A second Ctrl-C in the middle of a step stops there: a checkpoint of a
+    half-applied step must not be saved. A SIGTERM delivered twice (by the
+    scheduler and by a launcher forwarding it) is one request."""
+    import train
+    output = tmp_path / 'out'
+    original_step, calls = train.VQATask.train_step, []
+
+    def step_signalled_twice(self, model, batch):
+        calls.append(1)
+        if len(calls) == 6:  # epoch 1, second step
+            for name in signals:
+                signal.raise_signal(getattr(signal, name))
+        return original_step(self, model, batch)
+    monkeypatch.setattr(train.VQATask, 'train_step', step_signalled_twice)
+    monkeypatch.setattr(train.GracefulInterrupt, 'REPEAT_AFTER_S', 0.0)
+    with pytest.raises(SystemExit) as status:
+        run_training(vqa_root, output, '--epochs', '2')
+    assert status.value.code == 130
+    assert (output / 'model_interrupted.pth').exists() == saved
+    assert torch.load(output / 'model_last.pth', weights_only=True)['epoch'] == 0 and not temporary_files(str(output))
+    if not saved:
+        assert 'stopped at once by a second Ctrl-C: nothing saved' in capsys.readouterr().err
+
+
+def test_sigterm_during_evaluation_saves_the_trained_epoch_and_resumes_exactly(vqa_root, tmp_path, monkeypatch):
+    import train
+    stopped, straight = tmp_path / 'stopped', tmp_path / 'straight'
+    run_training(vqa_root, straight, '--epochs', '2', '--use_both', 'false')
+    original_eval, calls = train.VQATask.eval_step, []
+
+    def eval_then_sigterm(self, model, batch):
+        calls.append(1)
+        if len(calls) == 3:  # epoch 1's evaluation (3 val questions in batches of 2), first batch
+            signal.raise_signal(signal.SIGTERM)
+        return original_eval(self, model, batch)
+    monkeypatch.setattr(train.VQATask, 'eval_step', eval_then_sigterm)
+    with pytest.raises(SystemExit):
+        run_training(vqa_root, stopped, '--epochs', '2', '--use_both', 'false')
+    checkpoint = torch.load(stopped / 'model_interrupted.pth', weights_only=True)
+    assert (checkpoint['epoch'], checkpoint['resume_step']) == (0, 2)  # both steps of epoch 1 done
+    monkeypatch.setattr(train.VQATask, 'eval_step', original_eval)
+    run_training(vqa_root, stopped, '--epochs', '2', '--use_both', 'false',
+                 '--input', str(stopped / 'model_interrupted.pth'))
+    assert json_log(stopped) == json_log(straight)  # (timings left out)
+    assert same_weights(straight / 'model_last.pth', stopped / 'model_last.pth')
+
+
+# ----------------------------------------------------------------- one run per output folder
+
+def test_a_folder_in_use_by_another_training_is_refused(vqa_root, tmp_path, capsys):
+    import main
+    import rundir
+    output = tmp_path / 'busy'
+    with rundir.OutputFolder(str(output)):  # what a training holds while it runs
+        with pytest.raises(SystemExit) as status:
+            utils.run_cli(main.main, ['--dataroot', vqa_root, '--output', str(output), '--epochs', '1'] + TRAIN_FLAGS)
+        assert os.listdir(output) == ['.lock']
+    assert status.value.code == 2
+    err = capsys.readouterr().err
+    assert err == 'error: %s is in use by another training (pid %d); wait for it to end, stop it, or pass another ' \
+                  '--output\n' % (output, os.getpid())
+    assert not output.exists()  # the folder the lock created goes with it
+    run_training(vqa_root, output, '--epochs', '1')  # free again
+    assert [record['epoch'] for record in json_log(output)] == [0] and not (output / '.lock').exists()
+
+
+def test_overwrite_replaces_the_previous_run(vqa_root, tmp_path, capsys):
+    output = tmp_path / 'out'
+    run_training(vqa_root, output, '--epochs', '4')
+    (output / 'notes.txt').write_text('mine')
+    (output / '.model_last.pth.x1y2.tmp').write_bytes(b'\0' * 10)  # left by a killed save
+    before = snapshot(str(output))
+    with pytest.raises(UserError, match='holds another run'):
+        run_training(vqa_root, output, '--epochs', '1')
+    assert snapshot(str(output)) == before
+    capsys.readouterr()
+    run_training(vqa_root, output, '--epochs', '1', '--overwrite')
+    assert sorted(os.listdir(output)) == ['log.jsonl', 'log.txt', 'model_last.pth', 'notes.txt']
+    assert [record['epoch'] for record in json_log(output)] == [0]
+    assert (output / 'log.txt').read_text().count('optim: adamax') == 1
+    out = capsys.readouterr().out
+    assert ('--overwrite: removed the previous run in %s (log.jsonl, log.txt, model_epoch3.pth, model_last.pth)'
+            % output) in out and 'removed 1 temporary file(s)' in out
+    with pytest.raises(UserError, match='--overwrite would delete .*model_last.pth, the checkpoint to resume from'):
+        run_training(vqa_root, output, '--epochs', '2', '--overwrite', '--input', str(output / 'model_last.pth'))
+
+
+# ----------------------------------------------------------------- non-finite values
+
+def test_nan_features_stop_training_naming_epoch_step_and_cause(vqa_root, tmp_path, capsys):
+    """Features written by another tool are not scanned at start (row 'Not
+    checked'); NaN among them stops training with the documented message (it
+    was an IndexError in counting.py)."""
+    import main
+    root = shutil.copytree(vqa_root, str(tmp_path / 'data'))
+    with h5py.File(os.path.join(root, 'train.hdf5'), 'a') as h5:
+        h5['image_features'][0, 0] = np.nan
+    with pytest.raises(SystemExit) as status:
+        utils.run_cli(main.main, ['--dataroot', root, '--output', str(tmp_path / 'out'), '--epochs', '1']
+                      + TRAIN_FLAGS)
+    err = capsys.readouterr().err
+    assert status.value.code == 2 and err.count('\n') == 1
+    assert re.match(r"error: loss became nan at epoch 0, step [01]; this batch's features or boxes hold NaN or "
+                    r"infinite values: .*re-convert it with tools/process.sh\n$", err), err
+    assert not [name for name in os.listdir(tmp_path / 'out') if name.endswith('.pth')]
+
+
+def test_non_finite_gradient_stops_before_the_step():
+    """A finite loss with a NaN gradient would make every weight NaN through
+    the clipping; training stops before optimizer.step instead."""
+    import train
+
+    class SqrtAtZero:  # d sqrt(x)/dx at 0 is inf; times the 0 of x = w * 0: NaN
+        @staticmethod
+        def to_device(batch, device):
+            return batch
+
+        @staticmethod
+        def train_step(model, batch):
+            return (model.weight * 0).sqrt().sum(), {'score': 0.0, 'samples': 1}
+
+    model = torch.nn.Linear(2, 1)
+    before = model.weight.detach().clone()
+    optimizer = torch.optim.Adamax(model.parameters())
+    with pytest.raises(train.NonFiniteLoss, match=r'gradient norm became nan at epoch 3, step 0 \(the loss was 0\); '
+                                                  'lower the learning rate'):
+        train.train_one_epoch(model, [[torch.zeros(1, 2)]], optimizer, SqrtAtZero(), torch.device('cpu'), 3)
+    assert torch.equal(model.weight, before)
+
+
+def test_the_counter_passes_nan_on_instead_of_failing():
+    from counting import Counter
+    boxes = torch.rand(2, 4, 12)
+    attention = torch.randn(2, 12)
+    attention[0, 3] = float('nan')
+    counts = Counter(10)(boxes, attention)  # [2, 11]
+    assert torch.isnan(counts[0]).all() and torch.isfinite(counts[1]).all()
 
 
 # ----------------------------------------------------------------- safe loading
