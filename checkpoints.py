@@ -1,12 +1,21 @@
 """Checkpoints: building BAN from the flags, loading released and saved
 checkpoints (weights_only), saving ours atomically, and the resume fields
 (epoch, optimizer state, the tf-idf table's trainability)."""
+import math
 import os
 
 import torch
 
 import base_model
 from utils import UserError, require_file, torch_save_atomic
+
+EMPTY_SUMS = {'loss': 0.0, 'norm': 0.0, 'steps': 0, 'score': 0.0, 'samples': 0}  # an epoch's running sums
+# What a checkpoint saved mid-epoch must share with the run resuming it (its "run" field), and what sets each.
+RUN_FIELDS = {'batch_size': '--batch_size', 'world_size': 'number of torchrun processes', 'seed': '--seed',
+              'bucket': '--bucket', 'train_items': '--use_both, --use_vg and --dataroot',
+              'batches_per_epoch': '--batch_size and --bucket'}
+LAST_CHECKPOINT = 'model_last.pth'
+INTERRUPTED_CHECKPOINT = 'model_interrupted.pth'
 
 
 def build_model(args, task, ntoken, v_dim, num_answers, emb_dim=None):
@@ -141,3 +150,77 @@ def save_checkpoint(path, model, optimizer, epoch, extra=None):
              'optimizer_state': optimizer.state_dict()}
     state.update(extra or {})
     torch_save_atomic(state, path)
+
+
+# ----------------------------------------------------------------- resume checks
+
+def _is_number(value):
+    return isinstance(value, (int, float)) and not isinstance(value, bool)
+
+
+def _is_count(value):
+    return isinstance(value, int) and not isinstance(value, bool) and value >= 0
+
+
+def _is_rng_state(state):
+    def is_bytes(value):
+        return torch.is_tensor(value) and value.dtype == torch.uint8 and value.dim() == 1
+    return (isinstance(state, dict) and is_bytes(state.get('torch'))
+            and state['torch'].numel() == torch.get_rng_state().numel()
+            and (isinstance(state.get('cuda', []), list) and all(is_bytes(part) for part in state.get('cuda', []))))
+
+
+def _field_problems(checkpoint):
+    """What is wrong with the types of a checkpoint's resume fields."""
+    problems = []
+    optimizer_state = checkpoint.get('optimizer_state', {'param_groups': []})
+    if not (isinstance(optimizer_state, dict) and isinstance(optimizer_state.get('param_groups'), list)):
+        problems.append('"optimizer_state" is not an optimizer state dict')
+    best = checkpoint.get('best_eval_score', 0.0)
+    if not _is_number(best) or math.isnan(best):
+        problems.append('"best_eval_score" is %r, not a number' % (best,))
+    if 'rng_state' in checkpoint and not _is_rng_state(checkpoint['rng_state']):
+        problems.append('"rng_state" is not the random generator states of torch %s' % torch.__version__)
+    if not _is_count(checkpoint.get('resume_step', 0)):
+        problems.append('"resume_step" is %r, not a step number' % (checkpoint['resume_step'],))
+    sums = checkpoint.get('partial_sums')
+    if sums is not None and not (isinstance(sums, dict) and all(_is_number(sums.get(key)) for key in EMPTY_SUMS)):
+        problems.append('"partial_sums" is not a dict of the numbers %s' % ', '.join(EMPTY_SUMS))
+    run = checkpoint.get('run')
+    if run is not None and not (isinstance(run, dict) and set(RUN_FIELDS) <= set(run)):
+        problems.append('"run" is not a dict of %s' % ', '.join(RUN_FIELDS))
+    return problems
+
+
+def check_resume_fields(checkpoint, path):
+    """Before anything uses them: the types of the resume fields of the
+    checkpoint at `path` (a damaged or foreign one is a UserError naming them)."""
+    problems = _field_problems(checkpoint)
+    if problems:
+        raise UserError('%s: %s; it is damaged or was not written by main.py: resume from another checkpoint '
+                        '(model_last.pth, model_epoch<N>.pth)' % (path, '; '.join(problems)))
+
+
+def check_resume_position(checkpoint, path, run):
+    """A checkpoint saved mid-epoch (resume_step > 0) resumes only a run that
+    makes the same batches: same RUN_FIELDS as `run`, the current run's."""
+    step = checkpoint.get('resume_step', 0)
+    if not step:
+        return
+    restart = ('restart that epoch from %s if there is one'
+               % os.path.join(os.path.dirname(path) or '.', LAST_CHECKPOINT))
+    if step > run['batches_per_epoch']:
+        raise UserError('%s: "resume_step" %d is past the %d batches of an epoch of this run; resume with the '
+                        'settings it was saved with, or %s' % (path, step, run['batches_per_epoch'], restart))
+    sums = checkpoint.get('partial_sums')
+    if sums is None or sums['steps'] != step:
+        raise UserError('%s: "partial_sums" counts %s steps but "resume_step" is %d: the checkpoint is damaged; %s'
+                        % (path, sums['steps'] if sums else 'no', step, restart))
+    saved = checkpoint.get('run')
+    if saved is None:
+        raise UserError('%s stops at step %d of an epoch but does not record the batch size and data it was saved '
+                        'with (an older checkpoint), so that cannot be checked; %s' % (path, step, restart))
+    for field, setting in RUN_FIELDS.items():
+        if saved[field] != run[field]:
+            raise UserError('%s was saved at step %d of an epoch with %s %r, but this run has %r; resume with the '
+                            'same %s, or %s' % (path, step, field, saved[field], run[field], setting, restart))

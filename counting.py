@@ -29,11 +29,13 @@ class PiecewiseLin(nn.Module):
         w = w / w.sum()  # [n+1], sums to 1
         csum = w.cumsum(dim=0)  # [n+1] value at each segment start
         y = self.n * x  # [*x]
-        segment = y.long()  # [*x] (truncation, as the original)
+        # truncation, as the original; clamped at 0 too, only so that a NaN input
+        # (whose long() is hugely negative) gives NaN instead of an IndexError
+        segment = y.long().clamp(0, self.n)  # [*x]
         # Indexing the [n+1] tables gives what the original's gather over tables
         # expanded to [n+1, *x] gives, without building (or, in backward,
         # summing) those [n+1, *x] tensors.
-        below = csum[segment.clamp(max=self.n)]  # [*x] rise of whole segments
+        below = csum[segment]  # [*x] rise of whole segments
         within = y.frac() * w[(segment + 1).clamp(max=self.n)]  # [*x]
         return below + within  # [*x]
 
@@ -89,10 +91,10 @@ class Counter(nn.Module):
         """Non-negative scalars [B,1] -> linear interpolation between the one-hots of
         floor and ceil, over objects+1 classes (e.g. 2.75 -> 0.25 at 2, 0.75 at 3)."""
         scores = scores.clamp(min=0, max=self.objects)  # [B,1]
-        whole = scores.long()  # [B,1]
+        whole = scores.long().clamp(0, self.objects)  # [B,1] (a NaN score gives NaN, not an IndexError)
         frac = scores.frac()  # [B,1]
         size = (scores.size(0), self.objects + 1)
-        target_l = scores.new_zeros(size).scatter_(1, whole.clamp(max=self.objects), 1)  # [B,O+1]
+        target_l = scores.new_zeros(size).scatter_(1, whole, 1)  # [B,O+1]
         target_r = scores.new_zeros(size).scatter_(1, (whole + 1).clamp(max=self.objects), 1)  # [B,O+1]
         return (1 - frac) * target_l + frac * target_r  # [B,O+1]
 

@@ -8,6 +8,7 @@
     python3 main.py --evaluate --input saved_models/ban/model_epoch12.pth
 """
 import argparse
+import math
 import os
 import signal
 import sys
@@ -18,11 +19,12 @@ from torch.utils.data import ConcatDataset
 
 import checkpoints
 import evaluate as evaluation
+import rundir
 import runtime
 import train as engine
 from dataset import VisualGenomeFeatureDataset, VQAFeatureDataset
 from dataset_flickr import Flickr30kFeatureDataset
-from loaders import eval_loader_for, make_loader
+from loaders import eval_loader_for, make_loader, stop_workers
 from samplers import train_batch_sampler
 from tasks import TASKS
 from tfidf import tfidf_from_questions
@@ -48,7 +50,10 @@ def parse_args(argv=None):
                              '(COCO captions); drop cap to skip the captions, as the original README suggests')
     parser.add_argument('--input', type=str, default=None, help='checkpoint to resume from')
     parser.add_argument('--output', type=str, default=None,
-                        help='checkpoint folder (default saved_models/ban, or saved_models/flickr)')
+                        help='checkpoint folder (default saved_models/ban, or saved_models/flickr); one run per '
+                             'folder: a fresh run refuses a folder holding another run\'s checkpoints')
+    parser.add_argument('--overwrite', action='store_true',
+                        help='let a fresh run delete the checkpoints and logs of the run in --output')
     parser.add_argument('--batch_size', type=runtime.positive_int, default=256,
                         help='global batch (split over torchrun processes)')
     parser.add_argument('--seed', type=int, default=1204, help='random seed (offset by rank)')
@@ -64,6 +69,8 @@ def parse_args(argv=None):
         args.output = 'saved_models/flickr' if args.task == 'flickr' else 'saved_models/ban'
     if args.lr is not None and not args.lr > 0:
         parser.error('argument --lr: must be > 0, got %r' % args.lr)
+    if args.lr is not None and not math.isfinite(args.lr):
+        parser.error('argument --lr: must be a finite number, got %r' % args.lr)
     return runtime.apply_task_overrides(args)
 
 
@@ -99,11 +106,33 @@ def training_data(args, dictionary):
     return train_set, splits['val']
 
 
+def leaf_datasets(dataset):
+    """The datasets that a ConcatDataset joins (the dataset itself otherwise)."""
+    if isinstance(dataset, ConcatDataset):
+        return [leaf for part in dataset.datasets for leaf in leaf_datasets(part)]
+    return [dataset]
+
+
+def check_feature_widths(train_set, val_set):
+    """Every split of the run (train, val, Visual Genome) must hold features
+    of the width the model is built for (read from the HDF5 metadata)."""
+    parts = leaf_datasets(train_set) + (leaf_datasets(val_set) if val_set is not None else [])
+    first = parts[0]
+    for part in parts[1:]:
+        if (part.v_dim, part.s_dim) != (first.v_dim, first.s_dim):
+            raise UserError('%s holds features of width %d (and %d spatial values) but %s holds %d (and %d): the '
+                            'splits come from different feature files; convert all of them from the same release '
+                            '(tools/process.sh)' % (features_file(part), part.v_dim, part.s_dim, features_file(first),
+                                                    first.v_dim, first.s_dim))
+
+
+def features_file(dataset):
+    return getattr(dataset, 'feature_store', dataset).h5_path
+
+
 def box_counts(dataset):
     """Boxes per item, for --bucket."""
-    if isinstance(dataset, ConcatDataset):
-        return [count for part in dataset.datasets for count in box_counts(part)]
-    return list(dataset.box_counts())
+    return [count for part in leaf_datasets(dataset) for count in part.box_counts()]
 
 
 # ----------------------------------------------------------------- model
@@ -160,11 +189,21 @@ def run(args):
     batch_size = per_rank_batch(args, ctx)
     if args.evaluate:
         return evaluate_only(args, dictionary, task, device, ctx, batch_size)
+    # claimed before the data is read: a second run into it fails at once
+    with rundir.OutputFolder(args.output, args.overwrite, args.input) if ctx.is_main else rundir.NoFolder() as folder:
+        return train_run(args, dictionary, task, device, ctx, batch_size, folder)
+
+
+def train_run(args, dictionary, task, device, ctx, batch_size, folder):
+    """Read the data, build the model and optimizer, check everything that can
+    be checked before the first step, then train into `folder`."""
     train_set, val_set = training_data(args, dictionary)
+    check_feature_widths(train_set, val_set)
     first = train_set.datasets[0] if isinstance(train_set, ConcatDataset) else train_set
     model = checkpoints.build_model(args, args.task, dictionary.ntoken, first.v_dim, first.num_ans_candidates)
     resume = {} if args.input is None else checkpoints.load_checkpoint(args.input, map_location=device)
     if resume:
+        checkpoints.check_resume_fields(resume, args.input)
         load_resumed_weights(model, args, resume, ctx)
     else:
         init_word_embedding(model, args, dictionary)
@@ -180,17 +219,33 @@ def run(args):
         if ctx.is_main:
             print('resuming from %s at epoch %d%s' % (args.input, start_epoch, ', step %d' % resume['resume_step']
                                                       if resume.get('resume_step') else ''))
+    if args.input is not None and start_epoch >= args.epochs:
+        raise UserError('%s ends at epoch %d and --epochs %d trains epochs 0 to %d: nothing is left to train; pass '
+                        'a larger --epochs to continue' % (args.input, start_epoch - 1, args.epochs, args.epochs - 1))
     model = runtime.wrap_model(model, device, ctx)
     lengths = box_counts(train_set) if args.bucket else None
     train_loader = make_loader(train_set, train_batch_sampler(train_set, batch_size, args.seed, ctx, lengths),
-                               args, device)
-    eval_loader = eval_loader_for(val_set, args, device, ctx, batch_size) if val_set is not None else None
+                               args, device, quiet_workers=True)
+    eval_loader = (eval_loader_for(val_set, args, device, ctx, batch_size, quiet_workers=True)
+                   if val_set is not None else None)
+    run_record = run_fields(args, ctx, train_set, train_loader)
+    checkpoints.check_resume_position(resume, args.input, run_record)
     if ctx.is_main:
         print('%d training items, %s validation items, %d parameters, device %s, %d process(es)'
               % (len(train_set), len(val_set) if val_set is not None else 'no', sum(p.numel() for p in
                  model.parameters()), device, ctx.world_size))
-    return engine.train(model, train_loader, eval_loader, args.epochs, args.output, optimizer, task, device, ctx,
-                        start_epoch=start_epoch, resume=resume, amp=args.amp, base_lr=base_lr)
+    folder.begin()
+    try:
+        return engine.train(model, train_loader, eval_loader, args.epochs, args.output, optimizer, task, device, ctx,
+                            start_epoch=start_epoch, resume=resume, amp=args.amp, base_lr=base_lr, run=run_record)
+    finally:
+        stop_workers(train_loader, eval_loader)
+
+
+def run_fields(args, ctx, train_set, train_loader):
+    """This run's checkpoints.RUN_FIELDS: what a mid-epoch checkpoint must share with it."""
+    return {'batch_size': args.batch_size, 'world_size': ctx.world_size, 'seed': args.seed,
+            'bucket': bool(args.bucket), 'train_items': len(train_set), 'batches_per_epoch': len(train_loader)}
 
 
 def evaluate_only(args, dictionary, task, device, ctx, batch_size):
@@ -204,8 +259,9 @@ def evaluate_only(args, dictionary, task, device, ctx, batch_size):
 
 
 def _sigterm_as_ctrl_c(signum, frame):
-    """SIGTERM (a scheduler's preemption, `kill`) does what Ctrl-C does:
-    the training step finishes and model_interrupted.pth is saved."""
+    """SIGTERM (a scheduler's preemption, `kill`) does what Ctrl-C does. While
+    training, engine.GracefulInterrupt handles both (the step finishes and
+    model_interrupted.pth is saved); before, the run stops at once."""
     handler = signal.getsignal(signal.SIGINT)
     if not callable(handler):
         raise KeyboardInterrupt
@@ -218,6 +274,10 @@ def main(argv=None):
     previous_sigterm = signal.signal(signal.SIGTERM, _sigterm_as_ctrl_c) if in_main_thread else None
     try:
         return run(args)
+    except engine.SecondInterrupt:
+        print('stopped at once by a second Ctrl-C: nothing saved, the checkpoints in %s are as they were'
+              % args.output, file=sys.stderr)
+        sys.exit(130)
     except KeyboardInterrupt:
         print('stopped by Ctrl-C or SIGTERM', file=sys.stderr)
         sys.exit(130)

@@ -22,6 +22,7 @@ from tqdm import tqdm
 import checkpoints
 import runtime
 from base_model import unwrap
+from checkpoints import EMPTY_SUMS, INTERRUPTED_CHECKPOINT, LAST_CHECKPOINT
 from runlog import RunLog
 from samplers import ShardedBatches
 from utils import UserError
@@ -31,11 +32,15 @@ WARMUP_FACTORS = (0.5, 1.0, 1.5, 2.0)  # x base lr at epochs 0..3
 DECAY_EPOCHS = range(10, 20, 2)  # x0.25 at each of these
 DECAY_RATE = 0.25
 FIRST_SAVED_EPOCH = 3  # without a validation split, save every epoch from here
-LAST_CHECKPOINT = 'model_last.pth'
 
 
 class NonFiniteLoss(UserError):
     """Training diverged: the message names the epoch and step."""
+
+
+class SecondInterrupt(KeyboardInterrupt):
+    """Ctrl-C a second time: stop at once, saving nothing (the step under way
+    may be half applied)."""
 
 
 # ----------------------------------------------------------------- recipe
@@ -82,7 +87,7 @@ def train_one_epoch(model, loader, optimizer, task, device, epoch, grad_clip=GRA
     checkpoint on Ctrl-C)."""
     ctx = ctx or runtime.DistContext()
     model.train()
-    sums = dict(partial or {'loss': 0.0, 'norm': 0.0, 'steps': 0, 'score': 0.0, 'samples': 0})
+    sums = dict(partial or EMPTY_SUMS)
     started = time.time()
     seen_here = 0
     progress = tqdm(loader, desc='epoch %d' % epoch, disable=not (ctx.is_main and sys.stderr.isatty()), leave=False,
@@ -92,9 +97,8 @@ def train_one_epoch(model, loader, optimizer, task, device, epoch, grad_clip=GRA
         with _autocast(device, amp):
             loss, stats = task.train_step(model, batch)
         if not torch.isfinite(loss):
-            raise NonFiniteLoss('loss became %s at epoch %d, step %d; lower the learning rate or check '
-                                'the features for NaN/inf (the converters reject them)'
-                                % (loss.item(), epoch, step))
+            raise NonFiniteLoss('loss became %s at epoch %d, step %d; %s'
+                                % (loss.item(), epoch, step, _diagnosis(batch)))
         optimizer.zero_grad(set_to_none=True)
         if scaler is not None:
             scaler.scale(loss).backward()
@@ -102,6 +106,9 @@ def train_one_epoch(model, loader, optimizer, task, device, epoch, grad_clip=GRA
         else:
             loss.backward()
         norm = nn.utils.clip_grad_norm_(unwrap(model).parameters(), grad_clip)
+        if scaler is None and not torch.isfinite(norm):  # (with fp16 the scaler skips such steps itself)
+            raise NonFiniteLoss('gradient norm became %s at epoch %d, step %d (the loss was %.4g); %s'
+                                % (norm.item(), epoch, step, loss.item(), _diagnosis(batch)))
         if scaler is not None:
             scaler.step(optimizer)
             scaler.update()
@@ -126,12 +133,22 @@ def train_one_epoch(model, loader, optimizer, task, device, epoch, grad_clip=GRA
             'seconds': seconds, 'samples_per_s': seen_here * ctx.world_size / max(seconds, 1e-9)}
 
 
+def _diagnosis(batch):
+    """The likely cause of a non-finite loss or gradient, from the batch's
+    features and boxes (the first two items of a VQA or Flickr batch)."""
+    if not all(torch.isfinite(item).all() for item in batch[:2]):
+        return ('this batch\'s features or boxes hold NaN or infinite values: a feature file was not written by our '
+                'converters (they refuse such values); re-convert it with tools/process.sh')
+    return 'lower the learning rate (--lr), or check the features for NaN/inf (the converters reject them)'
+
+
 @torch.no_grad()
-def evaluate(model, loader, task, device, ctx=None, amp='off'):
+def evaluate(model, loader, task, device, ctx=None, amp='off', on_batch=None):
     """Metrics of `model` on `loader` (built with ShardedBatches under torchrun).
 
     Per-batch sums are gathered from every rank and added in batch order, so
-    the result equals a single-process evaluation exactly."""
+    the result equals a single-process evaluation exactly. `on_batch()` is
+    called after each batch (train() stops there on Ctrl-C)."""
     ctx = ctx or runtime.DistContext()
     model.eval()
     per_batch = []
@@ -143,6 +160,8 @@ def evaluate(model, loader, task, device, ctx=None, amp='off'):
             sums = task.eval_step(model, batch)
         index = position * ctx.world_size + ctx.rank if batch_ids is not None else position
         per_batch.append((index, sums))
+        if on_batch is not None:
+            on_batch()
     if ctx.enabled:
         gathered = [None] * ctx.world_size
         dist.all_gather_object(gathered, per_batch)
@@ -171,33 +190,52 @@ def _rng_state():
 
 
 def _restore_rng(state):
-    torch.set_rng_state(state['torch'])
+    # a checkpoint loaded with map_location='cuda' holds the states on the GPU; the generators take CPU bytes
+    torch.set_rng_state(state['torch'].cpu())
     if 'cuda' in state and torch.cuda.is_available():
-        torch.cuda.set_rng_state_all(state['cuda'])
+        torch.cuda.set_rng_state_all([part.cpu() for part in state['cuda']])
 
 
 class GracefulInterrupt:
-    """First Ctrl-C: finish the current step, then raise KeyboardInterrupt at a
-    step boundary (so the saved state is consistent). Second Ctrl-C: at once."""
+    """Ctrl-C and SIGTERM (a scheduler's preemption) during training.
+
+    The first sets `requested`; `check()` turns it into KeyboardInterrupt, and
+    train() calls it only where the state is consistent: after a whole step
+    (optimizer.step done), between evaluation batches and after an epoch's
+    checkpoints. A second Ctrl-C (SIGINT) at least REPEAT_AFTER_S later raises
+    SecondInterrupt at once, wherever the process is, and train() saves
+    nothing then: a step may be half applied. Other repeats are ignored: a
+    launcher (torchrun, timeout) forwarding the signal the scheduler also sent
+    to the whole process group delivers it twice within milliseconds.
+    DataLoader workers ignore both signals (loaders.quiet_worker)."""
+    SIGNALS = (signal.SIGINT, signal.SIGTERM)
+    REPEAT_AFTER_S = 1.0
 
     def __init__(self):
         self.requested = False
-        self.previous = None
+        self.requested_at = None
+        self.previous = {}
 
     def _handle(self, signum, frame):
+        if not self.requested:
+            self.requested, self.requested_at = True, time.monotonic()
+            stderr('%s: finishing this step, then saving model_interrupted.pth (Ctrl-C again to stop at once '
+                   'without saving)' % signal.Signals(signum).name)
+        elif signum == signal.SIGINT and time.monotonic() - self.requested_at >= self.REPEAT_AFTER_S:
+            raise SecondInterrupt
+
+    def check(self):
         if self.requested:
             raise KeyboardInterrupt
-        self.requested = True
-        stderr('interrupt: finishing this step and saving a checkpoint (Ctrl-C again to abort)')
 
     def __enter__(self):
         if threading.current_thread() is threading.main_thread():
-            self.previous = signal.signal(signal.SIGINT, self._handle)
+            self.previous = {signum: signal.signal(signum, self._handle) for signum in self.SIGNALS}
         return self
 
     def __exit__(self, *exc):
-        if self.previous is not None:
-            signal.signal(signal.SIGINT, self.previous)
+        for signum, handler in self.previous.items():
+            signal.signal(signum, handler)
         return False
 
 
@@ -216,9 +254,11 @@ def _epoch_lines(epoch, stats, metrics):
 
 
 def train(model, train_loader, eval_loader, num_epochs, output, optimizer, task, device, ctx=None,
-          start_epoch=0, resume=None, amp='off', base_lr=None):
+          start_epoch=0, resume=None, amp='off', base_lr=None, run=None):
     """The recipe's epoch loop. `resume` is a checkpoint dict of ours (optional
-    fields best_eval_score, rng_state, resume_step, partial_sums)."""
+    fields best_eval_score, rng_state, resume_step, partial_sums), checked
+    beforehand with check_resume_fields and check_resume_position; `run` (the
+    RUN_FIELDS of this run) goes into every checkpoint for that check."""
     ctx = ctx or runtime.DistContext()
     resume = resume or {}
     base_lr = base_lr or base_learning_rate(eval_loader is not None)
@@ -233,52 +273,61 @@ def train(model, train_loader, eval_loader, num_epochs, output, optimizer, task,
     if start_epoch == 0 and not start_step:
         log.write('optim: adamax lr=%.4f, decay_step=%d, decay_rate=%.2f, grad_clip=%.2f'
                   % (base_lr, DECAY_EPOCHS.step, DECAY_RATE, GRAD_CLIP))
-    for epoch in range(start_epoch, num_epochs):
-        lr = learning_rate(base_lr, epoch)
-        for group in optimizer.param_groups:
-            group['lr'] = lr
-        log.write('lr: %.6f' % lr)
-        train_loader.batch_sampler.set_epoch(epoch, skip=start_step)
-        interrupt_state = {'step': start_step, 'sums': partial, 'rng': _rng_state()}
+    with GracefulInterrupt() as interrupt:
+        for epoch in range(start_epoch, num_epochs):
+            lr = learning_rate(base_lr, epoch)
+            for group in optimizer.param_groups:
+                group['lr'] = lr
+            log.write('lr: %.6f' % lr)
+            train_loader.batch_sampler.set_epoch(epoch, skip=start_step)
+            position = {'step': start_step, 'sums': partial, 'rng': _rng_state()}
 
-        def remember(step, sums):
-            interrupt_state.update(step=step, sums=dict(sums), rng=_rng_state())
-            if interrupt.requested:
-                raise KeyboardInterrupt
+            def remember(step, sums):
+                position.update(step=step, sums=dict(sums), rng=_rng_state())
+                interrupt.check()
 
-        try:
-            with GracefulInterrupt() as interrupt:
+            try:
                 stats = train_one_epoch(model, train_loader, optimizer, task, device, epoch, amp=amp, scaler=scaler,
                                         ctx=ctx, start_step=start_step, partial=partial, on_step=remember)
-        except KeyboardInterrupt:
+                metrics = (evaluate(model, eval_loader, task, device, ctx, amp, on_batch=interrupt.check)
+                           if eval_loader is not None else None)
+            except SecondInterrupt:
+                raise
+            except KeyboardInterrupt:  # at a step boundary, or in the evaluation after the last step
+                _save_interrupted(output, model, optimizer, epoch - 1, {
+                    'best_eval_score': best_eval_score, 'rng_state': position['rng'], 'resume_step': position['step'],
+                    'partial_sums': position['sums'], 'run': run}, log, ctx,
+                    'at epoch %d, step %d' % (epoch, position['step']))
+                raise
+            start_step, partial = 0, None
+            for line in _epoch_lines(epoch, stats, metrics):
+                log.write(line)
+            record = {'epoch': epoch, 'lr': lr, **{k: v for k, v in stats.items()}}
+            if metrics is not None:
+                record.update({'eval_' + key: value for key, value in metrics.items()})
+            log.write_json(record)
+            improved = metrics is not None and metrics['score'] > best_eval_score
+            if improved:
+                best_eval_score = metrics['score']
+            extra = {'best_eval_score': best_eval_score, 'rng_state': _rng_state(), 'run': run}
             if ctx.is_main:
-                path = os.path.join(output, 'model_interrupted.pth')
-                checkpoints.save_checkpoint(path, model, optimizer, epoch - 1, {
-                    'best_eval_score': best_eval_score, 'rng_state': interrupt_state['rng'],
-                    'resume_step': interrupt_state['step'], 'partial_sums': interrupt_state['sums']})
-                log.write('interrupted at epoch %d, step %d: saved %s (resume with --input %s)'
-                          % (epoch, interrupt_state['step'], path, path))
-            raise
-        start_step, partial = 0, None
-        metrics = evaluate(model, eval_loader, task, device, ctx, amp) if eval_loader is not None else None
-        for line in _epoch_lines(epoch, stats, metrics):
-            log.write(line)
-        record = {'epoch': epoch, 'lr': lr, **{k: v for k, v in stats.items()}}
-        if metrics is not None:
-            record.update({'eval_' + key: value for key, value in metrics.items()})
-        log.write_json(record)
-        improved = metrics is not None and metrics['score'] > best_eval_score
-        if improved:
-            best_eval_score = metrics['score']
-        if ctx.is_main:
-            extra = {'best_eval_score': best_eval_score, 'rng_state': _rng_state()}
-            if improved or (eval_loader is None and epoch >= FIRST_SAVED_EPOCH):
-                checkpoints.save_checkpoint(checkpoints.checkpoint_path(output, epoch), model, optimizer, epoch, extra)
-            # always resumable from the last finished epoch, whatever the saving rule kept
-            checkpoints.save_checkpoint(os.path.join(output, LAST_CHECKPOINT), model, optimizer, epoch, extra)
-        if ctx.enabled:
-            dist.barrier()
+                if improved or (eval_loader is None and epoch >= FIRST_SAVED_EPOCH):
+                    checkpoints.save_checkpoint(checkpoints.checkpoint_path(output, epoch), model, optimizer, epoch, extra)
+                # always resumable from the last finished epoch, whatever the saving rule kept
+                checkpoints.save_checkpoint(os.path.join(output, LAST_CHECKPOINT), model, optimizer, epoch, extra)
+            if ctx.enabled:
+                dist.barrier()
+            if interrupt.requested:  # came during the logging or saving above
+                _save_interrupted(output, model, optimizer, epoch, extra, log, ctx, 'at the end of epoch %d' % epoch)
+                raise KeyboardInterrupt
     return best_eval_score
+
+
+def _save_interrupted(output, model, optimizer, epoch, extra, log, ctx, where):
+    if ctx.is_main:
+        path = os.path.join(output, INTERRUPTED_CHECKPOINT)
+        checkpoints.save_checkpoint(path, model, optimizer, epoch, extra)
+        log.write('interrupted %s: saved %s (resume with --input %s)' % (where, path, path))
 
 
 def stderr(message):

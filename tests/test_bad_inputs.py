@@ -25,7 +25,7 @@ import utils
 from dataset import VisualGenomeFeatureDataset, VQAFeatureDataset
 from dictionary import Dictionary
 from robust_helpers import RunsCode, converter_cmd, read_json, snapshot
-from test_data_helpers import EVAL_FLAGS, GLOVE_DIM, TRAIN_FLAGS, image_record, prepared_root
+from test_data_helpers import EVAL_FLAGS, FEATURE_DIM, GLOVE_DIM, TRAIN_FLAGS, image_record, prepared_root
 from tools import adaptive_detection_features_converter as converter
 from utils import UserError
 
@@ -322,6 +322,23 @@ def glove_init_truncated(root):
     return main_cmd(root)
 
 
+@case('glove6b_init_5d.npy: row 3 (word 3 of dictionary.pkl) holds NaN or infinite values',
+      'tools/create_dictionary.py')
+def glove_init_nan_row(root):
+    path = os.path.join(root, 'glove6b_init_%dd.npy' % GLOVE_DIM)
+    matrix = np.load(path)
+    matrix[3, 1] = np.nan
+    np.save(path, matrix)
+    return main_cmd(root)
+
+
+@case('glove6b_init_5d.npy holds a (', ', 5) embedding matrix but the dictionary has', 'tools/create_dictionary.py')
+def glove_init_of_another_dictionary(root):
+    path = os.path.join(root, 'glove6b_init_%dd.npy' % GLOVE_DIM)
+    np.save(path, np.load(path)[:-1])
+    return main_cmd(root)
+
+
 @case('train.hdf5: dataset(s) pos_boxes missing', 'adaptive_detection_features_converter.py')
 def hdf5_missing_dataset(root):
     with h5py.File(os.path.join(root, 'train.hdf5'), 'a') as h5:
@@ -354,6 +371,16 @@ def hdf5_and_imgid2idx_of_different_runs(root):
     images = sorted(mapping, key=mapping.get)
     with open(path, 'wb') as handle:  # same images, rows in another order: silently wrong features otherwise
         pickle.dump({image_id: row for row, image_id in enumerate(reversed(images))}, handle, protocol=2)
+    return main_cmd(root)
+
+
+@case('val.hdf5 holds features of width %d' % (FEATURE_DIM - 2), 'train.hdf5 holds %d' % FEATURE_DIM,
+      'tools/process.sh')
+def val_features_of_another_width(root):
+    with h5py.File(os.path.join(root, 'val.hdf5'), 'a') as h5:  # found at validation, after an epoch, before
+        features = h5['image_features'][()]
+        del h5['image_features']
+        h5['image_features'] = features[:, :FEATURE_DIM - 2]
     return main_cmd(root)
 
 
@@ -403,6 +430,84 @@ def resume_from_checkpoint_without_epoch(root):
     checkpoint = torch.load(path, weights_only=True)
     torch.save({'model_state': checkpoint['model_state']}, path)
     return main_cmd(root) + ['--input', path]
+
+
+def edited_checkpoint(root, **fields):
+    """<root>/model/model_last.pth (epoch 0, saved by main.py) with `fields` set."""
+    path = os.path.join(root, 'model', 'model_last.pth')
+    checkpoint = torch.load(path, weights_only=True)
+    checkpoint.update(fields)
+    torch.save(checkpoint, path)
+    return path
+
+
+def mid_epoch_checkpoint(root, step):
+    """model_last.pth made into a checkpoint saved at `step` of epoch 1 (batches of 2)."""
+    return edited_checkpoint(root, resume_step=step, partial_sums=dict(loss=1.0, norm=1.0, steps=step, score=0.0,
+                                                                        samples=2 * step))
+
+
+def resume_cmd(root, checkpoint):
+    """main.py resuming `checkpoint` (of epoch 1) to the end of epoch 1."""
+    command = main_cmd(root) + ['--input', checkpoint]
+    command[command.index('--epochs') + 1] = '2'
+    return command
+
+
+@case('model_last.pth: "best_eval_score" is \'high\', not a number', 'resume from another checkpoint')
+def checkpoint_field_of_wrong_type(root):  # was a TypeError at the first validation
+    return resume_cmd(root, edited_checkpoint(root, best_eval_score='high'))
+
+
+@case('model_last.pth: "resume_step" 9999 is past the 2 batches of an epoch', 'model_last.pth')
+def resume_step_past_the_epoch(root):  # was an epoch logged with no step
+    return resume_cmd(root, mid_epoch_checkpoint(root, 9999))
+
+
+@case('model_last.pth was saved at step 1 of an epoch with batch_size 2, but this run has 4',
+      'resume with the same --batch_size')
+def resume_with_another_batch_size(root):  # was an epoch of 6 of 7 samples
+    command = resume_cmd(root, mid_epoch_checkpoint(root, 1))
+    command[command.index('--batch_size') + 1] = '4'
+    return command
+
+
+@case('model_last.pth: "partial_sums" counts 3 steps but "resume_step" is 1: the checkpoint is damaged')
+def resume_step_and_partial_sums_disagree(root):
+    mid_epoch_checkpoint(root, 1)
+    return resume_cmd(root, edited_checkpoint(root, partial_sums=dict(loss=1.0, norm=1.0, steps=3, score=0.0,
+                                                                      samples=6)))
+
+
+@case('model_last.pth stops at step 1 of an epoch but does not record the batch size and data it was saved with')
+def mid_epoch_checkpoint_without_run_record(root):  # written before checkpoints had one
+    mid_epoch_checkpoint(root, 1)
+    path = edited_checkpoint(root)
+    checkpoint = torch.load(path, weights_only=True)
+    del checkpoint['run']
+    torch.save(checkpoint, path)
+    return resume_cmd(root, path)
+
+
+@case('model_last.pth ends at epoch 0 and --epochs 1 trains epochs 0 to 0: nothing is left to train',
+      'pass a larger --epochs')
+def resume_past_the_last_epoch(root):  # was a run that did nothing and exited 0
+    return main_cmd(root) + ['--input', os.path.join(root, 'model', 'model_last.pth')]
+
+
+@case('holds another run (log.jsonl, log.txt, model_epoch0.pth, model_last.pth)',
+      'pass --overwrite to replace it, --input', 'model_last.pth to resume it, or another --output')
+def output_holds_another_run(root):  # was overwritten, its log appended to
+    command = main_cmd(root)
+    command[command.index('--output') + 1] = os.path.join(root, 'model')
+    return command
+
+
+@case('dictionary.pkl is a file, not a folder')
+def output_is_a_file(root):
+    command = main_cmd(root)
+    command[command.index('--output') + 1] = os.path.join(root, 'dictionary.pkl')
+    return command
 
 
 @case('Annotations/100.xml: malformed XML', 'process_flickr.sh', data='flickr')
@@ -471,6 +576,7 @@ def converter_feature_dim_zero(root):
 # argparse's own errors: the usage, then one `<prog>: error: argument --x: ...` line, exit 2.
 ARGPARSE_CASES = {
     'lr_zero': (['main.py', '--lr', '0'], 'main.py: error: argument --lr: must be > 0, got 0.0'),
+    'lr_inf': (['main.py', '--lr', 'inf'], 'main.py: error: argument --lr: must be a finite number, got inf'),
     'op_unknown': (['main.py', '--op', 'x'],
                    "main.py: error: argument --op: invalid choice: 'x' (choose from '', 'c')"),
     'gamma_zero': (['main.py', '--gamma', '0'], 'main.py: error: argument --gamma: must be >= 1, got 0'),

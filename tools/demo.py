@@ -76,7 +76,8 @@ def train(output, flags, epochs):
         skip('%s is trained' % output)
         return load_json(timing, 'delete %s to retrain' % output)['seconds']
     started = time.time()
-    run('main.py', '--dataroot', DATAROOT, '--output', output, '--epochs', epochs, *flags)
+    # a run stopped before it finished is redone from the start, replacing its checkpoints
+    run('main.py', '--dataroot', DATAROOT, '--output', output, '--epochs', epochs, '--overwrite', *flags)
     seconds = time.time() - started
     save_json({'seconds': seconds}, timing)
     return seconds
