@@ -60,21 +60,3 @@ def recall_hits_by_type(logits, labels, entity_types, ks=(1, 5, 10)):
                                 'hits': recall_hits(logits[rows], labels[rows], ks),
                                 'upper_bound': entities_with_target(labels[rows])}
     return breakdown
-
-
-def recall_at_k(att_logits, e_num, targets, ks=(1, 5, 10)):
-    """Recall@k of one batch (or of concatenated batches).
-
-    Returns {'entities': E, 'hits': {k: count}, 'recall': {k: count / E},
-    'upper_bound_hits': count, 'upper_bound': count / E}; fractions are 0.0
-    when E is 0."""
-    logits, labels = merge_entity_logits(att_logits, e_num, targets)
-    hits = recall_hits(logits, labels, ks)
-    upper_bound = entities_with_target(labels)
-    entities = logits.size(0)
-    denominator = max(entities, 1)
-    return {'entities': entities,
-            'hits': hits,
-            'recall': {k: count / denominator for k, count in hits.items()},
-            'upper_bound_hits': upper_bound,
-            'upper_bound': upper_bound / denominator}
