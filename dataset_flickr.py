@@ -1,7 +1,6 @@
 """The Flickr30k Entities phrase-grounding dataset and the Flickr dictionary
 (FORMATS §7); the release files are read by `flickr_files`."""
 import logging
-import os
 from collections import Counter
 
 import numpy as np
@@ -16,6 +15,7 @@ from flickr_files import (ANNOTATIONS_FIX, DEFAULT_GLOVE, FEATURES_FIX, GLOVE_FI
                           match_boxes, pad_entity_positions, parse_annotation_file, parse_sentence_line,
                           read_sentence_lines, read_split_ids, remove_annotations, sentence_path)
 from glove import create_glove_embedding_init
+from paths import dictionary_file, glove_init_file
 from utils import UserError, atomic_write, require_file
 
 logger = logging.getLogger(__name__)
@@ -217,7 +217,7 @@ def create_flickr_dictionary(dataroot, glove_path=None, log=print):
                 dictionary.tokenize(remove_annotations(line), True)
     # GloVe is read before anything is written: a bad GloVe file leaves the old pair untouched
     weights, _ = create_glove_embedding_init(dictionary.idx2word, glove_path)
-    dictionary.dump_to_file(os.path.join(dataroot, 'dictionary.pkl'))
-    with atomic_write(os.path.join(dataroot, 'glove6b_init_%dd.npy' % weights.shape[1]), 'wb') as handle:
+    dictionary.dump_to_file(dictionary_file(dataroot))
+    with atomic_write(glove_init_file(dataroot, weights.shape[1]), 'wb') as handle:
         np.save(handle, weights)
     return dictionary

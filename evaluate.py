@@ -16,9 +16,9 @@ import train as engine
 from dataset import VQAFeatureDataset
 from dataset_flickr import Flickr30kFeatureDataset
 from loaders import eval_loader_for
+from paths import annotation_path, question_path, task_root
 from tasks import TASKS, VQATask
 from utils import run_cli, save_json, str2bool
-from vqa_files import annotation_path, question_path
 from vqa_metric import evaluate_results
 
 
@@ -62,7 +62,7 @@ def checkpoint_file(args):
 
 def eval_dataset(args, dictionary):
     if args.task == 'flickr':
-        return Flickr30kFeatureDataset(args.split, dictionary, dataroot=runtime.task_root(args.dataroot, 'flickr'),
+        return Flickr30kFeatureDataset(args.split, dictionary, dataroot=task_root(args.dataroot, 'flickr'),
                                        fix_alignment=args.fix_alignment)
     return VQAFeatureDataset(args.split, dictionary, dataroot=args.dataroot, adaptive=True)
 

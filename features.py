@@ -14,6 +14,7 @@ import numpy as np
 import torch
 
 import utils
+from paths import feature_files
 from utils import UserError
 
 FEATURE_SPLITS = ('train', 'val', 'test2015')
@@ -84,8 +85,7 @@ class FeatureStore:
         self.adaptive = adaptive
         self.max_boxes = max_boxes
         self.with_image_bb = with_image_bb
-        self.h5_path = os.path.join(dataroot, '%s%s.hdf5' % (split, suffix))
-        self.imgid2idx_path = os.path.join(dataroot, '%s%s_imgid2idx.pkl' % (split, suffix))
+        self.h5_path, self.imgid2idx_path = feature_files(dataroot, split, adaptive)
         self.img_id2idx = load_imgid2idx(self.imgid2idx_path, fix)
         utils.require_file(self.h5_path, fix)
         self._read_layout(fix)

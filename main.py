@@ -9,7 +9,6 @@
 """
 import argparse
 import math
-import os
 import signal
 import sys
 import threading
@@ -25,6 +24,7 @@ import train as engine
 from dataset import VisualGenomeFeatureDataset, VQAFeatureDataset
 from dataset_flickr import Flickr30kFeatureDataset
 from loaders import eval_loader_for, make_loader, stop_workers
+from paths import glove_text_file, task_root
 from samplers import train_batch_sampler
 from tasks import TASKS
 from tfidf import tfidf_from_questions
@@ -89,7 +89,7 @@ def load_vg_splits(args, dictionary, vqa_splits):
 def training_data(args, dictionary):
     """(train dataset, validation dataset or None) following --use_both / --use_vg."""
     if args.task == 'flickr':
-        root = runtime.task_root(args.dataroot, 'flickr')
+        root = task_root(args.dataroot, 'flickr')
         splits = [Flickr30kFeatureDataset(name, dictionary, dataroot=root, fix_alignment=args.fix_alignment,
                                           load_in_memory=args.load_in_memory) for name in ('train', 'val')]
         return splits[0], splits[1]
@@ -148,7 +148,7 @@ def init_word_embedding(model, args, dictionary):
     tfidf, weights = None, None
     if uses_tfidf(args):
         extended = dictionary.copy()  # grows with VG/caption words; the datasets keep the original
-        glove_text = os.path.join(args.dataroot, 'glove', 'glove.6B.%dd.txt' % args.emb_dim)
+        glove_text = glove_text_file(args.dataroot, args.emb_dim)
         tfidf, weights = tfidf_from_questions(['train', 'val', 'test2015'], extended, dataroot=args.dataroot,
                                               target=args.tfidf_sources.split(','), glove_file=glove_text)
     model.w_emb.init_embedding(runtime.glove_init_path(args.dataroot, args.task, args.emb_dim), tfidf, weights)

@@ -14,13 +14,13 @@ Prediction file, either
 loaded with weights_only=True.
 """
 import functools
-import os
 import zipfile
 
 import torch
 
 from utils import UserError, require_file, torch_save_atomic
-from vqa_files import load_answer_maps, load_questions, question_path
+from paths import answer_cache_files, question_path
+from vqa_files import load_answer_maps, load_questions
 
 PREDICTION_FIX = 'write it with test.py --logits'
 TEST_SPLITS = ('test2015', 'test-dev2015')
@@ -90,8 +90,7 @@ def from_bare_logits(logits, source, dataroot, split):
                                                   question_ids.numel()))
     if logits.shape[1] != len(label2ans):
         raise UserError('%s: bare logits of %d answers, but %s lists %d; pass the --dataroot whose answer cache '
-                        'the model was trained with' % (source, logits.shape[1], os.path.join(
-                            dataroot, 'cache', 'trainval_label2ans.pkl'), len(label2ans)))
+                        'the model was trained with' % (source, logits.shape[1], answer_cache_files(dataroot)[1], len(label2ans)))
     return {'question_ids': question_ids, 'logits': logits, 'label2ans': list(label2ans)}
 
 

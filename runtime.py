@@ -9,6 +9,7 @@ import torch
 import torch.distributed as dist
 
 from dictionary import Dictionary
+from paths import dictionary_file, glove_init_file, task_root
 from utils import UserError
 
 
@@ -77,13 +78,8 @@ def wrap_model(model, device, ctx):
 
 # ----------------------------------------------------------------- data
 
-def task_root(dataroot, task):
-    """VQA files live in <dataroot>, Flickr30k Entities in <dataroot>/flickr30k."""
-    return os.path.join(dataroot, 'flickr30k') if task == 'flickr' else dataroot
-
-
 def load_dictionary(dataroot, task):
-    path = os.path.join(task_root(dataroot, task), 'dictionary.pkl')
+    path = dictionary_file(task_root(dataroot, task))
     step = 'tools/process_flickr.sh' if task == 'flickr' else 'tools/process.sh (tools/create_dictionary.py)'
     if not os.path.exists(path):
         raise UserError('missing file %s: run %s first' % (path, step))
@@ -91,7 +87,7 @@ def load_dictionary(dataroot, task):
 
 
 def glove_init_path(dataroot, task, emb_dim):
-    path = os.path.join(task_root(dataroot, task), 'glove6b_init_%dd.npy' % emb_dim)
+    path = glove_init_file(task_root(dataroot, task), emb_dim)
     if not os.path.exists(path):
         raise UserError('missing file %s: run tools/create_dictionary.py%s (with the %d-d GloVe file), or '
                         'pass --emb_dim matching the GloVe init you made'

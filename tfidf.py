@@ -6,6 +6,7 @@ import torch
 
 import utils
 from glove import create_glove_embedding_init
+from paths import glove_text_file
 from utils import UserError
 from vqa_files import DOWNLOAD_FIX, load_questions
 
@@ -171,7 +172,7 @@ def tfidf_from_questions(names, dictionary, dataroot='data', target=TFIDF_TARGET
                                     is_coalesced=True, check_invariants=True)
 
     if glove_file is None:
-        glove_file = os.path.join(dataroot, 'glove', 'glove.6B.300d.txt')
+        glove_file = glove_text_file(dataroot)
     weights, _ = create_glove_embedding_init(dictionary.idx2word[num_base:], glove_file)
     print('tf-idf stochastic matrix (%d x %d) is generated.' % (num_base, num_total))
     return tfidf, weights

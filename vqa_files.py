@@ -6,6 +6,7 @@ import os
 
 import utils
 from dictionary import split_words
+from paths import annotation_path, answer_cache_files, question_path, target_file
 from utils import UserError
 
 VQA_SPLITS = ('train', 'val', 'test2015', 'test-dev2015')
@@ -13,11 +14,6 @@ ANNOTATED_SPLITS = ('train', 'val')
 HUMAN_ANSWERS = 10
 DOWNLOAD_FIX = 'download it with tools/download.sh'
 SOFTSCORE_FIX = 'run tools/compute_softscore.py (part of tools/process.sh)'
-
-
-def question_path(dataroot, name):
-    subtype = name if name.startswith('test') else name + '2014'
-    return os.path.join(dataroot, 'v2_OpenEnded_mscoco_%s_questions.json' % subtype)
 
 
 def is_int(value):
@@ -54,10 +50,6 @@ def check_questions(data, source, fix=DOWNLOAD_FIX):
             raise UserError('%s: questions[%d] (question_id %d) has no words (%r); the file is corrupt; %s'
                             % (source, position, question_id, question['question'], fix))
     return questions
-
-
-def annotation_path(dataroot, name):
-    return os.path.join(dataroot, 'v2_mscoco_%s2014_annotations.json' % name)
 
 
 def load_annotations(dataroot, name):
@@ -103,9 +95,7 @@ def check_annotations(data, source, fix=DOWNLOAD_FIX):
 
 def load_answer_maps(dataroot):
     """(ans2label dict, label2ans list) from the caches of compute_softscore."""
-    cache = os.path.join(dataroot, 'cache')
-    ans2label_path = os.path.join(cache, 'trainval_ans2label.pkl')
-    label2ans_path = os.path.join(cache, 'trainval_label2ans.pkl')
+    ans2label_path, label2ans_path = answer_cache_files(dataroot)
     ans2label = utils.safe_pickle_load(ans2label_path, SOFTSCORE_FIX)
     label2ans = utils.safe_pickle_load(label2ans_path, SOFTSCORE_FIX)
     if not isinstance(ans2label, dict) or not isinstance(label2ans, list):
@@ -155,8 +145,8 @@ def check_target_meta(path, ans2label, ans2label_path):
 def load_targets(dataroot, name, ans2label):
     """cache/{name}_target.pkl as a dict question_id -> target item, checked
     against the answer vocabulary `ans2label`."""
-    path = os.path.join(dataroot, 'cache', '%s_target.pkl' % name)
-    ans2label_path = os.path.join(dataroot, 'cache', 'trainval_ans2label.pkl')
+    path = target_file(dataroot, name)
+    ans2label_path = answer_cache_files(dataroot)[0]
     targets = utils.safe_pickle_load(path, SOFTSCORE_FIX)
     if not isinstance(targets, list):
         raise UserError('%s: expected a list of targets; %s' % (path, SOFTSCORE_FIX))

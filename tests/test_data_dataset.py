@@ -15,7 +15,7 @@ import pytest
 import torch
 from torch.utils.data import DataLoader
 
-import vqa_files
+import paths
 import features
 from collate import pad_collate
 from dataset import VisualGenomeFeatureDataset, VQAFeatureDataset
@@ -156,7 +156,7 @@ def test_released_caches_in_the_original_layout_are_read(root, dictionary):
 
 
 def _edit_questions(root, name, edit):
-    path = vqa_files.question_path(root, name)
+    path = paths.question_path(root, name)
     with open(path) as handle:
         data = json.load(handle)
     edit(data['questions'])

@@ -15,6 +15,7 @@ import dataset
 import flickr_files
 import glove
 import utils
+import paths
 import vqa_files
 import vqa_metric
 from answers import SCORE_OF_COUNT, answers_for_metric, get_score
@@ -261,7 +262,7 @@ def json_bytes(data):
 @FEW
 @given(JSON | SHAPED_QUESTIONS)
 def test_any_question_json_is_loaded_or_named(scratch, data):
-    write_bytes(vqa_files.question_path(str(scratch), 'val'), json_bytes(data))
+    write_bytes(paths.question_path(str(scratch), 'val'), json_bytes(data))
     questions = returns_or_user_error(vqa_files.load_questions, str(scratch), 'val')
     for question in questions or []:
         assert isinstance(question['question_id'], int) and isinstance(question['image_id'], int)
@@ -273,7 +274,7 @@ def test_any_question_json_is_loaded_or_named(scratch, data):
 @FEW
 @given(JSON | SHAPED_ANNOTATIONS)
 def test_any_annotation_json_is_loaded_or_named(scratch, data):
-    write_bytes(vqa_files.annotation_path(str(scratch), 'val'), json_bytes(data))
+    write_bytes(paths.annotation_path(str(scratch), 'val'), json_bytes(data))
     annotations = returns_or_user_error(vqa_files.load_annotations, str(scratch), 'val')
     for annotation in annotations or []:
         assert len(annotation['answers']) == 10

@@ -41,6 +41,7 @@ import dictionary  # noqa: E402
 import features  # noqa: E402
 import flickr_files  # noqa: E402
 import vqa_files  # noqa: E402
+from paths import feature_files  # noqa: E402
 from tools.features_tsv import FEATURES_FIX, iter_tsv_records  # noqa: E402
 from utils import UserError, atomic_path, atomic_write, require_file, run_cli  # noqa: E402
 
@@ -301,25 +302,21 @@ def main(argv=None, fixed=False):
     if args.feature_dim < 1:
         raise UserError('--feature_dim must be positive, got %d' % args.feature_dim)
     fixed_boxes = args.num_boxes if fixed else None
-    suffix = '36' if fixed else ''
     if args.check:
-        return check_outputs(args.dataroot, args.split or splits, suffix)
+        return check_outputs(args.dataroot, args.split or splits, not fixed)
     images_of = _flickr_images if args.task == 'flickr' else _vqa_images
     if args.task == 'flickr':
         write_flickr_id_sets(args.dataroot, args.split or splits)
     for tsv_paths, job_splits in plan_jobs(args, fixed_boxes):
         split_images = {split: images_of(args.dataroot, split) for split in job_splits}
-        outputs = {split: (os.path.join(args.dataroot, '%s%s.hdf5' % (split, suffix)),
-                           os.path.join(args.dataroot, '%s%s_imgid2idx.pkl' % (split, suffix)))
-                   for split in job_splits}
+        outputs = {split: feature_files(args.dataroot, split, not fixed) for split in job_splits}
         convert(tsv_paths, split_images, outputs, args.feature_dim, fixed_boxes)
 
 
-def check_outputs(dataroot, splits, suffix):
+def check_outputs(dataroot, splits, adaptive):
     """--check: exit status 1 naming the first split not (completely) converted."""
     for split in splits:
-        reason = unfinished_reason(os.path.join(dataroot, '%s%s.hdf5' % (split, suffix)),
-                                   os.path.join(dataroot, '%s%s_imgid2idx.pkl' % (split, suffix)), split)
+        reason = unfinished_reason(*feature_files(dataroot, split, adaptive), split)
         if reason is not None:
             print('not converted: %s' % reason)
             sys.exit(1)

@@ -28,8 +28,9 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 from answers import get_score, preprocess_answer  # noqa: E402
 from dictionary import PICKLE_PROTOCOL  # noqa: E402
+from paths import annotation_path, answer_cache_files, target_file  # noqa: E402
 from utils import UserError, atomic_write, run_cli, safe_pickle_load, save_json  # noqa: E402
-from vqa_files import ANNOTATED_SPLITS, annotation_path, load_annotations, target_meta  # noqa: E402
+from vqa_files import ANNOTATED_SPLITS, load_annotations, target_meta  # noqa: E402
 
 
 def filter_answers(annotations, min_occurrence):
@@ -90,11 +91,11 @@ def build_vocabulary(annotations, args):
     return create_ans2label(occurrence)
 
 
-def write_targets(cache, name, targets, ans2label):
+def write_targets(dataroot, name, targets, ans2label):
     """`{name}_target.pkl` and its sidecar. The sidecar goes first: an
     interruption in between leaves a sidecar that names the new vocabulary
     beside targets of the old one, which dataset.load_targets refuses."""
-    path = os.path.join(cache, '%s_target.pkl' % name)
+    path = target_file(dataroot, name)
     save_json(target_meta(ans2label), path + '.meta.json')
     dump_pickle(targets, path)
 
@@ -111,9 +112,8 @@ def main(argv=None):
     if args.min_occurrence < 1:
         parser.error('argument --min_occurrence: must be >= 1, got %d' % args.min_occurrence)
     annotations = {name: load_annotations(args.dataroot, name) for name in ANNOTATED_SPLITS}
-    cache = os.path.join(args.dataroot, 'cache')
-    ans2label_path = os.path.join(cache, 'trainval_ans2label.pkl')
-    label2ans_path = os.path.join(cache, 'trainval_label2ans.pkl')
+    ans2label_path, label2ans_path = answer_cache_files(args.dataroot)
+    cache = os.path.dirname(ans2label_path)
     reused = os.path.exists(ans2label_path)
     if reused:
         ans2label, label2ans = load_existing_vocabulary(ans2label_path)
@@ -123,7 +123,7 @@ def main(argv=None):
         ans2label, label2ans = build_vocabulary(annotations, args)
     # targets first, vocabulary last: see write_targets
     for name in ANNOTATED_SPLITS:
-        write_targets(cache, name, compute_target(annotations[name], ans2label, args.normalize_answers),
+        write_targets(args.dataroot, name, compute_target(annotations[name], ans2label, args.normalize_answers),
                       ans2label)
     if not reused:
         dump_pickle(ans2label, ans2label_path)

@@ -24,6 +24,7 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 from dataset_flickr import create_flickr_dictionary  # noqa: E402
 from dictionary import DICTIONARY_FILE, Dictionary  # noqa: E402
 from glove import create_glove_embedding_init  # noqa: E402
+from paths import dictionary_file, glove_init_file, glove_text_file  # noqa: E402
 from vqa_files import load_questions  # noqa: E402
 from utils import UserError, atomic_write, run_cli  # noqa: E402
 
@@ -40,7 +41,7 @@ def create_dictionary(dataroot):
 
 
 def glove_init_path(dataroot, dim):
-    return os.path.join(dataroot, 'glove6b_init_%dd.npy' % dim)
+    return glove_init_file(dataroot, dim)
 
 
 def write_glove_init(dictionary, glove, dataroot, glove_rows=None):
@@ -71,12 +72,12 @@ def main(argv=None):
         args.dataroot = args.dataroot or 'data/flickr30k'
         return _create_flickr(args)
     args.dataroot = args.dataroot or 'data'
-    glove = args.glove or os.path.join(args.dataroot, 'glove', 'glove.6B.300d.txt')
+    glove = args.glove or glove_text_file(args.dataroot)
     dictionary = create_dictionary(args.dataroot)
     # GloVe is read before anything is written: a bad GloVe file must not leave
     # a new dictionary beside the GloVe init of the old one
     glove_rows = create_glove_embedding_init(dictionary.idx2word, glove)
-    dictionary_path = os.path.join(args.dataroot, DICTIONARY_FILE)
+    dictionary_path = dictionary_file(args.dataroot)
     dictionary.dump_to_file(dictionary_path)
     print('%d words -> %s' % (dictionary.ntoken, dictionary_path))
     write_glove_init(dictionary, glove, args.dataroot, glove_rows)
