@@ -15,8 +15,8 @@ import pytest
 import torch
 from torch.utils.data import DataLoader
 
-import paths
 import features
+import paths
 from collate import pad_collate
 from dataset import VisualGenomeFeatureDataset, VQAFeatureDataset
 from dictionary import Dictionary

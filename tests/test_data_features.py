@@ -10,11 +10,11 @@ import h5py
 import numpy as np
 import pytest
 
+from test_data_helpers import (FEATURE_DIM, TEST_ORDER, TRAIN_ORDER, TRAINVAL_TSV, VAL_ORDER, boxes_of,
+                               image_record, write_raw_root)
 from tools import adaptive_detection_features_converter as converter
 from tools import detection_features_converter
 from tools.features_tsv import encode_record, iter_tsv_records, write_tsv
-from test_data_helpers import (FEATURE_DIM, TEST_ORDER, TRAIN_ORDER, TRAINVAL_TSV, VAL_ORDER, boxes_of,
-                               image_record, write_raw_root)
 from utils import UserError, safe_pickle_load
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))

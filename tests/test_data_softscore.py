@@ -6,10 +6,10 @@ import pickle
 
 import pytest
 
-from tools import compute_softscore
 import vqa_files
 from answers import preprocess_answer
 from test_data_helpers import LABELS_MIN1, TARGETS_MIN1, TRAIN_QUESTIONS, rule_targets, write_raw_root
+from tools import compute_softscore
 from utils import UserError
 
 

@@ -9,11 +9,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from tools import compute_softscore
-from tools import create_dictionary
-from glove import create_glove_embedding_init
 from dictionary import Dictionary
+from glove import create_glove_embedding_init
 from test_data_helpers import GLOVE_DIM, glove_vectors, write_raw_root
+from tools import compute_softscore, create_dictionary
 from utils import UserError
 
 REFERENCE = Path(__file__).resolve().parent / 'golden'

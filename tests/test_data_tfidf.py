@@ -9,10 +9,10 @@ from pathlib import Path
 import pytest
 import torch
 
-import vqa_files
-from tfidf import tfidf_from_questions
 import glove
+import vqa_files
 from dictionary import Dictionary
+from tfidf import tfidf_from_questions
 from utils import UserError
 
 REFERENCE = Path(__file__).resolve().parent / 'golden'

@@ -5,8 +5,8 @@ import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from tools.benchmark import sample_box_counts
 from samplers import BucketBatchSampler, padding_waste
+from tools.benchmark import sample_box_counts
 
 
 def realistic_lengths(num_images=20000, seed=0):
