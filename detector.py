@@ -269,7 +269,7 @@ def roi_pool(features, rois, pooled=POOLED_SIZE, spatial_scale=SPATIAL_SCALE, ta
     step = max(1, table_floats // (max_h * max_w * height * width))
     for first in range(0, channels, step):
         table = _window_max_table(features[0, first:first + step], max_h, max_w)  # [c, max_h, max_w, H, W]
-        picked = table.reshape(table.shape[0], -1)[:, index]  # [c, R*P*P]
+        picked = table.reshape(table.shape[0], -1).index_select(1, index)  # [c, R*P*P]
         output[:, first:first + step] = picked.reshape(-1, len(rois), pooled, pooled).transpose(0, 1)
     return output.masked_fill_(empty[:, None], 0.0)
 
@@ -287,25 +287,37 @@ def pairwise_suppression(boxes, threshold):
     return torch.from_numpy(_suppresses(inter / (areas[:, None] + areas - inter), threshold))
 
 
+def _pack_bits(mask):
+    """bool [N, M] -> int64 [N, ceil(M / 64)]: bit b of word w is mask[:, 64w + b]."""
+    rows, columns = mask.shape
+    words = (columns + 63) // 64
+    padded = torch.zeros(rows, words * 64, dtype=torch.int64)
+    padded[:, :columns] = mask
+    weights = torch.ones(64, dtype=torch.int64) << torch.arange(64)  # 2^0 .. 2^63 (the last one wraps negative)
+    return (padded.view(rows, words, 64) * weights).sum(dim=2)  # distinct bits: the sum is their OR
+
+
 def class_max_conf(boxes, scores, threshold=CLASS_NMS_THRESH):
     """[R] float64: for each row, the largest of its class scores among the
     classes in which it survives that class's greedy NMS (0 if none).
     boxes [R, 4], scores [R, C] float32 (the background column excluded).
 
     All classes run their NMS together: at rank k every class looks at its
-    k-th best row, keeps it unless suppressed, and suppresses its overlaps."""
+    k-th best row, keeps it unless suppressed, and suppresses its overlaps;
+    each class's suppressed rows are a bit set (int64 words)."""
     num_rows, num_classes = scores.shape
     scores = scores.detach().to('cpu', torch.float32)
-    overlaps = pairwise_suppression(boxes, threshold)  # [R, R]
+    overlaps = _pack_bits(pairwise_suppression(boxes, threshold))  # [R, words]
     order = torch.sort(scores, dim=0, descending=True, stable=True).indices  # [R, C]
     classes = torch.arange(num_classes)
-    suppressed = torch.zeros(num_classes, num_rows, dtype=torch.bool)  # [C, R]
-    kept = torch.zeros(num_classes, num_rows, dtype=torch.bool)
+    suppressed = torch.zeros(num_classes, overlaps.shape[1], dtype=torch.int64)  # [C, words]
+    kept = torch.zeros(num_classes, num_rows, dtype=torch.bool)  # [C, R]
     for rank in range(num_rows):
         rows = order[rank]  # [C]
-        alive = ~suppressed[classes, rows]  # [C]
+        word = suppressed.gather(1, (rows // 64)[:, None])[:, 0]  # [C]
+        alive = ((word >> (rows % 64)) & 1) == 0  # [C]
         kept[classes, rows] = alive
-        suppressed |= overlaps[rows] & alive[:, None]
+        suppressed |= overlaps.index_select(0, rows) * alive[:, None]  # [C, words] (plain [rows] is slow)
     kept_scores = torch.where(kept.t(), scores, torch.zeros(()))  # [R, C]
     return kept_scores.max(dim=1).values.double()
 

@@ -58,9 +58,11 @@ def tiny_caffe_layers():
 # ----------------------------------------------------------------- random weights
 
 def random_caffe_blobs(shapes, seed=0):
-    """{layer: [float32 arrays]} of plausible scale: He-normal convolutions,
-    BatchNorm statistics stored multiplied by a factor in [0.5, 2], small RPN
-    box deltas."""
+    """{layer: [float32 arrays]} of plausible scale, so that activations stay
+    near unit size through the 101 layers: He-normal convolutions (conv1
+    divided by the pixel spread), BatchNorm statistics stored multiplied by a
+    factor in [0.5, 2], small Scale on each residual branch's last layer,
+    small RPN box deltas."""
     rng = np.random.default_rng(seed)
     blobs = {}
     for name, layer_shapes in shapes.items():
@@ -71,10 +73,11 @@ def random_caffe_blobs(shapes, seed=0):
                            np.array([factor])]
         elif name.startswith('scale'):
             channels = layer_shapes[0][0]
-            blobs[name] = [rng.uniform(0.8, 1.2, channels), rng.normal(0, 0.05, channels)]
+            gain = 0.2 if name.endswith('_branch2c') else 1.0
+            blobs[name] = [rng.uniform(0.8, 1.2, channels) * gain, rng.normal(0, 0.05, channels)]
         else:
             weight_shape = layer_shapes[0]
-            std = np.sqrt(2.0 / np.prod(weight_shape[1:]))
+            std = np.sqrt(2.0 / np.prod(weight_shape[1:])) / (60.0 if name == 'conv1' else 1.0)
             if name in ('rpn_bbox_pred', 'bbox_pred'):
                 std = 0.01
             blobs[name] = [rng.normal(0, std, weight_shape)] + [rng.normal(0, 0.01, s) for s in layer_shapes[1:]]
@@ -97,14 +100,16 @@ def _field(number, wire_type, payload):
     return key + (_varint(len(payload)) + payload if wire_type == 2 else payload)
 
 
-def encode_blob(array, legacy_shape=False, unpacked=False, double=False):
+def encode_blob(array, legacy_shape=False, unpacked=False, double=False, declared_shape=None):
     """BlobProto bytes: shape (7) or the legacy num/channels/height/width
-    (1-4), and data (5, packed float32) or double_data (8)."""
+    (1-4), and data (5, packed float32) or double_data (8). `declared_shape`
+    overrides the shape written (to make a blob whose data is too short)."""
+    declared_shape = tuple(declared_shape or array.shape)
     if legacy_shape:
-        dims = (1,) * (4 - array.ndim) + array.shape
+        dims = (1,) * (4 - len(declared_shape)) + declared_shape
         shape = b''.join(_field(number, 0, _varint(dim)) for number, dim in zip((1, 2, 3, 4), dims))
     else:
-        shape = _field(7, 2, _field(1, 2, b''.join(_varint(dim) for dim in array.shape)))
+        shape = _field(7, 2, _field(1, 2, b''.join(_varint(dim) for dim in declared_shape)))
     flat = array.reshape(-1)
     if double:
         data = _field(8, 2, flat.astype('<f8').tobytes())
@@ -128,13 +133,17 @@ def encode_caffemodel(blobs, v1=False, blob_options=None, extra_layers=True):
     body = _field(1, 2, b'ResNet-101')
     for name, kind, arrays in layers:
         encoded = [encode_blob(array, **blob_options.get(name.decode(), {})) for array in arrays]
-        if v1:
-            layer = _field(4, 2, name) + b''.join(_field(6, 2, blob) for blob in encoded)
-            body += _field(2, 2, layer)
-        else:
-            layer = _field(1, 2, name) + _field(2, 2, kind) + b''.join(_field(7, 2, blob) for blob in encoded)
-            body += _field(100, 2, layer)
+        body += encode_layer(name, kind, encoded, v1)
     return body
+
+
+def encode_layer(name, kind, encoded_blobs, v1=False):
+    """One NetParameter.layer (100) or, v1, NetParameter.layers (2) field;
+    appended to a NetParameter's bytes it adds (or replaces) that layer."""
+    if v1:
+        return _field(2, 2, _field(4, 2, name) + b''.join(_field(6, 2, blob) for blob in encoded_blobs))
+    return _field(100, 2, _field(1, 2, name) + _field(2, 2, kind) + b''.join(_field(7, 2, blob)
+                                                                            for blob in encoded_blobs))
 
 
 # ----------------------------------------------------------------- MILVLG state dict (§12)
