@@ -226,7 +226,7 @@ def test_pth_is_never_unpickled_beyond_tensors(tmp_path):
     marker = tmp_path / 'ran'
     path = tmp_path / 'evil.pth'
     with open(path, 'wb') as handle:
-        pickle.dump({'model': _Payload(str(marker))}, handle)
+        pickle.dump({'model': _Payload(str(marker))}, handle, protocol=2)
     with pytest.raises(UserError, match='evil.pth: cannot read it as a weights-only torch checkpoint'):
         detector_weights.load_detector(str(path), arch=TINY)
     assert not marker.exists()

@@ -197,8 +197,8 @@ def photo(height=240, width=320, seed=0):
     image = np.stack([120 + 80 * np.sin(rows / 37.0), 110 + 60 * np.cos(cols / 53.0),
                       90 + 0.3 * rows], axis=-1)
     for _ in range(5):
-        y, x = rng.integers(0, height - 40), rng.integers(0, width - 40)
-        h, w = rng.integers(20, height // 2), rng.integers(20, width // 2)
+        y, x = rng.integers(0, height * 3 // 4), rng.integers(0, width * 3 // 4)
+        h, w = rng.integers(1, height // 2 + 2), rng.integers(1, width // 2 + 2)
         image[y:y + h, x:x + w] = rng.integers(0, 256, 3)
     image += rng.normal(0, 4, image.shape)
     return np.clip(image, 0, 255).astype(np.uint8)
