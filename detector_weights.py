@@ -308,4 +308,4 @@ def load_detector(path, device='cpu', arch=None):
         load_caffemodel(model, path)
     else:
         load_milvlg(model, path)
-    return model.to(device).eval()
+    return model.to(device, memory_format=torch.channels_last).eval()
