@@ -98,7 +98,8 @@ def load_question_model(args):
     dictionary = runtime.load_dictionary(args.dataroot, 'vqa')
     _, label2ans = load_answer_maps(args.dataroot)
     path = runtime.checkpoint_path(args.input, args.epoch)
-    require_file(path, 'train a model with main.py or download the released checkpoint (see README)')  # before extracting
+    # checked before a photo's (slow) feature extraction
+    require_file(path, 'train a model with main.py or download the released checkpoint (see README)')
     if args.image_id is not None:
         features, spatials, _ = find_image_features(args.dataroot, args.image_id)
     elif args.image:

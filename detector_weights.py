@@ -193,7 +193,8 @@ def read_caffemodel(path):
     try:
         net = _net_classes(raw=True)[0].FromString(data)
     except DecodeError as err:
-        raise UserError('%s: not a Caffe model (protobuf cannot decode it: %s); %s' % (path, err, DOWNLOAD_HINT)) from None
+        raise UserError('%s: not a Caffe model (protobuf cannot decode it: %s); %s'
+                        % (path, err, DOWNLOAD_HINT)) from None
     found = {}
     for layer in list(net.layers) + list(net.layer):
         if len(layer.blobs):
@@ -227,7 +228,7 @@ def fold_batch_norm(mean, var, factor):
     float32 as Caffe does (a zero factor gives zeros)."""
     factor = np.float32(np.asarray(factor, dtype=np.float32).reshape(-1)[0])
     inverse = np.float32(0) if factor == 0 else np.float32(1) / factor
-    return (np.asarray(mean, np.float32) * inverse).astype(np.float32), (np.asarray(var, np.float32) * inverse).astype(np.float32)
+    return tuple((np.asarray(stat, np.float32) * inverse).astype(np.float32) for stat in (mean, var))
 
 
 def load_caffemodel(model, path):

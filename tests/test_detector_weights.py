@@ -170,7 +170,8 @@ def test_caffemodel_that_does_not_fit_names_the_layer(blobs, tmp_path, edit, mes
 
 
 def test_full_size_network_rejects_a_narrow_file(caffemodel):
-    with pytest.raises(UserError, match=r'layer conv1 has blobs \[\[4, 3, 7, 7\]\], the network needs \[\[64, 3, 7, 7\]\]'):
+    with pytest.raises(UserError, match=r'layer conv1 has blobs \[\[4, 3, 7, 7\]\], '
+                                        r'the network needs \[\[64, 3, 7, 7\]\]'):
         detector_weights.load_detector(caffemodel)
 
 

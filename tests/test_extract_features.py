@@ -9,11 +9,10 @@ import numpy as np
 import pytest
 
 import detector
+import extract_features
 import tiny_detector
 from features_tsv import iter_tsv_records
 from utils import UserError
-
-extract_features = pytest.importorskip('extract_features')
 
 
 @pytest.fixture(scope='module')

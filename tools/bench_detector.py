@@ -4,6 +4,9 @@ specification's single 600/1000 scale, and where the time goes.
 Each image runs the whole extraction of tools/extract_features.py (decode,
 preprocess, backbone, RPN, proposals, ROI pooling, res5, heads, region
 selection), timed stage by stage; the figure is the median over the images.
+On a shared machine the wall time depends on the neighbours: the report also
+gives this process's CPU seconds per image and the CPU share other processes
+took while it was timing.
 Without --detector_weights the full-size network gets random weights of a
 plausible scale (the time does not depend on the values, except through the
 number of proposals, which is printed: the released model gives 300 on
@@ -155,13 +158,17 @@ def run(args):
         paths = image_paths(args.images) if args.images else synthetic_photos(folder, args.num_images)
         timed_extraction(model, paths[0], device)  # warm-up: allocator, kernels, lazy imports
         load = OtherLoad()
-        runs = [timed_extraction(model, path, device) for path in paths[:args.num_images]]
+        runs, cpu_seconds = [], []
+        for path in paths[:args.num_images]:
+            started = time.process_time()
+            runs.append(timed_extraction(model, path, device))
+            cpu_seconds.append(time.process_time() - started)
         other_load = load.fraction()
     per_image = [sum(times.values()) for times, _, _ in runs]
     return {'machine': machine_info(device), 'device': str(device),
             'weights': args.detector_weights or 'random (full-size network)',
             'images': len(runs), 'seconds_per_image_median': statistics.median(per_image),
-            'seconds_per_image': per_image,
+            'seconds_per_image': per_image, 'cpu_seconds_per_image_median': statistics.median(cpu_seconds),
             'stage_seconds_median': {stage: statistics.median(times[stage] for times, _, _ in runs)
                                      for stage in STAGES},
             'proposals': [count for _, count, _ in runs], 'regions': [kept for _, _, kept in runs],
@@ -178,7 +185,8 @@ def print_report(report):
     print('seconds per image: median %.2f (%s)' % (total, ', '.join('%.2f' % t for t in report['seconds_per_image'])))
     for stage, seconds in report['stage_seconds_median'].items():
         print('  %-11s %7.3f s  %5.1f%%' % (stage, seconds, 100 * seconds / total))
-    print('other processes\' CPU share while timing: %.0f%%' % (100 * report['other_cpu_load']))
+    print('this process\'s CPU seconds per image: median %.1f; other processes\' CPU share while timing: %.0f%%'
+          % (report['cpu_seconds_per_image_median'], 100 * report['other_cpu_load']))
 
 
 def main(argv=None):

@@ -59,7 +59,8 @@ def _list_entries(list_path):
             if len(fields) == 2 and not fields[1].lstrip('-').isdigit():  # a path with a space, no id
                 fields = [line.strip()]
             if len(fields) == 2 and int(fields[1]) < 0:
-                raise UserError('%s:%d: image id %s is negative; ids are integers >= 0' % (list_path, line_no, fields[1]))
+                raise UserError('%s:%d: image id %s is negative; ids are integers >= 0'
+                                % (list_path, line_no, fields[1]))
             entries.append((os.path.join(base, fields[0]), int(fields[1]) if len(fields) == 2 else None))
     return entries
 
@@ -87,7 +88,8 @@ def collect_images(inputs):
             raise UserError('%s: no image id in its name; name it with its id (e.g. 42.jpg) or list it in a .txt '
                             'file of "path image_id" lines' % path)
         if image_id in owner:
-            raise UserError('image id %d is used by both %s and %s; ids must be unique' % (image_id, owner[image_id], path))
+            raise UserError('image id %d is used by both %s and %s; ids must be unique'
+                            % (image_id, owner[image_id], path))
         owner[image_id] = path
         images.append((path, image_id))
     return images
