@@ -285,15 +285,19 @@ def test_propose_cuts_to_6000_before_nms_and_300_after():
 
 def test_roi_pool_matches_caffe():
     generator = torch.Generator().manual_seed(0)
-    features = torch.randn(1, 6, 20, 30, generator=generator)
-    corners = torch.rand(40, 2, generator=generator) * torch.tensor([480.0, 320.0])
+    features = torch.randn(1, 6, 20, 64, generator=generator)
+    corners = torch.rand(40, 2, generator=generator) * torch.tensor([1000.0, 320.0])
     sizes = torch.rand(40, 2, generator=generator) * 300
     rois = torch.cat([corners, corners + sizes], dim=1)
-    rois[0] = torch.tensor([0.0, 0.0, 479.0, 319.0])  # the whole map
+    rois[0] = torch.tensor([0.0, 0.0, 1023.0, 319.0])  # the whole map
     rois[1] = torch.tensor([8.0, 8.0, 8.0, 8.0])  # one cell, rounding 0.5 away from zero
     rois[2] = torch.tensor([-100.0, -50.0, 30.0, 700.0])  # past the edges: empty bins
-    rois[3] = torch.tensor([40.0, 40.0, 71.0, 71.0])  # 3 cells: float32 bin 3/14 at the last bin
-    assert torch.equal(detector.roi_pool(features, rois), reference_roi_pool(features, rois))
+    rois[3] = torch.tensor([0.0, 0.0, 896.0, 40.0])  # 57 columns: 14 * fl(57/14) > 57, the last bin reaches column 57
+    rois[4] = torch.tensor([0.0, 0.0, 976.0, 40.0])  # 62 columns: 7 * fl(62/14) < 31, bin 7 starts at column 30
+    pooled = detector.roi_pool(features, rois)
+    assert torch.equal(pooled, reference_roi_pool(features, rois))
+    exact_bins = F.adaptive_max_pool2d(features[:, :, 0:4, 0:57], (14, 14))  # integer bin edges instead of float32
+    assert not torch.equal(pooled[3], exact_bins[0])
 
 
 def test_roi_pool_matches_torchvision_when_available():
