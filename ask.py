@@ -1,9 +1,15 @@
-"""Ask a trained VQA model a question about one image of the data root.
+"""Ask a trained VQA model a question about one image of the data root, or
+about your own photo.
 
     python3 ask.py --input saved_models/ban --epoch 12 --image_id 42 --question "What color is the bus?"
+    python3 ask.py --input saved_models/ban --epoch 12 --image my.jpg \
+        --detector_weights resnet101_faster_rcnn_final.caffemodel --question "What color is the bus?"
 
-Prints the top-5 answers with their probabilities (sigmoid of the logits:
-BAN is trained with a binary cross-entropy per answer).
+With --image and no --image_id the photo's bottom-up-attention region
+features are extracted on the fly (detector.py; needs opencv-python-headless
+and protobuf, see requirements-detector.txt). Prints the top-5 answers with
+their probabilities (sigmoid of the logits: BAN is trained with a binary
+cross-entropy per answer).
 """
 import argparse
 import os
@@ -11,7 +17,7 @@ import os
 import torch
 
 import runtime
-from utils import UserError, run_cli
+from utils import UserError, require_file, run_cli
 
 SPLITS_WITH_FEATURES = ('train', 'val', 'test2015')
 
@@ -21,7 +27,12 @@ def parse_args(argv=None, description=__doc__):
     runtime.add_model_flags(parser)
     parser.add_argument('--input', type=str, default='saved_models/ban', help='folder of model_epoch<N>.pth')
     parser.add_argument('--epoch', type=int, default=12)
-    parser.add_argument('--image_id', type=int, required=True)
+    parser.add_argument('--image_id', type=int, default=None, help='an image of the data root\'s converted features')
+    parser.add_argument('--image', type=str, default=None,
+                        help='a photo; without --image_id its region features are extracted on the fly')
+    parser.add_argument('--detector_weights', type=str, default=None,
+                        help='resnet101_faster_rcnn_final.caffemodel or bua-caffe-frcn-r101-k10-100.pth, '
+                             'for --image without --image_id')
     parser.add_argument('--question', type=str, required=True)
     parser.add_argument('--top', type=runtime.positive_int, default=5,
                         help='answers to print (visualize.py: boxes drawn per glimpse)')
@@ -44,6 +55,21 @@ def find_image_features(dataroot, image_id):
     if not searched:
         raise UserError('no converted features under %s: run tools/process.sh first' % dataroot)
     raise UserError('image %d has no features in %s (searched %s)' % (image_id, dataroot, ', '.join(searched)))
+
+
+def photo_features(image_path, weights_path, device):
+    """(features [n, 2048], spatials [n, 6]) of a photo, extracted on the fly
+    as tools/extract_features.py and the converter would."""
+    import detector
+    import detector_weights
+    if not weights_path:
+        raise UserError('--image %s without --image_id extracts its region features on the fly: pass '
+                        '--detector_weights PATH (%s)' % (image_path, detector_weights.DOWNLOAD_HINT))
+    from tools.adaptive_detection_features_converter import spatial_features
+    image = detector.load_image(image_path)
+    regions = detector.extract_regions(detector_weights.load_detector(weights_path, device), image, name=image_path)
+    spatials = spatial_features(regions.boxes, regions.image_w, regions.image_h)  # [n, 6]
+    return torch.from_numpy(regions.features), torch.from_numpy(spatials)
 
 
 def encode_question(question, dictionary, length=14):
@@ -71,9 +97,16 @@ def load_question_model(args):
     device = runtime.resolve_device(args.device)
     dictionary = runtime.load_dictionary(args.dataroot, 'vqa')
     _, label2ans = load_answer_maps(args.dataroot)
-    features, spatials, _ = find_image_features(args.dataroot, args.image_id)
-    vocabulary = AnswerVocabulary(dictionary, label2ans, features.size(1))
     path = runtime.checkpoint_path(args.input, args.epoch)
+    # checked before a photo's (slow) feature extraction
+    require_file(path, 'train a model with main.py or download the released checkpoint (see README)')
+    if args.image_id is not None:
+        features, spatials, _ = find_image_features(args.dataroot, args.image_id)
+    elif args.image:
+        features, spatials = photo_features(args.image, args.detector_weights, device)
+    else:
+        raise UserError('name the image: --image_id N (an image of the data root) or --image PHOTO')
+    vocabulary = AnswerVocabulary(dictionary, label2ans, features.size(1))
     model, _ = runtime.model_from_checkpoint(vocabulary, args, 'vqa', path, device)
     return model.eval(), dictionary, vocabulary, features, spatials, device
 

@@ -2,6 +2,11 @@
 
     python3 visualize.py --input saved_models/ban --epoch 12 --image_id 42 \
         --question "What color is the bus?" [--image photo.jpg] --output results/attention.png
+    python3 visualize.py --input saved_models/ban --epoch 12 --image my.jpg \
+        --detector_weights resnet101_faster_rcnn_final.caffemodel --question "What is the man holding?"
+
+With --image and no --image_id the photo's region features are extracted on
+the fly (as ask.py does) and the attended boxes are drawn on it.
 
 Left: the image (or a blank canvas of the image's proportions when no image
 file is given) with the most attended boxes of each glimpse, one colour per
@@ -94,7 +99,6 @@ def render(image_path, question, answer_text, spatials, att, words, top):
 
 def main(argv=None):
     parser = ask.parse_args(description=__doc__)
-    parser.add_argument('--image', type=str, default=None, help='image file to draw the boxes on')
     parser.add_argument('--output', type=str, default='results/attention.png')
     args = parser.parse_args(argv)
     _pillow()  # fail early, before loading the model

@@ -11,6 +11,7 @@ import base64
 import binascii
 import csv
 import math
+import numbers
 import os
 import sys
 
@@ -21,6 +22,7 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 from utils import UserError, atomic_write, require_file  # noqa: E402
 
 FIELDNAMES = ('image_id', 'image_w', 'image_h', 'num_boxes', 'boxes', 'features')
+RELEASE_LINE_END = '\r\n'  # the released files end every row as Python's csv writer does
 FEATURES_FIX = 'download the bottom-up-attention features with tools/download.sh'
 LINE_FIX = ('the file is corrupt or truncated: re-download it (tools/download.sh), or check the --tsv, '
             '--feature_dim and --num_boxes options')
@@ -144,6 +146,11 @@ def _record(fields, where, seen, feature_dim, decode, fixed_boxes, feature_flag)
     return record
 
 
+def _size_text(value):
+    """An image side as the release writes it: integers as integers (640), else repr(float)."""
+    return str(int(value)) if isinstance(value, numbers.Integral) else repr(float(value))
+
+
 def encode_record(image_id, image_w, image_h, boxes, features):
     """One TSV line (without newline) in the release format; boxes [n, 4], features [n, D]."""
     boxes = np.ascontiguousarray(boxes, dtype='<f4')
@@ -151,7 +158,7 @@ def encode_record(image_id, image_w, image_h, boxes, features):
     if boxes.ndim != 2 or boxes.shape[1] != 4 or features.ndim != 2 or len(features) != len(boxes):
         raise ValueError('boxes must be [n, 4] and features [n, D], got %s and %s'
                          % (boxes.shape, features.shape))
-    return '\t'.join([str(int(image_id)), repr(float(image_w)), repr(float(image_h)), str(len(boxes)),
+    return '\t'.join([str(int(image_id)), _size_text(image_w), _size_text(image_h), str(len(boxes)),
                       base64.b64encode(boxes.tobytes()).decode('ascii'),
                       base64.b64encode(features.tobytes()).decode('ascii')])
 
