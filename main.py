@@ -221,6 +221,11 @@ def per_rank_batch(args, ctx):
 def run(args):
     ctx, device = runtime.init_distributed(args.device)
     seed_everything(args.seed + ctx.rank)
+    with runtime.deterministic_on_cpu(device):
+        return train_or_evaluate(args, ctx, device)
+
+
+def train_or_evaluate(args, ctx, device):
     if device.type == 'cuda':
         torch.backends.cudnn.benchmark = True
     task = engine.TASKS[args.task]()

@@ -1,6 +1,7 @@
 """Set-up shared by main.py, test.py, evaluate.py and ask.py: devices,
 distributed context, model construction and checkpoint I/O."""
 import os
+from contextlib import contextmanager
 from dataclasses import dataclass
 
 import numpy as np
@@ -25,6 +26,30 @@ def resolve_device(name='auto', local_rank=0):
     elif name != 'cpu':
         raise UserError('--device must be auto, cpu, cuda or cuda:N (got %r)' % name)
     return torch.device(name)
+
+
+@contextmanager
+def deterministic_on_cpu(device):
+    """Within: a seeded run on CPU repeats bit for bit (same machine, same
+    torch thread count); the previous setting comes back on exit.
+
+    Turns on torch.use_deterministic_algorithms. On CPU the one op of the
+    model it changes is the backward of indexing with a tensor (the counter's
+    piecewise-linear functions): with several threads torch accumulates it
+    with atomic float adds in whatever order the threads run, so two runs from
+    one seed drift apart; in this mode it adds serially. (The mode also fills
+    torch.empty tensors with NaN first.) GPU runs are left as they are: see
+    docs/REPRODUCIBILITY.md.
+    """
+    if device.type != 'cpu':
+        yield
+        return
+    previous = torch.are_deterministic_algorithms_enabled(), torch.is_deterministic_algorithms_warn_only_enabled()
+    torch.use_deterministic_algorithms(True)
+    try:
+        yield
+    finally:
+        torch.use_deterministic_algorithms(previous[0], warn_only=previous[1])
 
 
 @dataclass

@@ -61,6 +61,8 @@ def parse_args(argv):
     parser.add_argument('--compile', action='store_true', help='torch.compile the model')
     parser.add_argument('--tf32', action='store_true', help='allow TF32 matmuls on CUDA')
     parser.add_argument('--threads', type=int, default=0, help='torch CPU threads (0: leave as is)')
+    parser.add_argument('--deterministic', action='store_true',
+                        help="torch's deterministic algorithms, as main.py trains on CPU (docs/REPRODUCIBILITY.md)")
     parser.add_argument('--batch_size', type=int, default=32)
     parser.add_argument('--boxes', type=int, default=0,
                         help='fixed box count per image (0: draw from the adaptive distribution)')
@@ -116,6 +118,7 @@ def resolve_device(name):
 def configure_backend(args, device):
     if args.threads:
         torch.set_num_threads(args.threads)
+    torch.use_deterministic_algorithms(args.deterministic)
     if device.type == 'cuda':
         torch.backends.cuda.matmul.allow_tf32 = args.tf32
         torch.backends.cudnn.allow_tf32 = args.tf32

@@ -32,6 +32,11 @@ GLOVE_DIR="${GLOVE_DIR:-data/glove}"
 ENTITIES_DIR="$DATAROOT/Flickr30kEntities"
 ENTITIES_URL="https://raw.githubusercontent.com/BryanPlummer/flickr30k_entities/master"
 FEATURES_ZIP="$DATAROOT/flickr30k_features.zip"
+REPO="$(cd "$(dirname "$0")/.." && pwd)"
+# the interpreter: $PYTHON, else the repository's .venv (made by demo.sh / run_tests.sh), else python3
+default_python=python3
+[ -x "$REPO/.venv/bin/python" ] && default_python="$REPO/.venv/bin/python"
+PYTHON="${PYTHON:-$default_python}"
 FEATURES_DRIVE="https://drive.google.com/uc?export=download&id=11OD_qq7ITBarJwWZfi0bWIRw3HPEaHwE"
 missing_manual=0
 
@@ -42,7 +47,7 @@ fetch() {  # fetch URL DEST: download to a temporary name, then rename
 }
 
 unpack_zip() {  # unpack_zip ZIP DIR (python's zipfile, so no unzip binary is needed)
-    python3 -m zipfile -e "$1" "$2"
+    "$PYTHON" -m zipfile -e "$1" "$2"
 }
 
 # 1. Flickr30k Entities annotations and split files
