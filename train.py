@@ -424,13 +424,19 @@ def _restore_rng(state):
 
 class GracefulInterrupt:
     """First Ctrl-C: finish the current step, then raise KeyboardInterrupt at a
-    step boundary (so the saved state is consistent). Second Ctrl-C: at once."""
+    step boundary (so the saved state is consistent). Second Ctrl-C: at once.
+
+    DataLoader workers forked meanwhile inherit the handler, and Ctrl-C
+    reaches them too: there it does nothing, so the message is printed once."""
 
     def __init__(self):
         self.requested = False
         self.previous = None
+        self.pid = os.getpid()
 
     def _handle(self, signum, frame):
+        if os.getpid() != self.pid:  # a forked worker: the main process acts
+            return
         if self.requested:
             raise KeyboardInterrupt
         self.requested = True

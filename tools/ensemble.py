@@ -1,7 +1,8 @@
 """Average the saved predictions of several models into one submission.
 
-Prediction file (written by `test.py --logits` next to its results JSON as
-`<results path without .json>_logits.pth`, see `logits_path_for`):
+Prediction file (written by `test.py --logits` as
+`logits/<model><op><num_hid>_<label>/logits<index>.pth`, e.g.
+`logits/banc1280_mytest/logits0.pth`):
     torch.save({"question_ids": LongTensor [Q],
                 "logits": FloatTensor [Q, n_answers],
                 "label2ans": list of n_answers str})
@@ -10,7 +11,7 @@ ids (any order; the output follows the first input's order) and the same
 label2ans list.
 
 Usage:
-  python3 tools/ensemble.py --inputs a_logits.pth b_logits.pth ...
+  python3 tools/ensemble.py --inputs logits/*/logits0.pth
       --output results/ensemble.json [--average prob|logit]
 
 `prob` (default) averages sigmoid(logits), i.e. the predicted answer
@@ -30,12 +31,6 @@ from utils import UserError, require_file, run_cli, save_json, torch_save_atomic
 AVERAGES = ('prob', 'logit')
 PREDICTION_FIX = 'write it with test.py --logits'
 ROWS_PER_CHUNK = 65536  # bounds the temporaries when a file holds the whole test set
-
-
-def logits_path_for(results_path):
-    """Prediction file that goes with a results JSON path."""
-    stem = results_path[:-len('.json')] if results_path.endswith('.json') else results_path
-    return stem + '_logits.pth'
 
 
 def save_predictions(path, question_ids, logits, label2ans):
@@ -175,9 +170,9 @@ def to_submission(ensembled):
 
 
 def build_parser():
-    parser = argparse.ArgumentParser(description='Average saved model predictions into one submission.')
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument('--inputs', nargs='+', required=True,
-                        help='prediction files written by test.py --logits (*_logits.pth)')
+                        help='prediction files written by test.py --logits (logits/<model label>/logits<index>.pth)')
     parser.add_argument('--output', default='results/ensemble.json', help='submission JSON to write')
     parser.add_argument('--average', default='prob', choices=AVERAGES,
                         help='prob: mean of sigmoid(logits) (default); logit: mean of logits')
