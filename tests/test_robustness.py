@@ -373,6 +373,40 @@ def glove_nan_value(root):
     return ['tools/create_dictionary.py', '--dataroot', root]
 
 
+def with_tfidf_table(command):
+    """The command with --op c: the tf-idf table reads VG questions, COCO captions and GloVe text."""
+    command[command.index('--op') + 1] = 'c'
+    return command
+
+
+@case('question_answers.json', 'tools/download.sh', 'leave vg out of --tfidf_sources', '--tfidf_sources vqa,cap')
+def tfidf_without_visual_genome(root):  # the hint named only the download
+    os.remove(os.path.join(root, 'question_answers.json'))
+    return with_tfidf_table(main_cmd(root))
+
+
+@case('glove.6B.%dd.txt' % GLOVE_DIM, 'tools/download.sh', 'train without the table: --tfidf false')
+def tfidf_without_glove_text(root):  # the hint named --glove kumo, a flag main.py does not have
+    return with_tfidf_table(main_cmd(root))
+
+
+def test_main_py_hints_name_only_flags_it_has(cli_results, monkeypatch):
+    import argparse
+    import main
+    parsers = []
+
+    def capture(parser, *args, **kwargs):
+        parsers.append(parser)
+        raise SystemExit(0)
+    monkeypatch.setattr(argparse.ArgumentParser, 'parse_args', capture)
+    with pytest.raises(SystemExit):
+        main.parse_args([])
+    flags = {option for action in parsers[0]._actions for option in action.option_strings}
+    for name in ('tfidf_without_visual_genome', 'tfidf_without_glove_text'):
+        named = {word.rstrip(',;:)') for word in cli_results[name][0]['stderr'].split() if word.startswith('--')}
+        assert named and named <= flags, (name, named - flags)
+
+
 @case('glove6b_init_5d.npy is not a readable .npy matrix', 'tools/create_dictionary.py')
 def glove_init_truncated(root):
     path = os.path.join(root, 'glove6b_init_%dd.npy' % GLOVE_DIM)
@@ -465,7 +499,18 @@ def checkpoint_truncated(root):
 
 @case('model_epoch0.pth does not fit this model',
       'q_emb.rnn.weight_hh_l0: checkpoint (24, 8), model (36, 12)', 'pass the --num_hid, --gamma')
-def checkpoint_of_another_configuration(root):
+def checkpoint_of_another_configuration(root):  # as the original saved it: no "config", the flags decide
+    path = os.path.join(root, 'model', 'model_epoch0.pth')
+    checkpoint = torch.load(path, weights_only=True)
+    del checkpoint['config']
+    torch.save(checkpoint, path)
+    command = evaluate_cmd(root, os.path.join(root, 'model'))
+    command[command.index('--num_hid') + 1] = '12'
+    return command
+
+
+@case('model_epoch0.pth cannot be loaded with --num_hid 12 (it was trained with --num_hid 8)', 'drop the flag')
+def flag_contradicting_the_saved_settings(root):
     command = evaluate_cmd(root, os.path.join(root, 'model'))
     command[command.index('--num_hid') + 1] = '12'
     return command

@@ -1,7 +1,8 @@
 """Average the saved predictions of several models into one submission.
 
 Prediction file, either
-  - ours (written by `test.py --logits` as `logits/<model label>/logits<index>.pth`):
+  - ours (written by `test.py --logits` as `logits/<model><op><num_hid>_<label>/logits<index>.pth`,
+    e.g. `logits/banc1280_mytest/logits0.pth`):
         torch.save({"question_ids": LongTensor [Q],
                     "logits": FloatTensor [Q, n_answers],
                     "label2ans": list of n_answers str})
@@ -15,7 +16,7 @@ ids (any order; the output follows the first input's order) and the same
 label2ans list.
 
 Usage:
-  python3 tools/ensemble.py --inputs a_logits.pth b_logits.pth ...
+  python3 tools/ensemble.py --inputs logits/*/logits0.pth
       --output results/ensemble.json [--average prob|logit]
       [--dataroot data --split test2015]   (for bare-tensor inputs)
 
@@ -39,12 +40,6 @@ AVERAGES = ('prob', 'logit')
 PREDICTION_FIX = 'write it with test.py --logits'
 TEST_SPLITS = ('test2015', 'test-dev2015')
 ROWS_PER_CHUNK = 65536  # bounds the temporaries when a file holds the whole test set
-
-
-def logits_path_for(results_path):
-    """Prediction file that goes with a results JSON path."""
-    stem = results_path[:-len('.json')] if results_path.endswith('.json') else results_path
-    return stem + '_logits.pth'
 
 
 def save_predictions(path, question_ids, logits, label2ans):
@@ -216,7 +211,7 @@ def to_submission(ensembled):
 
 
 def build_parser():
-    parser = argparse.ArgumentParser(description='Average saved model predictions into one submission.')
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument('--inputs', nargs='+', required=True,
                         help='prediction files written by test.py --logits, ours or the original\'s bare tensors')
     parser.add_argument('--output', default='results/ensemble.json', help='submission JSON to write')
