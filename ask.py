@@ -11,7 +11,7 @@ import os
 import torch
 
 import runtime
-from utils import UserError, run_cli
+from utils import UserError, check_input_folder, run_cli
 
 SPLITS_WITH_FEATURES = ('train', 'val', 'test2015')
 
@@ -73,6 +73,7 @@ def load_question_model(args):
     _, label2ans = load_answer_maps(args.dataroot)
     features, spatials, _ = find_image_features(args.dataroot, args.image_id)
     vocabulary = AnswerVocabulary(dictionary, label2ans, features.size(1))
+    check_input_folder(args.input, 'ask.py and visualize.py')
     path = runtime.checkpoint_path(args.input, args.epoch)
     model, _ = runtime.model_from_checkpoint(vocabulary, args, 'vqa', path, device)
     return model.eval(), dictionary, vocabulary, features, spatials, device

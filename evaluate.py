@@ -10,7 +10,7 @@ import os
 
 import runtime
 import train as engine
-from utils import run_cli, save_json, str2bool
+from utils import check_input_folder, refuse_ignored_flags, run_cli, save_json, str2bool
 
 
 def parse_args(argv=None):
@@ -26,6 +26,13 @@ def parse_args(argv=None):
     parser.add_argument('--fix_alignment', type=str2bool, nargs='?', const=True, default=False)
     parser.add_argument('--output', type=str, default=None, help='also write the metrics to this JSON file')
     args = parser.parse_args(argv)
+    forced = 'Flickr30k models use --op \'\' and --gamma 1 (as the original); drop the flag'
+    refuse_ignored_flags(parser, argv, [('fix_alignment', args.task == 'vqa' and args.fix_alignment,
+                                         'the phrase alignment is for --task flickr'),
+                                        ('op', args.task == 'flickr' and args.op != '', forced),
+                                        ('gamma', args.task == 'flickr' and args.gamma != 1, forced)])
+    if args.output is not None and os.path.isdir(args.output):
+        parser.error('argument --output: %s is a folder; name the JSON file to write the metrics to' % args.output)
     if args.input is None:
         args.input = 'saved_models/flickr' if args.task == 'flickr' else 'saved_models/ban'
     if args.split is None:
@@ -41,6 +48,7 @@ def checkpoint_file(args):
     """The checkpoint to evaluate: model_epoch<N>.pth, or model.pth when
     --epoch <= 0, as the original's evaluate.py. For --epoch 0 without a
     model.pth, model_epoch0.pth (training keeps it when epoch 0 scored best)."""
+    check_input_folder(args.input, 'evaluate.py')
     if args.epoch > 0:
         return runtime.checkpoint_path(args.input, args.epoch)
     path = os.path.join(args.input, 'model.pth')

@@ -9,11 +9,9 @@ glimpse. Right: each glimpse's box x word attention map (rows: boxes, most
 attended first; columns: the question's words). Needs Pillow
 (`pip install pillow`), used only here.
 """
-import os
-
 
 import ask
-from utils import UserError, atomic_write, run_cli
+from utils import UserError, atomic_write, require_file, run_cli
 
 GLIMPSE_COLOURS = [(230, 25, 75), (60, 180, 75), (0, 130, 200), (245, 130, 48), (145, 30, 180),
                    (70, 240, 240), (240, 50, 230), (128, 128, 0)]
@@ -37,8 +35,7 @@ def box_scores(att):
 def draw_image_panel(image_path, spatials, scores, top, Image, ImageDraw):
     """The image with the `top` most attended boxes of every glimpse."""
     if image_path:
-        if not os.path.exists(image_path):
-            raise UserError('--image %s does not exist' % image_path)
+        require_file(image_path, 'pass an image file with --image')
         panel = Image.open(image_path).convert('RGB').resize((PANEL, PANEL))
     else:
         panel = Image.new('RGB', (PANEL, PANEL), (235, 235, 235))
