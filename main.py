@@ -8,6 +8,7 @@
     python3 main.py --evaluate --input saved_models/ban/model_epoch12.pth
 """
 import argparse
+import math
 import os
 import signal
 import sys
@@ -57,8 +58,8 @@ def parse_args(argv=None):
     refuse_ignored_flags(parser, argv, ignored_flag_rules(args))
     if args.output is None:
         args.output = 'saved_models/flickr' if args.task == 'flickr' else 'saved_models/ban'
-    if args.lr is not None and not args.lr > 0:
-        parser.error('argument --lr: must be > 0, got %r' % args.lr)
+    if args.lr is not None and not 0 < args.lr < math.inf:
+        parser.error('argument --lr: must be > 0 and finite, got %r' % args.lr)
     return runtime.apply_task_overrides(args)
 
 

@@ -23,6 +23,11 @@ def resolve_device(name='auto', local_rank=0):
             raise UserError('--device %s requested but no CUDA GPU is available; use --device cpu' % name)
         if name == 'cuda':
             name = 'cuda:%d' % local_rank
+        index, count = name[len('cuda:'):], torch.cuda.device_count()
+        if not (name.startswith('cuda:') and index.isdigit() and int(index) < count):
+            raise UserError('--device %s: this machine has %d CUDA GPU(s), cuda:0 to cuda:%d (under torchrun, '
+                            'LOCAL_RANK picks one: start at most %d processes per machine)'
+                            % (name, count, count - 1, count))
     elif name != 'cpu':
         raise UserError('--device must be auto, cpu, cuda or cuda:N (got %r)' % name)
     return torch.device(name)
