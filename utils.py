@@ -326,7 +326,9 @@ def utf8_lines(handle, path, fix):
         except UnicodeDecodeError as err:
             raise UserError('%s:%d: not UTF-8 text (byte %d: %s); %s'
                             % (path, line_no, err.start + 1, err.reason, fix)) from None
-        yield line_no, line[:-2] + '\n' if line.endswith('\r\n') else line
+        if line.endswith('\r\n'):  # what the text layer's newline translation gave
+            line = line[:-2] + '\n'
+        yield line_no, line
 
 
 MAX_PICKLE_BYTES = 2 ** 30  # the released caches are at most tens of MB
@@ -348,8 +350,8 @@ class _PlainUnpickler(pickle._Unpickler):
     """Admits what the released caches hold: dicts, lists, tuples, sets,
     strings, numbers, booleans and None; refuses every other global or
     opcode. The pure-Python unpickler is used on purpose: its memo is a dict,
-    whereas the C unpickler's memo is an array that a 10-byte pickle can make
-    it grow to gigabytes (`LONG_BINPUT 2**31`)."""
+    whereas the C unpickler's memo is an array that an 11-byte pickle can make
+    it grow to gigabytes (`LONG_BINPUT 2**31`: 32 GiB)."""
 
     dispatch = _OpcodeTable({code: load for code, load in pickle._Unpickler.dispatch.items()
                              if code in _PLAIN_OPCODES})
