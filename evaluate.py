@@ -17,7 +17,7 @@ import checkpoint_files
 import model_config
 import runtime
 import train as engine
-from utils import run_cli, save_json, str2bool
+from utils import refuse_ignored_flags, run_cli, save_json, str2bool
 
 
 def parse_args(argv=None):
@@ -33,6 +33,13 @@ def parse_args(argv=None):
                         help='Flickr30k: locate each phrase at its own last token (as main.py --fix_alignment)')
     parser.add_argument('--output', type=str, default=None, help='also write the metrics to this JSON file')
     args = model_config.parse_args(parser, argv)
+    forced = 'Flickr30k models use --op \'\' and --gamma 1 (as the original); drop the flag'
+    refuse_ignored_flags(parser, argv, [('fix_alignment', args.task == 'vqa' and args.fix_alignment,
+                                         'the phrase alignment is for --task flickr'),
+                                        ('op', args.task == 'flickr' and args.op != '', forced),
+                                        ('gamma', args.task == 'flickr' and args.gamma != 1, forced)])
+    if args.output is not None and os.path.isdir(args.output):
+        parser.error('argument --output: %s is a folder; name the JSON file to write the metrics to' % args.output)
     if args.input is None:
         args.input = 'saved_models/flickr' if args.task == 'flickr' else 'saved_models/ban'
     checkpoint_files.settle(args)

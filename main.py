@@ -26,7 +26,8 @@ import checkpoint_files
 import model_config
 import runtime
 import train as engine
-from utils import UserError, load_checkpoint, note, run_cli, seed_everything, str2bool
+from utils import (UserError, check_output_folder, load_checkpoint, note, refuse_ignored_flags, run_cli,
+                   seed_everything, str2bool)
 
 
 def bool_flag(parser, name, default, bare_means, help_text):
@@ -38,7 +39,8 @@ def bool_flag(parser, name, default, bare_means, help_text):
 def parse_args(argv=None):
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     runtime.add_model_flags(parser)
-    parser.add_argument('--epochs', type=runtime.non_negative_int, default=13, help='epochs to train (default: 13)')
+    parser.add_argument('--epochs', type=runtime.positive_int, default=13,
+                        help='epochs in all (a resumed run continues up to this number)')
     bool_flag(parser, '--use_both', False, True, 'train on train+val (no validation)')
     bool_flag(parser, '--use_vg', False, True, 'add Visual Genome questions')
     bool_flag(parser, '--tfidf', True, False, 'tf-idf embedding table for op "c" (a bare --tfidf turns it '
@@ -57,7 +59,7 @@ def parse_args(argv=None):
                         help='let a fresh run delete the checkpoints and logs of the run in --output')
     parser.add_argument('--batch_size', type=runtime.positive_int, default=256,
                         help='global batch (split over torchrun processes)')
-    parser.add_argument('--seed', type=int, default=1204, help='random seed (offset by rank)')
+    parser.add_argument('--seed', type=runtime.SEED, default=1204, help='random seed (offset by rank)')
     parser.add_argument('--amp', choices=['off', 'bf16', 'fp16'], default='off', help='mixed precision')
     parser.add_argument('--lr', type=float, default=None, help='base lr (default 1e-3 with validation, '
                                                                '7e-4 with --use_both)')
@@ -70,13 +72,39 @@ def parse_args(argv=None):
         pick = (lambda path: checkpoint_files.choose(path)[0]) if args.evaluate else checkpoint_files.resume_file
         args.input = pick(args.input)
         model_config.adopt_from_file(args, args.input)
+    refuse_ignored_flags(parser, argv, ignored_flag_rules(args))
     if args.output is None:
         args.output = 'saved_models/flickr' if args.task == 'flickr' else 'saved_models/ban'
-    if args.lr is not None and not args.lr > 0:
-        parser.error('argument --lr: must be > 0, got %r' % args.lr)
-    if args.lr is not None and not math.isfinite(args.lr):
-        parser.error('argument --lr: must be a finite number, got %r' % args.lr)
+    if args.lr is not None and not 0 < args.lr < math.inf:
+        parser.error('argument --lr: must be > 0 and finite, got %r' % args.lr)
     return runtime.apply_task_overrides(args)
+
+
+def ignored_flag_rules(args):
+    """[(flag dest, would it be ignored?, why)] for refuse_ignored_flags."""
+    rules = []
+    if args.task == 'flickr':
+        vqa_only = 'Flickr30k trains on its train split and validates on val; this flag is for --task vqa'
+        rules += [('use_both', args.use_both, vqa_only), ('use_vg', args.use_vg, vqa_only),
+                  ('tfidf', args.tfidf, 'the tf-idf table is for --task vqa with --op c'),
+                  ('tfidf_sources', True, 'the tf-idf table is for --task vqa with --op c'),
+                  ('op', args.op != '', "Flickr30k uses --op '' (as the original does); drop the flag"),
+                  ('gamma', args.gamma != 1, 'Flickr30k uses one glimpse (as the original does); drop the flag')]
+    else:
+        rules.append(('fix_alignment', args.fix_alignment, 'the phrase alignment is for --task flickr'))
+        if 'c' not in args.op:
+            rules += [('tfidf', args.tfidf, "the tf-idf table exists only with --op c"),
+                      ('tfidf_sources', True, "the tf-idf table exists only with --op c")]
+        elif not args.tfidf:
+            rules.append(('tfidf_sources', True, 'the tf-idf table is turned off (--tfidf false)'))
+    if args.evaluate:
+        only = '--evaluate only evaluates --input; this flag is for training'
+        rules += [(dest, True, only) for dest in ('epochs', 'lr', 'tfidf', 'tfidf_sources')]
+        rules += [('use_both', args.use_both, only), ('use_vg', args.use_vg, only), ('bucket', args.bucket, only),
+                  ('amp', args.amp != 'off', only), ('load_in_memory', args.load_in_memory, only),
+                  ('output', True, '--evaluate prints the metrics and writes no file (evaluate.py --output '
+                                   'writes them to a JSON file)')]
+    return rules
 
 
 # ----------------------------------------------------------------- data
@@ -227,6 +255,12 @@ def load_resumed_weights(model, args, checkpoint, ctx):
                   'it: --tfidf off, or a checkpoint of an older version of this code); it stays frozen' % args.input)
 
 
+def require_epochs_left(start_epoch, args):
+    if start_epoch >= args.epochs:
+        raise UserError('%s has finished epoch %d, so --epochs %d leaves nothing to train; pass --epochs %d or '
+                        'more to train on' % (args.input, start_epoch - 1, args.epochs, start_epoch + 1))
+
+
 def per_rank_batch(args, ctx):
     if args.batch_size % ctx.world_size:
         raise UserError('--batch_size %d is not divisible by the %d torchrun processes'
@@ -245,6 +279,8 @@ def train_or_evaluate(args, ctx, device):
     if device.type == 'cuda':
         torch.backends.cudnn.benchmark = True
     task = engine.TASKS[args.task]()
+    if not args.evaluate:
+        check_output_folder(args.output, '--output', 'main.py writes its checkpoints and logs into')
     dictionary = runtime.load_dictionary(args.dataroot, args.task)
     batch_size = per_rank_batch(args, ctx)
     if args.evaluate:
@@ -274,14 +310,12 @@ def train_run(args, dictionary, task, device, ctx, batch_size, folder):
     start_epoch = 0
     if resume:
         start_epoch = runtime.resume_epoch(resume, args.input) + 1
+        require_epochs_left(start_epoch, args)
         if 'optimizer_state' in resume:
             runtime.load_optimizer_state(optimizer, resume['optimizer_state'], args.input)
         if ctx.is_main:
             print('resuming from %s at epoch %d%s' % (args.input, start_epoch, ', step %d' % resume['resume_step']
                                                       if resume.get('resume_step') else ''))
-    if args.input is not None and start_epoch >= args.epochs:
-        raise UserError('%s ends at epoch %d and --epochs %d trains epochs 0 to %d: nothing is left to train; pass '
-                        'a larger --epochs to continue' % (args.input, start_epoch - 1, args.epochs, args.epochs - 1))
     model = runtime.wrap_model(model, device, ctx)
     lengths = box_counts(train_set) if args.bucket else None
     train_loader = make_loader(train_set, engine.train_batch_sampler(train_set, batch_size, args.seed, ctx, lengths),

@@ -20,7 +20,8 @@ import checkpoint_files
 import model_config
 import runtime
 from tools.ensemble import save_predictions
-from utils import UserError, run_cli, save_json, str2bool
+from utils import (UserError, check_output_folder, refuse_ignored_flags, run_cli, save_json,
+                   str2bool)
 
 
 def parse_args(argv=None):
@@ -42,6 +43,10 @@ def parse_args(argv=None):
     args = checkpoint_files.settle(model_config.parse_args(parser, argv))
     if args.task != 'vqa':
         parser.error('argument --task: test.py writes VQA submissions; use evaluate.py --task flickr')
+    if any(separator and separator in args.label for separator in ('/', os.sep, os.altsep, '\0')):
+        parser.error('argument --label: %r holds a path separator; it is a tag in the results file name (put '
+                     'the folder in --output)' % args.label)
+    refuse_ignored_flags(parser, argv, [('index', not args.logits, 'it numbers the logits file; pass --logits')])
     return args
 
 
@@ -89,6 +94,7 @@ def answers_from_logits(question_ids, logits, label2ans):
 def run(args):
     from dataset import VQAFeatureDataset, pad_collate
     device = runtime.resolve_device(args.device)
+    check_output_folder(args.output, '--output', 'test.py writes its results file into')
     dictionary = runtime.load_dictionary(args.dataroot, 'vqa')
     dataset = VQAFeatureDataset(args.split, dictionary, dataroot=args.dataroot, adaptive=True)
     model, _ = runtime.model_from_checkpoint(dataset, args, 'vqa', args.checkpoint, device)

@@ -29,7 +29,6 @@ import argparse
 import contextlib
 import os
 import pickle
-import signal
 import sys
 
 import h5py
@@ -308,6 +307,13 @@ def main(argv=None, fixed=False):
         write_flickr_id_sets(args.dataroot, args.split or splits)
     for tsv_paths, job_splits in plan_jobs(args, fixed_boxes):
         split_images = {split: images_of(args.dataroot, split) for split in job_splits}
+        empty = [split for split in job_splits if not split_images[split]]
+        if empty:
+            raise UserError('split %s has no images: its %s lists none; %s'
+                            % (empty[0], 'split file Flickr30kEntities/%s.txt' % empty[0] if args.task == 'flickr'
+                               else 'question file %s' % dataset.question_path(args.dataroot, empty[0]),
+                               'download it again (tools/download%s.sh)' % ('_flickr' if args.task == 'flickr'
+                                                                           else '')))
         outputs = {split: (os.path.join(args.dataroot, '%s%s.hdf5' % (split, suffix)),
                            os.path.join(args.dataroot, '%s%s_imgid2idx.pkl' % (split, suffix)))
                    for split in job_splits}
@@ -325,11 +331,5 @@ def check_outputs(dataroot, splits, suffix):
     print('converted: %s' % ', '.join(splits))
 
 
-def exit_on_sigterm():
-    """Turn SIGTERM into SystemExit so that temporary outputs are removed."""
-    signal.signal(signal.SIGTERM, lambda signum, frame: sys.exit(128 + signum))
-
-
 if __name__ == '__main__':
-    exit_on_sigterm()
-    run_cli(main)
+    run_cli(main)  # Ctrl-C and SIGTERM remove the temporary outputs and exit with status 130

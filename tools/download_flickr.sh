@@ -2,7 +2,8 @@
 # Fetch the Flickr30k Entities data for phrase grounding (FORMATS.md section 7).
 #
 # Usage (from the repository root):  bash tools/download_flickr.sh [DATAROOT]
-# DATAROOT defaults to data/flickr30k; GloVe goes to data/glove (GLOVE_DIR overrides).
+# DATAROOT defaults to data/flickr30k; GloVe goes to the glove/ folder beside it (data/glove;
+# GLOVE_DIR overrides), where tools/process_flickr.sh looks for it.
 # Every step is skipped when its files are already in place, so the script can
 # be re-run after finishing a manual step. Afterwards run tools/process_flickr.sh.
 #
@@ -23,12 +24,12 @@
 #     (https://drive.google.com/uc?export=download&id=11OD_qq7ITBarJwWZfi0bWIRw3HPEaHwE);
 #     Google Drive asks for a confirmation for large files, so this is a manual step:
 #     download that zip into DATAROOT and re-run this script to unpack it.
-#  3. GloVe 6B vectors (http://nlp.stanford.edu/data/glove.6B.zip) into data/glove;
+#  3. GloVe 6B vectors (http://nlp.stanford.edu/data/glove.6B.zip) into GLOVE_DIR (data/glove);
 #     the Flickr dictionary uses glove.6B.300d.txt.
 set -euo pipefail
 
 DATAROOT="${1:-data/flickr30k}"
-GLOVE_DIR="${GLOVE_DIR:-data/glove}"
+GLOVE_DIR="${GLOVE_DIR:-$(dirname "$DATAROOT")/glove}"
 ENTITIES_DIR="$DATAROOT/Flickr30kEntities"
 ENTITIES_URL="https://raw.githubusercontent.com/BryanPlummer/flickr30k_entities/master"
 FEATURES_ZIP="$DATAROOT/flickr30k_features.zip"

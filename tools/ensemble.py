@@ -34,7 +34,8 @@ import torch
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
-from utils import UserError, require_file, run_cli, save_json, torch_save_atomic  # noqa: E402
+from utils import (UserError, describe_torch_load_error, require_file, run_cli, save_json,  # noqa: E402
+                   torch_save_atomic)
 
 AVERAGES = ('prob', 'logit')
 PREDICTION_FIX = 'write it with test.py --logits'
@@ -115,9 +116,8 @@ def load_predictions(path, dataroot='data', split='test2015'):
     try:
         predictions = torch.load(path, map_location='cpu', weights_only=True, mmap=zipfile.is_zipfile(path))
     except Exception as err:  # torch raises many types for corrupt or foreign files
-        raise UserError('%s: cannot read prediction file (%s: %s); %s'
-                        % (path, type(err).__name__, str(err).splitlines()[0] if str(err) else '',
-                           PREDICTION_FIX)) from None
+        raise UserError('%s: cannot read prediction file (%s); %s'
+                        % (path, describe_torch_load_error(err), PREDICTION_FIX)) from None
     if torch.is_tensor(predictions):
         predictions = from_bare_logits(predictions, path, dataroot, split)
     validate_predictions(predictions, path)
