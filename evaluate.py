@@ -4,21 +4,29 @@
                                                                     # official accuracy per answer type
     python3 evaluate.py --task flickr --input saved_models/flickr --epoch 5   # test Recall@1/5/10
     python3 evaluate.py --input saved_models/ban --epoch 0           # <input>/model.pth (any --epoch <= 0)
+
+--input is a checkpoint file or the folder main.py saved into; there,
+--epoch N picks model_epoch<N>.pth (default: the highest N). The model's
+settings (--task too) come from the checkpoint when it records them (ours),
+else from the flags (the original's).
 """
 import argparse
 import os
 
 import torch.distributed as dist
 
+import checkpoint_files
 import checkpoints
+import model_config
 import runtime
 import train as engine
 from dataset import VQAFeatureDataset
 from dataset_flickr import Flickr30kFeatureDataset
+from flags import refuse_ignored_flags, str2bool
 from loaders import eval_loader_for
 from paths import annotation_path, question_path, task_root
 from tasks import TASKS, VQATask
-from utils import run_cli, save_json, str2bool
+from utils import run_cli, save_json
 from vqa_metric import evaluate_results
 
 
@@ -26,17 +34,25 @@ def parse_args(argv=None):
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     runtime.add_model_flags(parser)
     parser.add_argument('--input', type=str, default=None,
-                        help='checkpoint folder (default saved_models/ban, or saved_models/flickr)')
-    parser.add_argument('--epoch', type=int, default=12,
-                        help='checkpoint <input>/model_epoch<N>.pth; 0 or less: <input>/model.pth (the '
-                             'original\'s rule; --epoch 0 falls back to model_epoch0.pth when there is no model.pth)')
-    parser.add_argument('--batch_size', type=runtime.positive_int, default=256)
+                        help='checkpoint file, or the folder main.py saved into (default saved_models/ban, or '
+                             'saved_models/flickr)')
+    checkpoint_files.add_epoch_flag(parser)
+    parser.add_argument('--batch_size', type=runtime.positive_int, default=256, help='questions per batch')
     parser.add_argument('--split', type=str, default=None, help='default: val (vqa), test (flickr)')
-    parser.add_argument('--fix_alignment', type=str2bool, nargs='?', const=True, default=False)
+    parser.add_argument('--fix_alignment', type=str2bool, nargs='?', const=True, default=False,
+                        help='Flickr30k: locate each phrase at its own last token (as main.py --fix_alignment)')
     parser.add_argument('--output', type=str, default=None, help='also write the metrics to this JSON file')
-    args = parser.parse_args(argv)
+    args = model_config.parse_args(parser, argv)
+    forced = 'Flickr30k models use --op \'\' and --gamma 1 (as the original); drop the flag'
+    refuse_ignored_flags(parser, argv, [('fix_alignment', args.task == 'vqa' and args.fix_alignment,
+                                         'the phrase alignment is for --task flickr'),
+                                        ('op', args.task == 'flickr' and args.op != '', forced),
+                                        ('gamma', args.task == 'flickr' and args.gamma != 1, forced)])
+    if args.output is not None and os.path.isdir(args.output):
+        parser.error('argument --output: %s is a folder; name the JSON file to write the metrics to' % args.output)
     if args.input is None:
         args.input = 'saved_models/flickr' if args.task == 'flickr' else 'saved_models/ban'
+    checkpoint_files.settle(args)
     if args.split is None:
         args.split = 'test' if args.task == 'flickr' else 'val'
     allowed = ('train', 'val', 'test') if args.task == 'flickr' else ('train', 'val')
@@ -44,20 +60,6 @@ def parse_args(argv=None):
         parser.error('argument --split: %s has no answers for %s; choose from %s (test2015 submissions '
                      'are written by test.py)' % (args.split, args.task, ', '.join(allowed)))
     return runtime.apply_task_overrides(args)
-
-
-def checkpoint_file(args):
-    """The checkpoint to evaluate: model_epoch<N>.pth, or model.pth when
-    --epoch <= 0, as the original's evaluate.py. For --epoch 0 without a
-    model.pth, model_epoch0.pth (training keeps it when epoch 0 scored best)."""
-    if args.epoch > 0:
-        return checkpoints.checkpoint_path(args.input, args.epoch)
-    path = os.path.join(args.input, 'model.pth')
-    epoch0 = checkpoints.checkpoint_path(args.input, 0)
-    if args.epoch == 0 and not os.path.exists(path) and os.path.exists(epoch0):
-        print('note: no %s; evaluating %s' % (path, epoch0))
-        return epoch0
-    return path
 
 
 def eval_dataset(args, dictionary):
@@ -119,8 +121,7 @@ def main(argv=None):
     args = parse_args(argv)
     ctx, device = runtime.init_distributed(args.device)
     dictionary = runtime.load_dictionary(args.dataroot, args.task)
-    path = checkpoint_file(args)
-    metrics = evaluate_checkpoint(args, dictionary, path, device, ctx, args.batch_size)
+    metrics = evaluate_checkpoint(args, dictionary, args.checkpoint, device, ctx, args.batch_size)
     if ctx.is_main:
         print_metrics(metrics)
         if args.output:

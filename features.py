@@ -53,11 +53,40 @@ def load_imgid2idx(path, fix):
     """{image_id: feature row} of a `*_imgid2idx.pkl` file (restricted unpickler)."""
     mapping = utils.safe_pickle_load(path, fix)
     if not isinstance(mapping, dict):
-        raise UserError('%s: expected a dict image_id -> row; %s' % (path, fix))
-    try:
-        return {int(image_id): int(row) for image_id, row in mapping.items()}
-    except (TypeError, ValueError):
-        raise UserError('%s: image ids and rows must be integers; %s' % (path, fix)) from None
+        raise UserError('%s: expected a dict image_id -> row, found %s; %s' % (path, type(mapping).__name__, fix))
+    for image_id, row in mapping.items():
+        if not utils.is_id(image_id) or type(row) is not int:
+            raise UserError('%s: maps %s to %s; image ids and rows must be integers; %s'
+                            % (path, utils.brief(image_id), utils.brief(row), fix))
+    return dict(mapping)
+
+
+def check_feature_datasets(h5, path, names, fix):
+    """UserError unless each of `names` in the open HDF5 file `h5` is a
+    dataset (not a group) of the converter's dtype: float32 features, boxes
+    and spatials (another dtype would reach the model as it is), integer
+    pos_boxes."""
+    for name in names:
+        item = h5[name]
+        if not isinstance(item, h5py.Dataset):
+            raise UserError('%s: %s is a group, not a dataset; the file was not written by the feature converter; %s'
+                            % (path, name, fix))
+        if name == 'pos_boxes':
+            if item.dtype.kind not in 'iu':
+                raise UserError('%s: pos_boxes holds %s, expected integers; %s' % (path, item.dtype, fix))
+        elif item.dtype != np.float32:
+            raise UserError('%s: %s holds %s values, expected float32 (what the converter writes); %s'
+                            % (path, name, item.dtype, fix))
+
+
+def check_no_empty_images(path, boxes_per_row, img_id2idx, fix):
+    """UserError naming an image with no box (its attention would be over
+    nothing): the converters refuse num_boxes 0, so the file was altered."""
+    empty = np.flatnonzero(np.asarray(boxes_per_row) <= 0)
+    if empty.size:
+        image_of = {row: image_id for image_id, row in img_id2idx.items()}
+        raise UserError('%s: image %s has no boxes (and %d more images); every image needs at least one; %s'
+                        % (path, image_of.get(int(empty[0]), 'of row %d' % empty[0]), empty.size - 1, fix))
 
 
 class FeatureStore:
@@ -118,6 +147,7 @@ class FeatureStore:
                 raise UserError('%s holds the features of split %r, not %r; %s'
                                 % (self.h5_path, str(written_for), self.split, fix))
             self._written_digest = h5.attrs.get(IMGID2IDX_DIGEST)
+            check_feature_datasets(h5, self.h5_path, needed, fix)
             features = h5['image_features']
             if features.ndim != (2 if self.adaptive else 3):
                 raise UserError('%s: image_features is %d-d, so it is not a %s features file; %s'
@@ -127,6 +157,12 @@ class FeatureStore:
                              if self.with_image_bb else None)
             self.v_dim = int(features.shape[-1])
             self.s_dim = int(h5['spatial_features'].shape[-1])
+            if self.s_dim != 6:
+                raise UserError('%s: spatial_features has %d values per box, expected 6 (x1/w, y1/h, x2/w, y2/h, '
+                                'w, h); %s' % (self.h5_path, self.s_dim, fix))
+            if self.with_image_bb and self.image_bb.shape != features.shape[:-1] + (4,):
+                raise UserError('%s: image_bb has shape %s, expected [boxes, 4] with the rows of image_features %s; %s'
+                                % (self.h5_path, self.image_bb.shape, features.shape, fix))
             if h5['spatial_features'].shape[:-1] != features.shape[:-1]:
                 raise UserError('%s: spatial_features %s and image_features %s disagree on the boxes; %s'
                                 % (self.h5_path, h5['spatial_features'].shape, features.shape, fix))
@@ -153,6 +189,7 @@ class FeatureStore:
                             'conversions or splits; %s' % (self.imgid2idx_path, len(self.img_id2idx),
                                                            self.h5_path, self.num_images, fix))
         check_imgid2idx_digest(self.h5_path, self._written_digest, self.imgid2idx_path, self.img_id2idx, fix)
+        check_no_empty_images(self.h5_path, self.boxes_per_row(), self.img_id2idx, fix)
 
     def row_of_image(self, image_id, where):
         """Feature row of `image_id`; `where` names who asked (for the error)."""
@@ -220,3 +257,14 @@ class FeatureStore:
         state = dict(self.__dict__)
         state['_h5'] = state['_h5_pid'] = None
         return state
+
+
+def spatial_features(boxes, image_w, image_h):
+    """[n, 6] = x1/w, y1/h, x2/w, y2/h, (x2-x1)/w, (y2-y1)/h, computed as the
+    original (x2/w as x1/w + width/w) so float32 values match it."""
+    scaled_w = (boxes[:, 2] - boxes[:, 0]) / image_w
+    scaled_h = (boxes[:, 3] - boxes[:, 1]) / image_h
+    scaled_x = boxes[:, 0] / image_w
+    scaled_y = boxes[:, 1] / image_h
+    return np.stack([scaled_x, scaled_y, scaled_x + scaled_w, scaled_y + scaled_h, scaled_w, scaled_h],
+                    axis=1).astype(np.float32)  # [n, 6]

@@ -20,7 +20,7 @@ from typing import NamedTuple
 
 import numpy as np
 
-from utils import UserError, require_file, safe_pickle_load, utf8_lines
+from utils import UserError, is_id, require_file, safe_pickle_load, utf8_lines
 
 SPLITS = ('train', 'val', 'test')
 MAX_SENTENCE_TOKENS = 82
@@ -32,13 +32,14 @@ ENTITY_TYPES = ('people', 'clothing', 'bodyparts', 'animals', 'vehicles', 'instr
                 'other')
 TYPE_INDEX = {name: index for index, name in enumerate(ENTITY_TYPES)}
 NOT_VISUAL = 'notvisual'
-DEFAULT_GLOVE = 'data/glove/glove.6B.300d.txt'
+GLOVE_NAME = 'glove.6B.300d.txt'
 
 ANNOTATIONS_FIX = ('download annotations.zip of Flickr30k Entities (see tools/download_flickr.sh) '
                    'and unpack it with tools/process_flickr.sh')
 FEATURES_FIX = ('convert the Flickr30k detector features with tools/process_flickr.sh '
                 '(tools/adaptive_detection_features_converter.py --task flickr)')
-GLOVE_FIX = 'download GloVe with tools/download_flickr.sh or pass the GloVe text file path'
+GLOVE_FIX = ('download GloVe with tools/download_flickr.sh, or name the GloVe text file (GLOVE=<file> '
+             'tools/process_flickr.sh, or tools/create_dictionary.py --glove <file>)')
 IMAGE_FOLDER = 'flickr30k_images'
 IDS_FIX = ('delete it: tools/adaptive_detection_features_converter.py --task flickr writes it again from '
            'the image names of flickr30k_images/')
@@ -146,8 +147,8 @@ def parse_annotation_file(path):
                             % (path, box, ANNOTATIONS_FIX))
         for name in obj.findall('name'):
             chain_id = _xml_int_text(name.text, 'name', path)
-            if chain_id <= 0:
-                raise UserError('%s: <name>%d</name> is not a positive chain id; %s'
+            if chain_id <= 0 or not is_id(chain_id):
+                raise UserError('%s: <name>%d</name> is not a chain id (1 to 2**63-1); %s'
                                 % (path, chain_id, ANNOTATIONS_FIX))
             chain_boxes.setdefault(chain_id, []).append(box)
     return chain_boxes
@@ -216,10 +217,13 @@ def read_split_ids(dataroot, split):
             if not line.strip():
                 continue
             try:
-                image_ids.append(int(line))
+                image_id = int(line)
             except ValueError:
-                raise UserError('%s:%d: %r is not an image id (integer); %s'
-                                % (txt_path, line_no, line.strip(), ANNOTATIONS_FIX)) from None
+                image_id = None
+            if not is_id(image_id):
+                raise UserError('%s:%d: %r is not an image id (integer, 0 to 2**63-1); %s'
+                                % (txt_path, line_no, line.strip(), ANNOTATIONS_FIX))
+            image_ids.append(image_id)
     return image_ids
 
 
@@ -312,3 +316,16 @@ def read_sentence_lines(path):
     require_file(path, ANNOTATIONS_FIX)
     with open(path, 'r', encoding='utf-8') as handle:
         return [line.strip() for _, line in utf8_lines(handle, path, ANNOTATIONS_FIX)]
+
+
+def default_glove_path(dataroot):
+    """The GloVe file of the Flickr dictionary when none is named:
+    `<dataroot>/glove/glove.6B.300d.txt`, else the `glove/` folder beside
+    `<dataroot>` (data/glove for data/flickr30k: where tools/download_flickr.sh
+    puts it, and the VQA data root's GloVe folder)."""
+    candidates = [os.path.join(dataroot, 'glove', GLOVE_NAME),
+                  os.path.normpath(os.path.join(dataroot, os.pardir, 'glove', GLOVE_NAME))]
+    for path in candidates:
+        if os.path.exists(path):
+            return path
+    raise UserError('no GloVe file: neither %s nor %s exists; %s' % (candidates[0], candidates[1], GLOVE_FIX))

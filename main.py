@@ -5,7 +5,11 @@
     python3 main.py --task flickr --out saved_models/flickr
     torchrun --nproc_per_node 4 main.py ...          # DistributedDataParallel
     python3 main.py --input saved_models/ban/model_last.pth   # resume exactly
+    python3 main.py --input saved_models/ban                  # the same: the newest of model_last/interrupted
     python3 main.py --evaluate --input saved_models/ban/model_epoch12.pth
+
+With --input the model's settings come from the checkpoint when it records
+them (ours), else from the flags (the original's).
 """
 import argparse
 import math
@@ -16,19 +20,23 @@ import threading
 import torch
 from torch.utils.data import ConcatDataset
 
+import checkpoint_files
 import checkpoints
+import curves
 import evaluate as evaluation
+import model_config
 import rundir
 import runtime
 import train as engine
 from dataset import VisualGenomeFeatureDataset, VQAFeatureDataset
 from dataset_flickr import Flickr30kFeatureDataset
+from flags import check_output_folder, refuse_ignored_flags, str2bool
 from loaders import eval_loader_for, make_loader, stop_workers
 from paths import glove_text_file, task_root
 from samplers import train_batch_sampler
 from tasks import TASKS
 from tfidf import tfidf_from_questions
-from utils import UserError, run_cli, seed_everything, str2bool
+from utils import UserError, note, run_cli, seed_everything
 
 
 def bool_flag(parser, name, default, bare_means, help_text):
@@ -40,7 +48,8 @@ def bool_flag(parser, name, default, bare_means, help_text):
 def parse_args(argv=None):
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     runtime.add_model_flags(parser)
-    parser.add_argument('--epochs', type=runtime.non_negative_int, default=13)
+    parser.add_argument('--epochs', type=runtime.positive_int, default=13,
+                        help='epochs in all (a resumed run continues up to this number)')
     bool_flag(parser, '--use_both', False, True, 'train on train+val (no validation)')
     bool_flag(parser, '--use_vg', False, True, 'add Visual Genome questions')
     bool_flag(parser, '--tfidf', True, False, 'tf-idf embedding table for op "c" (a bare --tfidf turns it '
@@ -48,7 +57,10 @@ def parse_args(argv=None):
     parser.add_argument('--tfidf_sources', type=str, default='vqa,vg,cap',
                         help='sentences of the tf-idf graph: vqa (questions), vg (Visual Genome questions), cap '
                              '(COCO captions); drop cap to skip the captions, as the original README suggests')
-    parser.add_argument('--input', type=str, default=None, help='checkpoint to resume from')
+    parser.add_argument('--input', type=str, default=None,
+                        help='checkpoint to resume from (--evaluate: to evaluate): a file, or the folder a run saved '
+                             'into (resume: its newest model_last.pth or model_interrupted.pth; --evaluate: its '
+                             'highest model_epoch<N>.pth)')
     parser.add_argument('--output', type=str, default=None,
                         help='checkpoint folder (default saved_models/ban, or saved_models/flickr); one run per '
                              'folder: a fresh run refuses a folder holding another run\'s checkpoints')
@@ -56,7 +68,7 @@ def parse_args(argv=None):
                         help='let a fresh run delete the checkpoints and logs of the run in --output')
     parser.add_argument('--batch_size', type=runtime.positive_int, default=256,
                         help='global batch (split over torchrun processes)')
-    parser.add_argument('--seed', type=int, default=1204, help='random seed (offset by rank)')
+    parser.add_argument('--seed', type=runtime.SEED, default=1204, help='random seed (offset by rank)')
     parser.add_argument('--amp', choices=['off', 'bf16', 'fp16'], default='off', help='mixed precision')
     parser.add_argument('--lr', type=float, default=None, help='base lr (default 1e-3 with validation, '
                                                                '7e-4 with --use_both)')
@@ -64,14 +76,44 @@ def parse_args(argv=None):
     bool_flag(parser, '--load_in_memory', False, True, 'read all features into RAM (fast, needs ~32 GB)')
     bool_flag(parser, '--fix_alignment', False, True, 'Flickr30k: correct the phrase/token alignment quirk')
     bool_flag(parser, '--evaluate', False, True, 'only evaluate --input (val for vqa, test for flickr)')
-    args = parser.parse_args(argv)
+    args = model_config.parse_args(parser, argv)
+    if args.input is not None:
+        pick = (lambda path: checkpoint_files.choose(path)[0]) if args.evaluate else checkpoint_files.resume_file
+        args.input = pick(args.input)
+        model_config.adopt_from_file(args, args.input)
+    refuse_ignored_flags(parser, argv, ignored_flag_rules(args))
     if args.output is None:
         args.output = 'saved_models/flickr' if args.task == 'flickr' else 'saved_models/ban'
-    if args.lr is not None and not args.lr > 0:
-        parser.error('argument --lr: must be > 0, got %r' % args.lr)
-    if args.lr is not None and not math.isfinite(args.lr):
-        parser.error('argument --lr: must be a finite number, got %r' % args.lr)
+    if args.lr is not None and not 0 < args.lr < math.inf:
+        parser.error('argument --lr: must be > 0 and finite, got %r' % args.lr)
     return runtime.apply_task_overrides(args)
+
+
+def ignored_flag_rules(args):
+    """[(flag dest, would it be ignored?, why)] for refuse_ignored_flags."""
+    rules = []
+    if args.task == 'flickr':
+        vqa_only = 'Flickr30k trains on its train split and validates on val; this flag is for --task vqa'
+        rules += [('use_both', args.use_both, vqa_only), ('use_vg', args.use_vg, vqa_only),
+                  ('tfidf', args.tfidf, 'the tf-idf table is for --task vqa with --op c'),
+                  ('tfidf_sources', True, 'the tf-idf table is for --task vqa with --op c'),
+                  ('op', args.op != '', "Flickr30k uses --op '' (as the original does); drop the flag"),
+                  ('gamma', args.gamma != 1, 'Flickr30k uses one glimpse (as the original does); drop the flag')]
+    else:
+        rules.append(('fix_alignment', args.fix_alignment, 'the phrase alignment is for --task flickr'))
+        if 'c' not in args.op:
+            rules += [('tfidf', args.tfidf, "the tf-idf table exists only with --op c"),
+                      ('tfidf_sources', True, "the tf-idf table exists only with --op c")]
+        elif not args.tfidf:
+            rules.append(('tfidf_sources', True, 'the tf-idf table is turned off (--tfidf false)'))
+    if args.evaluate:
+        only = '--evaluate only evaluates --input; this flag is for training'
+        rules += [(dest, True, only) for dest in ('epochs', 'lr', 'tfidf', 'tfidf_sources')]
+        rules += [('use_both', args.use_both, only), ('use_vg', args.use_vg, only), ('bucket', args.bucket, only),
+                  ('amp', args.amp != 'off', only), ('load_in_memory', args.load_in_memory, only),
+                  ('output', True, '--evaluate prints the metrics and writes no file (evaluate.py --output '
+                                   'writes them to a JSON file)')]
+    return rules
 
 
 # ----------------------------------------------------------------- data
@@ -159,6 +201,9 @@ def load_resumed_weights(model, args, checkpoint, ctx):
     tf-idf matrix is not rebuilt), and `emb_` trains or stays frozen as in the
     run that saved the checkpoint, which must be known before the optimizer
     is built. A checkpoint without optimizer state follows --tfidf."""
+    config = model_config.saved_config(checkpoint, args.input)
+    if config is not None:
+        model_config.check_data(config, model.config, args.input, args.dataroot)
     checkpoints.load_model_state(model, checkpoint['model_state'], args.input)
     if 'c' not in args.op:
         return
@@ -172,6 +217,12 @@ def load_resumed_weights(model, args, checkpoint, ctx):
                   'it: --tfidf off, or a checkpoint of an older version of this code); it stays frozen' % args.input)
 
 
+def require_epochs_left(start_epoch, args):
+    if start_epoch >= args.epochs:
+        raise UserError('%s has finished epoch %d, so --epochs %d leaves nothing to train; pass --epochs %d or '
+                        'more to train on' % (args.input, start_epoch - 1, args.epochs, start_epoch + 1))
+
+
 def per_rank_batch(args, ctx):
     if args.batch_size % ctx.world_size:
         raise UserError('--batch_size %d is not divisible by the %d torchrun processes'
@@ -182,9 +233,16 @@ def per_rank_batch(args, ctx):
 def run(args):
     ctx, device = runtime.init_distributed(args.device)
     seed_everything(args.seed + ctx.rank)
+    with runtime.deterministic_on_cpu(device):
+        return train_or_evaluate(args, ctx, device)
+
+
+def train_or_evaluate(args, ctx, device):
     if device.type == 'cuda':
         torch.backends.cudnn.benchmark = True
     task = TASKS[args.task]()
+    if not args.evaluate:
+        check_output_folder(args.output, '--output', 'main.py writes its checkpoints and logs into')
     dictionary = runtime.load_dictionary(args.dataroot, args.task)
     batch_size = per_rank_batch(args, ctx)
     if args.evaluate:
@@ -214,14 +272,12 @@ def train_run(args, dictionary, task, device, ctx, batch_size, folder):
     start_epoch = 0
     if resume:
         start_epoch = checkpoints.resume_epoch(resume, args.input) + 1
+        require_epochs_left(start_epoch, args)
         if 'optimizer_state' in resume:
             checkpoints.load_optimizer_state(optimizer, resume['optimizer_state'], args.input)
         if ctx.is_main:
             print('resuming from %s at epoch %d%s' % (args.input, start_epoch, ', step %d' % resume['resume_step']
                                                       if resume.get('resume_step') else ''))
-    if args.input is not None and start_epoch >= args.epochs:
-        raise UserError('%s ends at epoch %d and --epochs %d trains epochs 0 to %d: nothing is left to train; pass '
-                        'a larger --epochs to continue' % (args.input, start_epoch - 1, args.epochs, args.epochs - 1))
     model = runtime.wrap_model(model, device, ctx)
     lengths = box_counts(train_set) if args.bucket else None
     train_loader = make_loader(train_set, train_batch_sampler(train_set, batch_size, args.seed, ctx, lengths),
@@ -236,16 +292,31 @@ def train_run(args, dictionary, task, device, ctx, batch_size, folder):
                  model.parameters()), device, ctx.world_size))
     folder.begin()
     try:
-        return engine.train(model, train_loader, eval_loader, args.epochs, args.output, optimizer, task, device, ctx,
+        best = engine.train(model, train_loader, eval_loader, args.epochs, args.output, optimizer, task, device, ctx,
                             start_epoch=start_epoch, resume=resume, amp=args.amp, base_lr=base_lr, run=run_record)
     finally:
         stop_workers(train_loader, eval_loader)
+    if ctx.is_main:
+        plot_curves(args.output)
+    return best
 
 
 def run_fields(args, ctx, train_set, train_loader):
     """This run's checkpoints.RUN_FIELDS: what a mid-epoch checkpoint must share with it."""
     return {'batch_size': args.batch_size, 'world_size': ctx.world_size, 'seed': args.seed,
             'bucket': bool(args.bucket), 'train_items': len(train_set), 'batches_per_epoch': len(train_loader)}
+
+
+def plot_curves(output):
+    """<output>/curves.png from the run's log (tools/plot_log.py); a missing
+    matplotlib or an empty log is a note, never a failed training."""
+    try:
+        print('wrote %s' % curves.write_curves(output))
+    except curves.MissingMatplotlib:
+        note('no %s/curves.png: matplotlib is not installed (pip install matplotlib, then python3 '
+             'tools/plot_log.py %s)' % (output, output))
+    except UserError as err:
+        note('no %s/curves.png: %s' % (output, err))
 
 
 def evaluate_only(args, dictionary, task, device, ctx, batch_size):

@@ -2,7 +2,8 @@
 `test.py --logits` and averaged by tools/ensemble.py.
 
 Prediction file, either
-  - ours (`logits/<model label>/logits<index>.pth`):
+  - ours (`logits/<model><op><num_hid>_<label>/logits<index>.pth`, e.g.
+    `logits/banc1280_mytest/logits0.pth`):
         torch.save({"question_ids": LongTensor [Q],
                     "logits": FloatTensor [Q, n_answers],
                     "label2ans": list of n_answers str})
@@ -18,18 +19,12 @@ import zipfile
 
 import torch
 
-from utils import UserError, require_file, torch_save_atomic
+from utils import UserError, describe_torch_load_error, require_file, torch_save_atomic
 from paths import answer_cache_files, question_path
 from vqa_files import load_answer_maps, load_questions
 
 PREDICTION_FIX = 'write it with test.py --logits'
 TEST_SPLITS = ('test2015', 'test-dev2015')
-
-
-def logits_path_for(results_path):
-    """Prediction file that goes with a results JSON path."""
-    stem = results_path[:-len('.json')] if results_path.endswith('.json') else results_path
-    return stem + '_logits.pth'
 
 
 def save_predictions(path, question_ids, logits, label2ans):
@@ -102,9 +97,8 @@ def load_predictions(path, dataroot='data', split='test2015'):
     try:
         predictions = torch.load(path, map_location='cpu', weights_only=True, mmap=zipfile.is_zipfile(path))
     except Exception as err:  # torch raises many types for corrupt or foreign files
-        raise UserError('%s: cannot read prediction file (%s: %s); %s'
-                        % (path, type(err).__name__, str(err).splitlines()[0] if str(err) else '',
-                           PREDICTION_FIX)) from None
+        raise UserError('%s: cannot read prediction file (%s); %s'
+                        % (path, describe_torch_load_error(err), PREDICTION_FIX)) from None
     if torch.is_tensor(predictions):
         predictions = from_bare_logits(predictions, path, dataroot, split)
     validate_predictions(predictions, path)

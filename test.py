@@ -2,6 +2,11 @@
 
     python3 test.py --label mytest        # results/test2015_banc1280_mytest_epoch12.json
     python3 test.py --split test-dev2015 --input saved_models/ban --epoch 12 --logits True
+
+--input is a checkpoint file or the folder main.py saved into; there,
+--epoch N picks model_epoch<N>.pth (default: the highest N). The model's
+settings come from the checkpoint when it records them (ours), else from the
+flags (the original's).
 """
 import argparse
 import os
@@ -11,31 +16,40 @@ import torch
 from torch.utils.data import DataLoader
 from tqdm import tqdm
 
+import checkpoint_files
 import checkpoints
+import model_config
 import runtime
 from collate import pad_collate
 from dataset import VQAFeatureDataset
+from flags import check_output_folder, refuse_ignored_flags, str2bool
 from predictions import save_predictions
-from utils import UserError, run_cli, save_json, str2bool
+from utils import UserError, run_cli, save_json
 
 
 def parse_args(argv=None):
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     runtime.add_model_flags(parser)
     parser.add_argument('--label', type=str, default='', help='tag in the results file name')
-    parser.add_argument('--split', choices=['test2015', 'test-dev2015'], default='test2015')
-    parser.add_argument('--input', type=str, default='saved_models/ban', help='folder of model_epoch<N>.pth')
-    parser.add_argument('--output', type=str, default='results')
-    parser.add_argument('--batch_size', type=runtime.positive_int, default=256)
+    parser.add_argument('--split', choices=['test2015', 'test-dev2015'], default='test2015',
+                        help='the questions to answer (default: test2015)')
+    parser.add_argument('--input', type=str, default='saved_models/ban',
+                        help='checkpoint file, or the folder main.py saved into')
+    parser.add_argument('--output', type=str, default='results', help='folder of the results JSON')
+    parser.add_argument('--batch_size', type=runtime.positive_int, default=256, help='questions per batch')
     parser.add_argument('--debug', type=str2bool, nargs='?', const=True, default=False,
                         help='print the first question and answer of every batch')
     parser.add_argument('--logits', type=str2bool, nargs='?', const=True, default=False,
                         help='also save logits to logits/<model label>/logits<index>.pth (tools/ensemble.py)')
     parser.add_argument('--index', type=int, default=0, help='number in the logits file name')
-    parser.add_argument('--epoch', type=int, default=12, help='checkpoint epoch (-1: <input>/model.pth)')
-    args = parser.parse_args(argv)
+    checkpoint_files.add_epoch_flag(parser)
+    args = checkpoint_files.settle(model_config.parse_args(parser, argv))
     if args.task != 'vqa':
         parser.error('argument --task: test.py writes VQA submissions; use evaluate.py --task flickr')
+    if any(separator and separator in args.label for separator in ('/', os.sep, os.altsep, '\0')):
+        parser.error('argument --label: %r holds a path separator; it is a tag in the results file name (put '
+                     'the folder in --output)' % args.label)
+    refuse_ignored_flags(parser, argv, [('index', not args.logits, 'it numbers the logits file; pass --logits')])
     return args
 
 
@@ -44,15 +58,14 @@ def model_label(args):
     return '%s%s%d_%s' % (args.model, args.op, args.num_hid, args.label)
 
 
+def logits_file(args):
+    """Where --logits saves the predictions (the input of tools/ensemble.py)."""
+    return os.path.join('logits', model_label(args), 'logits%d.pth' % args.index)
+
+
 def results_path(args):
     label = model_label(args) + ('_epoch%d' % args.epoch if args.epoch >= 0 else '')
     return os.path.join(args.output, '%s_%s.json' % (args.split, label))
-
-
-def checkpoint_file(args):
-    if args.epoch < 0:
-        return os.path.join(args.input, 'model.pth')
-    return checkpoints.checkpoint_path(args.input, args.epoch)
 
 
 def decode_question(tokens, dictionary):
@@ -83,9 +96,10 @@ def answers_from_logits(question_ids, logits, label2ans):
 
 def run(args):
     device = runtime.resolve_device(args.device)
+    check_output_folder(args.output, '--output', 'test.py writes its results file into')
     dictionary = runtime.load_dictionary(args.dataroot, 'vqa')
     dataset = VQAFeatureDataset(args.split, dictionary, dataroot=args.dataroot, adaptive=True)
-    model, _ = checkpoints.model_from_checkpoint(args, 'vqa', checkpoint_file(args), device, dictionary.ntoken,
+    model, _ = checkpoints.model_from_checkpoint(args, 'vqa', args.checkpoint, device, dictionary.ntoken,
                                                  dataset.v_dim, dataset.num_ans_candidates)
     loader = DataLoader(dataset, batch_size=args.batch_size, shuffle=False, num_workers=args.workers,
                         collate_fn=pad_collate)
@@ -99,7 +113,7 @@ def run(args):
     save_json(results, path)
     print('wrote %d answers to %s' % (len(results), path))
     if args.logits:
-        logits_path = os.path.join('logits', model_label(args), 'logits%d.pth' % args.index)
+        logits_path = logits_file(args)
         save_predictions(logits_path, ids, logits, list(dataset.label2ans))
         print('wrote logits to %s' % logits_path)
     return path

@@ -8,7 +8,10 @@ import utils
 from glove import create_glove_embedding_init
 from paths import glove_text_file
 from utils import UserError
-from vqa_files import DOWNLOAD_FIX, load_questions
+from vqa_files import DOWNLOAD_FIX, VG_FIX, load_questions
+
+TFIDF_GLOVE_FIX = ('download GloVe with tools/download.sh: the tf-idf table of --op c needs the vectors of the words '
+                   'that Visual Genome questions and COCO captions add; or train without the table: --tfidf false')
 
 TFIDF_TARGETS = ('vqa', 'vg', 'cap')
 
@@ -24,13 +27,14 @@ def _tfidf_sentences(names, dataroot, target):
                 yield question['question']
     if 'vg' in target:
         path = os.path.join(dataroot, 'question_answers.json')
-        images = utils.load_json(path, 'download Visual Genome v1.2 with tools/download.sh')
+        images = utils.load_json(path, VG_FIX + ', or leave vg out of --tfidf_sources (e.g. --tfidf_sources vqa,cap)')
         yield from _text_fields(path, images, lambda images: (qa['question'] for image in images
                                                               for qa in image['qas']))
     if 'cap' in target:
         for split in ('train2017', 'val2017'):
             path = os.path.join(dataroot, 'annotations', 'captions_%s.json' % split)
-            data = utils.load_json(path, 'download the COCO 2017 captions with tools/download.sh')
+            data = utils.load_json(path, 'download the COCO 2017 captions with tools/download.sh, or leave cap out of '
+                                         '--tfidf_sources (e.g. --tfidf_sources vqa,vg, as the original README says)')
             yield from _text_fields(path, data, lambda data: (item['caption'] for item in data['annotations']))
 
 
@@ -173,6 +177,6 @@ def tfidf_from_questions(names, dictionary, dataroot='data', target=TFIDF_TARGET
 
     if glove_file is None:
         glove_file = glove_text_file(dataroot)
-    weights, _ = create_glove_embedding_init(dictionary.idx2word[num_base:], glove_file)
+    weights, _ = create_glove_embedding_init(dictionary.idx2word[num_base:], glove_file, TFIDF_GLOVE_FIX)
     print('tf-idf stochastic matrix (%d x %d) is generated.' % (num_base, num_total))
     return tfidf, weights

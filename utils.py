@@ -5,15 +5,24 @@ Every module that reads a user's file raises `UserError` for bad input; the
 CLIs turn it into a one-line message and exit status 2.
 """
 import contextlib
+import errno
+import gc
 import io
 import json
 import os
 import pickle
+import re
+import reprlib
+import signal
+import stat
 import sys
 import tempfile
+import threading
 
 import numpy as np
 import torch
+
+from temporaries import remove_stale_temporaries, target_of_temporary, temporary_prefix
 
 
 class UserError(Exception):
@@ -22,42 +31,169 @@ class UserError(Exception):
 
 
 def require_file(path, fix):
-    """Raise a UserError naming `path` and the step `fix` when it is missing."""
-    if not os.path.exists(path):
-        raise UserError('missing file %s: %s' % (path, fix))
+    """Raise a UserError naming `path` and the step `fix` unless `path` is a
+    regular file: missing, a folder, or a device or pipe (/dev/zero would
+    be read forever)."""
+    try:
+        mode = os.stat(path).st_mode
+    except (FileNotFoundError, NotADirectoryError):
+        raise UserError('missing file %s: %s' % (path, fix)) from None
+    except OSError as err:  # no permission on a folder of the path, a symlink loop, a name too long
+        raise UserError('cannot read %s; %s' % (describe_os_error(err), fix)) from None
+    if stat.S_ISDIR(mode):
+        raise UserError('%s is a folder, but a file is expected here: %s' % (path, fix))
+    if not stat.S_ISREG(mode):
+        raise UserError('%s is not a regular file (a device, pipe or socket); %s' % (path, fix))
     return path
 
 
+def brief(value, limit=200):
+    """A repr of `value` cut to about `limit` characters without building the
+    whole repr first (a crafted cache can share one list many times over, so
+    its full repr would be huge)."""
+    shortener = reprlib.Repr()
+    shortener.maxlevel, shortener.maxstring, shortener.maxother = 3, 60, 60
+    shortener.maxlist = shortener.maxtuple = shortener.maxdict = shortener.maxset = 6
+    text = shortener.repr(value)
+    return text if len(text) <= limit else text[:limit] + '...'
+
+
+MAX_ID = 2 ** 63 - 1  # ids become int64 tensors
+
+
+def is_id(value):
+    """True for an int (not a bool) in 0..2**63-1: a question, image or chain id."""
+    return type(value) is int and 0 <= value <= MAX_ID
+
+
+def first_line(text, limit=300):
+    """The first line of `text` (any object's str), cut to `limit` characters."""
+    lines = str(text).splitlines()
+    line = lines[0] if lines else ''
+    return line if len(line) <= limit else line[:limit] + '...'
+
+
+INTERRUPTED_STATUS = 130  # 128 + SIGINT, what a shell reports for Ctrl-C
+
+
 def run_cli(main, argv=None):
-    """Run `main(argv)`; a UserError becomes `error: <message>` and exit 2."""
+    """Run `main(argv)` as a command. A UserError, or an operating-system
+    error on a file (a folder where a file is expected, no permission, a full
+    or read-only disk), becomes one line `error: <message>` and exit status
+    2; Ctrl-C or SIGTERM one line and exit status 130. Either way the
+    temporary files of `atomic_write` / `atomic_path` are removed on the way
+    out, so no half-written output is left."""
     try:
-        return main(argv)
+        with _sigterm_as_keyboard_interrupt():
+            return main(argv)
     except UserError as err:
-        print('error: %s' % ' '.join(str(err).splitlines()), file=sys.stderr)  # always one line
-        sys.exit(2)
+        _exit_with_line('error: %s' % err, 2)
+    except OSError as err:
+        _exit_with_line('error: %s' % describe_os_error(err), 2)
+    except KeyboardInterrupt:
+        _exit_with_line('stopped by Ctrl-C or SIGTERM; unfinished outputs were removed', INTERRUPTED_STATUS)
+
+
+def _exit_with_line(message, status):
+    print(' '.join(message.splitlines()), file=sys.stderr)  # always one line
+    sys.exit(status)
+
+
+@contextlib.contextmanager
+def _sigterm_as_keyboard_interrupt():
+    """SIGTERM (`kill`, a scheduler) raises KeyboardInterrupt, as Ctrl-C does,
+    so that the `finally`/`except` clauses that remove temporary files run."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def interrupt(signum, frame):
+        raise KeyboardInterrupt
+
+    previous = signal.signal(signal.SIGTERM, interrupt)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
+_OS_ERROR_ADVICE = {
+    errno.ENOSPC: 'no space left on device; free some space on that disk or write somewhere else',
+    errno.EDQUOT: 'disk quota exceeded; free some space or write somewhere else',
+    errno.EROFS: 'read-only file system; write somewhere writable',
+    errno.EACCES: 'permission denied; fix its permissions or use another path',
+    errno.EPERM: 'operation not permitted; fix its permissions or use another path',
+    errno.EISDIR: 'is a folder, but a file is expected here',
+    errno.ENOTDIR: 'a part of this path is a file, not a folder',
+    errno.ENOENT: 'no such file or folder',
+    errno.EEXIST: 'a file of that name exists where a folder is needed',
+    errno.EFBIG: 'file too large for the file system or for the file-size limit (ulimit -f)',
+    errno.EMFILE: 'too many open files; raise the limit (ulimit -n) or lower --workers',
+    errno.ENFILE: 'too many open files on this system; lower --workers',
+    errno.EIO: 'input/output error: the disk or network file system failed; check it and retry',
+    errno.ENAMETOOLONG: 'file name too long',
+    errno.ELOOP: 'too many levels of symbolic links',
+    errno.ENXIO: 'no such device',
+}
+
+
+def describe_os_error(err):
+    """`<path>: <what happened>; <what to do>` for an OSError, from its errno
+    (h5py puts `errno = N` and `name = '...'` in its message instead). A
+    temporary file of `atomic_write` is named by the file it stands for."""
+    code, path, text = err.errno, err.filename, str(err)
+    if code is None:
+        found = re.search(r'errno = (\d+)', text)
+        code = int(found.group(1)) if found else None
+    if path is None:
+        found = re.search(r"name = '([^']*)'", text)
+        path = found.group(1) if found else None
+    advice = _OS_ERROR_ADVICE.get(code) or err.strerror or text or type(err).__name__
+    if path is None:
+        return advice
+    where = target_of_temporary(os.fspath(path))
+    if err.filename2 is not None:
+        where += ' -> %s' % target_of_temporary(os.fspath(err.filename2))
+    return '%s: %s' % (where, advice)
 
 
 # ----------------------------------------------------------------- writing
+
+def _make_temporary(path):
+    """(fd, path) of a new temporary file beside `path`, after removing
+    those that killed runs left for it."""
+    directory = os.path.dirname(os.path.abspath(path))
+    os.makedirs(directory, exist_ok=True)
+    name = os.path.basename(path)
+    remove_stale_temporaries(directory, name)
+    fd, tmp_path = tempfile.mkstemp(dir=directory, prefix=temporary_prefix(name), suffix='.tmp')
+    os.chmod(tmp_path, _default_file_mode())
+    return fd, tmp_path
+
+
+def _name_the_target(err, path, tmp_path):
+    """An OSError raised while writing the temporary file names `path`."""
+    if isinstance(err, OSError) and err.filename in (None, tmp_path):
+        err.filename, err.filename2 = path, None
+
 
 @contextlib.contextmanager
 def atomic_write(path, mode='wb'):
     """Open a temporary file beside `path`; rename it over `path` only when
     the block finishes without an exception, so readers never see a
-    half-written file."""
-    directory = os.path.dirname(os.path.abspath(path))
-    os.makedirs(directory, exist_ok=True)
-    fd, tmp_path = tempfile.mkstemp(dir=directory, prefix='.' + os.path.basename(path) + '.',
-                                    suffix='.tmp')
-    os.chmod(tmp_path, _default_file_mode())
+    half-written file. On any exception (a full disk, Ctrl-C, SIGTERM under
+    `run_cli`) the temporary file is deleted."""
+    fd, tmp_path = _make_temporary(path)
     try:
         with os.fdopen(fd, mode) as handle:
             yield handle
             handle.flush()
             os.fsync(handle.fileno())
         os.replace(tmp_path, path)
-    except BaseException:
+    except BaseException as err:
         with contextlib.suppress(FileNotFoundError):
             os.remove(tmp_path)
+        _name_the_target(err, path, tmp_path)
         raise
 
 
@@ -77,23 +213,27 @@ def atomic_path(path):
 class _AtomicPath:
     def __init__(self, path):
         self.path = path
-        directory = os.path.dirname(os.path.abspath(path))
-        os.makedirs(directory, exist_ok=True)
-        fd, self.tmp_path = tempfile.mkstemp(dir=directory, prefix='.' + os.path.basename(path) + '.',
-                                             suffix='.tmp')
+        fd, self.tmp_path = _make_temporary(path)
         os.close(fd)
-        os.chmod(self.tmp_path, _default_file_mode())
 
     def __enter__(self):
         return self.tmp_path
 
     def __exit__(self, exc_type, exc, tb):
         if exc_type is None:
-            os.replace(self.tmp_path, self.path)
-        else:
-            with contextlib.suppress(FileNotFoundError):
-                os.remove(self.tmp_path)
+            try:
+                os.replace(self.tmp_path, self.path)
+            except OSError as err:  # e.g. `path` is a folder
+                self._discard(err)
+                raise
+            return False
+        self._discard(exc)
         return False
+
+    def _discard(self, err):
+        with contextlib.suppress(FileNotFoundError):
+            os.remove(self.tmp_path)
+        _name_the_target(err, self.path, self.tmp_path)
 
 
 def save_json(obj, path):
@@ -113,84 +253,130 @@ def load_json(path, fix):
     """Load a JSON file; a missing or malformed file is a UserError."""
     require_file(path, fix)
     try:
-        with open(path, 'r', encoding='utf-8') as handle:
-            return json.load(handle)
+        with open(path, 'rb') as handle:
+            data = handle.read()
+    except OSError as err:  # no permission, an I/O error
+        raise UserError('cannot read %s; %s' % (describe_os_error(err), fix)) from None
+    try:
+        return json.loads(data.decode('utf-8'))
+    except UnicodeDecodeError as err:
+        raise UserError('%s is not UTF-8 text (%s: %s); %s'
+                        % (path, _byte_place(data, err.start), err.reason, fix)) from None
     except json.JSONDecodeError as err:
         raise UserError('%s is not valid JSON (line %d, column %d: %s); %s'
                         % (path, err.lineno, err.colno, err.msg, fix)) from None
-    except UnicodeDecodeError as err:
-        raise UserError('%s is not UTF-8 text (byte %d: %s); %s' % (path, err.start, err.reason, fix)) from None
     except RecursionError:
         raise UserError('%s nests JSON too deeply to be a data file; %s' % (path, fix)) from None
-    except OSError as err:  # a folder, no permission, an I/O error
-        raise UserError('cannot read %s (%s); %s' % (path, err.strerror or err, fix)) from None
+
+
+def _byte_place(data, offset):
+    """'line l, byte b' of the byte at `offset` of `data` (both counted from 1)."""
+    line_start = data.rfind(b'\n', 0, offset) + 1
+    return 'line %d, byte %d' % (data.count(b'\n', 0, offset) + 1, offset - line_start + 1)
 
 
 def utf8_lines(handle, path, fix):
-    """Yield (line number, line) of a text file opened with encoding='utf-8';
-    bytes that are not UTF-8 are a UserError naming the file and the place."""
-    line_no = 0
-    try:
-        for line_no, line in enumerate(handle, 1):
-            yield line_no, line
-    except UnicodeDecodeError as err:
-        raise UserError('%s: not UTF-8 text after line %d (%s); %s' % (path, line_no, err.reason, fix)) from None
+    """Yield (line number, line) of a text file opened with encoding='utf-8'
+    (read through its binary buffer, one line at a time, so that a byte that
+    is not UTF-8 is a UserError naming its own line, not the first line of
+    the chunk the text layer decodes)."""
+    for line_no, raw in enumerate(handle.buffer, 1):
+        try:
+            line = raw.decode('utf-8')
+        except UnicodeDecodeError as err:
+            raise UserError('%s:%d: not UTF-8 text (byte %d: %s); %s'
+                            % (path, line_no, err.start + 1, err.reason, fix)) from None
+        if line.endswith('\r\n'):  # what the text layer's newline translation gave
+            line = line[:-2] + '\n'
+        yield line_no, line
 
 
-_SAFE_BUILTINS = {'dict', 'list', 'tuple', 'set', 'frozenset', 'int', 'float', 'str',
-                  'bytes', 'bool', 'complex', 'bytearray'}
+MAX_PICKLE_BYTES = 2 ** 30  # the released caches are at most tens of MB
+
+# Opcodes of pickles of plain data (protocols 0-5, Python 2 and 3). Left out:
+# persistent ids, BUILD/OBJ/NEWOBJ (instances), the extension registry,
+# bytes, bytearray and out-of-band buffers: no released cache holds them.
+_PLAIN_OPCODES = frozenset(b'().012FGIJKLMNRSTUVX]acdeghijlpqrstu}'
+                           b'\x80\x85\x86\x87\x88\x89\x8a\x8b\x8c\x8d\x8f\x90\x91\x93\x94\x95')
+_PLAIN_CLASSES = {'set': set, 'frozenset': frozenset}  # protocols 0-3 pickle a set as set([...])
 
 
-class _PlainUnpickler(pickle.Unpickler):
-    """Admits only plain containers, strings and numbers (and numpy scalars /
-    arrays of plain dtypes, which the original caches sometimes hold)."""
+class _OpcodeTable(dict):
+    def __missing__(self, code):
+        raise pickle.UnpicklingError('opcode %r, which no plain-data cache uses' % bytes([code]))
+
+
+class _PlainUnpickler(pickle._Unpickler):
+    """Admits what the released caches hold: dicts, lists, tuples, sets,
+    strings, numbers, booleans and None; refuses every other global or
+    opcode. The pure-Python unpickler is used on purpose: its memo is a dict,
+    whereas the C unpickler's memo is an array that an 11-byte pickle can make
+    it grow to gigabytes (`LONG_BINPUT 2**31`: 32 GiB)."""
+
+    dispatch = _OpcodeTable({code: load for code, load in pickle._Unpickler.dispatch.items()
+                             if code in _PLAIN_OPCODES})
 
     def find_class(self, module, name):
-        # pickles of protocol 0-2 (and Python 2's) name builtins `__builtin__`, e.g. a set of ids
-        if module in ('builtins', '__builtin__') and name in _SAFE_BUILTINS:
-            return getattr(__import__('builtins'), name)
-        if module == 'collections' and name == 'OrderedDict':
-            import collections
-            return collections.OrderedDict
-        if module in ('numpy.core.multiarray', 'numpy._core.multiarray') and name in ('scalar', '_reconstruct'):
-            return getattr(np.core.multiarray if hasattr(np, 'core') else np._core.multiarray, name)
-        if module == 'numpy' and name in ('dtype', 'ndarray'):
-            return getattr(np, name)
+        # pickles of protocol 0-2 (and Python 2's) name builtins `__builtin__`
+        if module in ('builtins', '__builtin__') and name in _PLAIN_CLASSES:
+            return _PLAIN_CLASSES[name]
         raise pickle.UnpicklingError('refusing to load %s.%s' % (module, name))
 
 
 def safe_pickle_load(path, fix='re-create it with the tools/ scripts'):
     """Load a legacy pickle (the original's caches) through a restricted
-    unpickler; a pickle that names any other class or function is refused."""
+    unpickler; a pickle that names any class or function other than set,
+    uses any other opcode, or is larger than MAX_PICKLE_BYTES is refused."""
     require_file(path, fix)
     with open(path, 'rb') as handle:
+        if os.fstat(handle.fileno()).st_size > MAX_PICKLE_BYTES:
+            raise UserError('%s: larger than %d MiB, which no cache of this code is; it is not a cache file; %s'
+                            % (path, MAX_PICKLE_BYTES >> 20, fix))
         data = handle.read()
+    collecting = gc.isenabled()
+    gc.disable()  # the collector would walk the growing containers again and again
     try:
         return _PlainUnpickler(io.BytesIO(data), encoding='latin1').load()
     except pickle.UnpicklingError as err:
         raise UserError('%s: unsafe or unreadable pickle (%s); only plain containers, strings and '
                         'numbers are accepted; %s' % (path, err, fix)) from None
     except Exception as err:  # truncated or damaged: EOFError, ValueError, KeyError, OverflowError, MemoryError...
-        raise UserError('%s: corrupt pickle (%s: %s); %s' % (path, type(err).__name__, err, fix)) from None
+        raise UserError('%s: corrupt pickle (%s: %s); %s' % (path, type(err).__name__, first_line(err), fix)) from None
+    finally:
+        if collecting:
+            gc.enable()
+
+
+def _refused_global(message):
+    """The `module.name` a weights-only torch.load refused, from its message."""
+    found = re.search(r'GLOBAL\s+([A-Za-z_][\w.]*)', message)
+    return found.group(1) if found else None
+
+
+def describe_torch_load_error(err):
+    """Why torch.load(weights_only=True) failed, in one line, without
+    torch's advice to load with weights_only=False (which runs any code
+    the file carries)."""
+    message = str(err)
+    refused = _refused_global(message)
+    if refused:
+        return ('it carries the Python global %s, which a weights-only load refuses (a checkpoint of this code '
+                'holds only tensors and plain values: this file is another program\'s or was tampered with)'
+                % refused)
+    lines = [line for line in message.splitlines() if line.strip() and 'weights_only' not in line]
+    return '%s: %s' % (type(err).__name__, first_line(lines[0] if lines else ''))
 
 
 # ----------------------------------------------------------------- misc
-
-def str2bool(value):
-    """argparse type accepting true/false spellings (True, false, 1, 0, yes, no)."""
-    import argparse
-    if isinstance(value, bool):
-        return value
-    lowered = value.strip().lower()
-    if lowered in ('true', 't', 'yes', 'y', '1'):
-        return True
-    if lowered in ('false', 'f', 'no', 'n', '0'):
-        return False
-    raise argparse.ArgumentTypeError('expected True or False, got %r' % value)
-
 
 def seed_everything(seed):
     import random
     random.seed(seed)
     np.random.seed(seed % (2 ** 32))
     torch.manual_seed(seed)
+
+
+def note(message):
+    """Print `note: message` once per job (rank 0 only under torchrun)."""
+    if os.environ.get('RANK', '0') == '0':
+        print('note: ' + message, flush=True)

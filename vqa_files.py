@@ -14,11 +14,7 @@ ANNOTATED_SPLITS = ('train', 'val')
 HUMAN_ANSWERS = 10
 DOWNLOAD_FIX = 'download it with tools/download.sh'
 SOFTSCORE_FIX = 'run tools/compute_softscore.py (part of tools/process.sh)'
-
-
-def is_int(value):
-    """An int and not a bool (JSON true is no id)."""
-    return isinstance(value, int) and not isinstance(value, bool)
+VG_FIX = 'download Visual Genome v1.2 with tools/download.sh'
 
 
 def load_questions(dataroot, name):
@@ -38,9 +34,9 @@ def check_questions(data, source, fix=DOWNLOAD_FIX):
     position_of = {}
     for position, question in enumerate(questions):
         if not (isinstance(question, dict) and isinstance(question.get('question'), str)
-                and is_int(question.get('question_id')) and is_int(question.get('image_id'))):
-            raise UserError('%s: questions[%d] needs an int "question_id", an int "image_id" and a '
-                            'str "question", got %.200r; %s' % (source, position, question, fix))
+                and utils.is_id(question.get('question_id')) and utils.is_id(question.get('image_id'))):
+            raise UserError('%s: questions[%d] needs an int "question_id", an int "image_id" (0 to 2**63-1) and '
+                            'a str "question", got %s; %s' % (source, position, utils.brief(question), fix))
         question_id = question['question_id']
         if question_id in position_of:
             raise UserError('%s: question_id %d appears twice (questions[%d] and questions[%d]); the file is '
@@ -59,7 +55,7 @@ def load_annotations(dataroot, name):
 
 
 def _is_annotation(item):
-    return (isinstance(item, dict) and is_int(item.get('question_id')) and is_int(item.get('image_id'))
+    return (isinstance(item, dict) and utils.is_id(item.get('question_id')) and utils.is_id(item.get('image_id'))
             and all(isinstance(item.get(key), str) for key in ('multiple_choice_answer', 'question_type',
                                                                 'answer_type'))
             and isinstance(item.get('answers'), list))
@@ -101,6 +97,13 @@ def load_answer_maps(dataroot):
     if not isinstance(ans2label, dict) or not isinstance(label2ans, list):
         raise UserError('%s / %s: expected a dict answer->label and a list of answers; %s'
                         % (ans2label_path, label2ans_path, SOFTSCORE_FIX))
+    for answer, label in ans2label.items():
+        if not isinstance(answer, str) or type(label) is not int:
+            raise UserError('%s: maps %s to %s; expected an answer (str) to a label (int); %s'
+                            % (ans2label_path, utils.brief(answer), utils.brief(label), SOFTSCORE_FIX))
+    bad = next((answer for answer in label2ans if not isinstance(answer, str)), None)
+    if bad is not None:
+        raise UserError('%s holds %s, not an answer (str); %s' % (label2ans_path, utils.brief(bad), SOFTSCORE_FIX))
     if any(ans2label.get(answer) != label for label, answer in enumerate(label2ans)) \
             or len(ans2label) != len(label2ans):
         raise UserError('%s and %s disagree (written by different runs?); %s'
@@ -153,12 +156,28 @@ def load_targets(dataroot, name, ans2label):
     check_target_meta(path, ans2label, ans2label_path)
     num_answers = len(ans2label)
     by_question = {}
-    for item in targets:
-        if not (isinstance(item, dict) and {'question_id', 'image_id', 'labels', 'scores'} <= set(item)
-                and len(item['labels']) == len(item['scores'])):
-            raise UserError('%s: malformed target %.200r; %s' % (path, item, SOFTSCORE_FIX))
-        if any(not 0 <= int(label) < num_answers for label in item['labels']):
-            raise UserError('%s: question %s has a label outside the %d answers of %s (stale cache); %s'
-                            % (path, item['question_id'], num_answers, ans2label_path, SOFTSCORE_FIX))
+    for position, item in enumerate(targets):
+        check_target(path, position, item, num_answers, ans2label_path)
+        if item['question_id'] in by_question:
+            raise UserError('%s: question %d has two targets; %s' % (path, item['question_id'], SOFTSCORE_FIX))
         by_question[item['question_id']] = item
     return path, by_question
+
+
+def check_target(path, position, item, num_answers, ans2label_path, fix=SOFTSCORE_FIX):
+    """UserError unless `item` is {question_id, image_id, labels: distinct
+    labels < num_answers, scores: soft scores in [0, 1]}."""
+    if not (isinstance(item, dict) and utils.is_id(item.get('question_id')) and utils.is_id(item.get('image_id'))
+            and isinstance(item.get('labels'), list) and isinstance(item.get('scores'), list)
+            and len(item['labels']) == len(item['scores'])):
+        raise UserError('%s: target [%d] is %s; expected {"question_id": int, "image_id": int, "labels": [int], '
+                        '"scores": [float]} with as many scores as labels; %s'
+                        % (path, position, utils.brief(item), fix))
+    labels, scores = item['labels'], item['scores']
+    if any(type(label) is not int or not 0 <= label < num_answers for label in labels) \
+            or len(set(labels)) != len(labels):
+        raise UserError('%s: question %d has labels %s, not distinct labels of the %d answers of %s (stale cache); '
+                        '%s' % (path, item['question_id'], utils.brief(labels), num_answers, ans2label_path, fix))
+    if any(type(score) not in (int, float) or not 0.0 <= score <= 1.0 for score in scores):
+        raise UserError('%s: question %d has scores %s; soft scores lie in [0, 1]; %s'
+                        % (path, item['question_id'], utils.brief(scores), fix))

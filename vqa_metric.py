@@ -21,8 +21,8 @@ The command line is tools/vqa_eval.py.
 import os
 
 from answers import answers_for_metric
-from utils import UserError, load_json
-from vqa_files import check_annotations, check_questions, is_int
+from utils import UserError, is_id, load_json
+from vqa_files import check_annotations, check_questions
 
 MATCHES_FOR_FULL_CREDIT = 3
 RESULTS_FIX = 'write it with test.py: a JSON list of {"question_id": int, "answer": str}'
@@ -52,7 +52,7 @@ def _index_results(results, source):
     answer_of = {}
     position_of = {}
     for position, item in enumerate(results):
-        if not isinstance(item, dict) or not is_int(item.get('question_id')):
+        if not isinstance(item, dict) or not is_id(item.get('question_id')):
             raise UserError('%s: item %d has no integer "question_id"; %s' % (source, position, RESULTS_FIX))
         question_id = item['question_id']
         if not isinstance(item.get('answer'), str):

@@ -33,18 +33,39 @@ REPO = Path(__file__).resolve().parents[1]
 FLICKR_FLAGS = ['--task', 'flickr', '--emb_dim', str(tiny_flickr.GLOVE_DIM), '--num_hid', '8', '--batch_size', '4',
                 '--workers', '0', '--device', 'cpu', '--epochs', '1']
 
-# Runs [(script, argv), ...] given as JSON in argv[1], as `python3 script argv...` would, and writes
-# [{returncode, stdout, stderr}] to argv[2]. An uncaught exception prints its traceback (code 1).
+# Runs [(script, argv, options), ...] given as JSON in argv[1], as `python3 script argv...` would, and
+# writes [{returncode, stdout, stderr}] to argv[2]. An uncaught exception prints its traceback (code 1).
+# options: "env" (variables set for that job only), "file_size_limit" (bytes a file may grow to, as
+# `ulimit -f`: a write beyond fails with EFBIG, a real failing write through every layer).
 BATCH_RUNNER = r'''
-import contextlib, io, json, runpy, sys, traceback
+import contextlib, io, json, os, resource, runpy, signal, sys, traceback
+
+@contextlib.contextmanager
+def job_options(options):
+    saved_env = {name: os.environ.get(name) for name in options.get('env', {})}
+    os.environ.update(options.get('env', {}))
+    limits = resource.getrlimit(resource.RLIMIT_FSIZE)
+    if 'file_size_limit' in options:
+        signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
+        resource.setrlimit(resource.RLIMIT_FSIZE, (options['file_size_limit'], limits[1]))
+    try:
+        yield
+    finally:
+        resource.setrlimit(resource.RLIMIT_FSIZE, limits)
+        for name, value in saved_env.items():
+            if value is None:
+                os.environ.pop(name, None)
+            else:
+                os.environ[name] = value
+
 jobs_path, results_path = sys.argv[1:3]
 jobs = json.load(open(jobs_path))
 results = []
-for script, argv in jobs:
+for script, argv, options in jobs:
     out, err = io.StringIO(), io.StringIO()
     sys.argv = [script] + argv
     code = 0
-    with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+    with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err), job_options(options):
         try:
             runpy.run_path(script, run_name='__main__')
         except SystemExit as stop:
@@ -212,7 +233,7 @@ def questions_truncated_json(root):
     return ['tools/create_dictionary.py', '--dataroot', root]
 
 
-@case('v2_OpenEnded_mscoco_val2014_questions.json is not UTF-8 text (byte 0',
+@case('v2_OpenEnded_mscoco_val2014_questions.json is not UTF-8 text (line 1, byte 1',
       'tools/download.sh')
 def questions_not_utf8(root):
     with open(val_questions(root), 'wb') as handle:
@@ -312,6 +333,40 @@ def glove_nan_value(root):
     return ['tools/create_dictionary.py', '--dataroot', root]
 
 
+def with_tfidf_table(command):
+    """The command with --op c: the tf-idf table reads VG questions, COCO captions and GloVe text."""
+    command[command.index('--op') + 1] = 'c'
+    return command
+
+
+@case('question_answers.json', 'tools/download.sh', 'leave vg out of --tfidf_sources', '--tfidf_sources vqa,cap')
+def tfidf_without_visual_genome(root):  # the hint named only the download
+    os.remove(os.path.join(root, 'question_answers.json'))
+    return with_tfidf_table(main_cmd(root))
+
+
+@case('glove.6B.%dd.txt' % GLOVE_DIM, 'tools/download.sh', 'train without the table: --tfidf false')
+def tfidf_without_glove_text(root):  # the hint named --glove kumo, a flag main.py does not have
+    return with_tfidf_table(main_cmd(root))
+
+
+def test_main_py_hints_name_only_flags_it_has(cli_results, monkeypatch):
+    import argparse
+    import main
+    parsers = []
+
+    def capture(parser, *args, **kwargs):
+        parsers.append(parser)
+        raise SystemExit(0)
+    monkeypatch.setattr(argparse.ArgumentParser, 'parse_args', capture)
+    with pytest.raises(SystemExit):
+        main.parse_args([])
+    flags = {option for action in parsers[0]._actions for option in action.option_strings}
+    for name in ('tfidf_without_visual_genome', 'tfidf_without_glove_text'):
+        named = {word.rstrip(',;:)') for word in cli_results[name][0]['stderr'].split() if word.startswith('--')}
+        assert named and named <= flags, (name, named - flags)
+
+
 @case('glove6b_init_5d.npy is not a readable .npy matrix', 'tools/create_dictionary.py')
 def glove_init_truncated(root):
     path = os.path.join(root, 'glove6b_init_%dd.npy' % GLOVE_DIM)
@@ -404,14 +459,25 @@ def checkpoint_truncated(root):
 
 @case('model_epoch0.pth does not fit this model',
       'q_emb.rnn.weight_hh_l0: checkpoint (24, 8), model (36, 12)', 'pass the --num_hid, --gamma')
-def checkpoint_of_another_configuration(root):
+def checkpoint_of_another_configuration(root):  # as the original saved it: no "config", the flags decide
+    path = os.path.join(root, 'model', 'model_epoch0.pth')
+    checkpoint = torch.load(path, weights_only=True)
+    del checkpoint['config']
+    torch.save(checkpoint, path)
     command = evaluate_cmd(root, os.path.join(root, 'model'))
     command[command.index('--num_hid') + 1] = '12'
     return command
 
 
-@case('model_epoch0.pth: cannot read checkpoint (UnpicklingError',
-      'not a weights-only checkpoint')
+@case('model_epoch0.pth cannot be loaded with --num_hid 12 (it was trained with --num_hid 8)', 'drop the flag')
+def flag_contradicting_the_saved_settings(root):
+    command = evaluate_cmd(root, os.path.join(root, 'model'))
+    command[command.index('--num_hid') + 1] = '12'
+    return command
+
+
+@case('model_epoch0.pth: refused: it carries the Python global posix.system', 'which a weights-only load refuses',
+      're-download or re-train')
 def checkpoint_that_carries_code(root):
     torch.save({'epoch': 0, 'model_state': RunsCode(os.path.join(root, 'PWNED'))},
                os.path.join(root, 'model', 'model_epoch0.pth'))
@@ -489,10 +555,6 @@ def mid_epoch_checkpoint_without_run_record(root):  # written before checkpoints
     return resume_cmd(root, path)
 
 
-@case('model_last.pth ends at epoch 0 and --epochs 1 trains epochs 0 to 0: nothing is left to train',
-      'pass a larger --epochs')
-def resume_past_the_last_epoch(root):  # was a run that did nothing and exited 0
-    return main_cmd(root) + ['--input', os.path.join(root, 'model', 'model_last.pth')]
 
 
 @case('holds another run (log.jsonl, log.txt, model_epoch0.pth, model_last.pth)',
@@ -573,19 +635,296 @@ def converter_feature_dim_zero(root):
     return converter_cmd(root)[:-1] + ['0']
 
 
+# -- impossible inputs: accepted without a word before, now refused naming file, key and count
+
+def rewrite_pickle(path, edit):
+    """Replace a cache pickle's content by `edit(content)` (edited in place when it returns None)."""
+    data = utils.safe_pickle_load(path)
+    edited = edit(data)
+    with open(path, 'wb') as handle:
+        pickle.dump(data if edited is None else edited, handle, protocol=2)
+
+
+def rewrite_hdf5_dataset(path, name, values):
+    with h5py.File(path, 'a') as h5:
+        del h5[name]
+        h5[name] = values
+
+
+@case('dictionary.pkl: the words', 'share index 0 in word2idx', 'tools/create_dictionary.py')
+def dictionary_words_share_an_index(root):
+    rewrite_pickle(os.path.join(root, 'dictionary.pkl'), lambda data: data[0].update({data[1][1]: 0}))
+    return main_cmd(root)
+
+
+@case('train_target.pkl: question 101 has scores [50.0]', 'soft scores lie in [0, 1]', 'compute_softscore.py')
+def target_score_out_of_range(root):
+    def score_50(targets):
+        targets[0]['labels'], targets[0]['scores'] = targets[0]['labels'][:1], [50.0]
+    rewrite_pickle(os.path.join(root, 'cache', 'train_target.pkl'), score_50)
+    return main_cmd(root)
+
+
+@case("train_target.pkl: question 101 has labels ['0']", 'not distinct labels', 'compute_softscore.py')
+def target_label_of_another_type(root):
+    def string_label(targets):
+        targets[0]['labels'], targets[0]['scores'] = ['0'], [1.0]
+    rewrite_pickle(os.path.join(root, 'cache', 'train_target.pkl'), string_label)
+    return main_cmd(root)
+
+
+@case("train_imgid2idx.pkl: maps '1' to 0", 'must be integers', 'adaptive_detection_features_converter.py')
+def imgid2idx_with_string_ids(root):
+    rewrite_pickle(os.path.join(root, 'train_imgid2idx.pkl'),
+                   lambda mapping: {str(image_id): row for image_id, row in mapping.items()})
+    return main_cmd(root)
+
+
+@case('trainval_ans2label.pkl: maps', 'expected an answer (str) to a label (int)', 'compute_softscore.py')
+def ans2label_with_float_labels(root):
+    rewrite_pickle(os.path.join(root, 'cache', 'trainval_ans2label.pkl'),
+                   lambda ans2label: {answer: float(label) for answer, label in ans2label.items()})
+    return main_cmd(root)
+
+
+@case('train.hdf5: image_features holds float64 values, expected float32',
+      'adaptive_detection_features_converter.py')
+def hdf5_float64_features(root):
+    path = os.path.join(root, 'train.hdf5')
+    with h5py.File(path, 'r') as h5:
+        features = h5['image_features'][()]
+    rewrite_hdf5_dataset(path, 'image_features', features.astype(np.float64))
+    return main_cmd(root)
+
+
+@case('val.hdf5: spatial_features is a group, not a dataset', 'adaptive_detection_features_converter.py')
+def hdf5_group_for_a_dataset(root):
+    with h5py.File(os.path.join(root, 'val.hdf5'), 'a') as h5:
+        del h5['spatial_features']
+        h5.create_group('spatial_features')
+    return evaluate_cmd(root, os.path.join(root, 'model'))
+
+
+@case('train.hdf5: image 1 has no boxes (and 0 more images)', 'adaptive_detection_features_converter.py')
+def hdf5_image_without_boxes(root):
+    path = os.path.join(root, 'train.hdf5')
+    row = utils.safe_pickle_load(os.path.join(root, 'train_imgid2idx.pkl'))[1]
+    with h5py.File(path, 'r') as h5:
+        pos_boxes = h5['pos_boxes'][()]
+    pos_boxes[row, 1] = pos_boxes[row, 0]
+    rewrite_hdf5_dataset(path, 'pos_boxes', pos_boxes)
+    return main_cmd(root)
+
+
+@case('flickr30k/train.hdf5: the box rows disagree (image_features', 'image_bb', 'process_flickr.sh',
+      data='flickr')
+def flickr_fewer_feature_rows_than_boxes(root):
+    path = os.path.join(root, 'flickr30k', 'train.hdf5')
+    with h5py.File(path, 'r') as h5:
+        features = h5['image_features'][()]
+    rewrite_hdf5_dataset(path, 'image_features', features[:-3])
+    return flickr_main_cmd(root)
+
+
+@case('flickr30k/val.hdf5: image_features holds float16 values, expected float32', 'process_flickr.sh',
+      data='flickr')
+def flickr_float16_features(root):
+    path = os.path.join(root, 'flickr30k', 'val.hdf5')
+    with h5py.File(path, 'r') as h5:
+        features = h5['image_features'][()]
+    rewrite_hdf5_dataset(path, 'image_features', features.astype(np.float16))
+    return flickr_main_cmd(root)
+
+
+@case('tsv.0:2: image 5 box 0', 'lies outside the 645 x 475 image, as do 0 more of its 1 boxes', 're-download')
+def tsv_box_outside_the_image(root):
+    def far_outside(fields):
+        boxes = image_record(5, 1)[3].copy()
+        boxes[0, [0, 2]] += 10000.0
+        return fields[:4] + [encoded_field(boxes)] + fields[5:]
+    rewrite_tsv_line(root, 5, far_outside)
+    return converter_cmd(root)
+
+
+@case('v2_OpenEnded_mscoco_train2014_questions.json lists no questions, so split train is empty',
+      'tools/download.sh')
+def empty_train_split(root):
+    edit_json(os.path.join(root, 'v2_OpenEnded_mscoco_train2014_questions.json'),
+              lambda data: data['questions'].clear())
+    rewrite_pickle(os.path.join(root, 'cache', 'train_target.pkl'), lambda targets: [])
+    return main_cmd(root)
+
+
+@case('split val has no images: its split file Flickr30kEntities/val.txt lists none', 'download_flickr.sh',
+      data='flickr')
+def flickr_empty_split_conversion(root):
+    with open(flickr_file(root, '', 'val.txt'), 'w') as handle:
+        handle.write('\n')
+    return ['tools/adaptive_detection_features_converter.py', '--task', 'flickr', '--dataroot',
+            os.path.join(root, 'flickr30k'), '--feature_dim', str(tiny_flickr.FEATURE_DIM), '--split', 'val']
+
+
+@case('model_last.pth has finished epoch 0, so --epochs 1 leaves nothing to train', 'pass --epochs 2')
+def resume_with_no_epoch_left(root):
+    return main_cmd(root) + ['--input', os.path.join(root, 'model', 'model_last.pth')]
+
+
+@case('val2014_questions.json: questions[0] needs an int "question_id"', '0 to 2**63-1', 'tools/download.sh')
+def question_id_overflowing_int64(root):
+    edit_json(val_questions(root), lambda data: data['questions'][0].update(question_id=2 ** 70))
+    return ['tools/create_dictionary.py', '--dataroot', root]
+
+
+@case('Annotations/100.xml: <name>100000000000000000000</name> is not a chain id', 'process_flickr.sh',
+      data='flickr')
+def flickr_chain_id_overflowing_int64(root):
+    edit_text(flickr_file(root, 'Annotations', '100.xml'),
+              lambda text: text.replace('<name>1</name>', '<name>%d</name>' % 10 ** 20, 1))
+    return flickr_main_cmd(root)
+
+
+@case('WORLD_SIZE=2 is set but RANK is not', 'torchrun')
+def world_size_without_rank(root):
+    return main_cmd(root), {'env': {'WORLD_SIZE': '2'}}
+
+
+# -- security edges
+
+@case('dictionary.pkl: unsafe or unreadable pickle (refusing to load __builtin__.bytearray)',
+      'tools/create_dictionary.py')
+def dictionary_that_allocates_3_gib(root):
+    with open(os.path.join(root, 'dictionary.pkl'), 'wb') as handle:  # 35 bytes: bytearray(3 * 2**30)
+        handle.write(b'\x80\x02c__builtin__\nbytearray\n\x8a\x05\x00\x00\x00\xc0\x00\x85R.')
+    return main_cmd(root)
+
+
+@case('val_imgid2idx.pkl: unsafe or unreadable pickle (refusing to load numpy', 'adaptive_detection_features_converter.py')
+def imgid2idx_of_numpy_objects(root):
+    path = os.path.join(root, 'val_imgid2idx.pkl')
+    mapping = utils.safe_pickle_load(path)
+    with open(path, 'wb') as handle:
+        pickle.dump({np.int64(image_id): np.int64(row) for image_id, row in mapping.items()}, handle, protocol=2)
+    return evaluate_cmd(root, os.path.join(root, 'model'))
+
+
+# -- operating-system errors: one line naming the path, never a traceback
+
+
+
+
+
+@case('val2014_questions.json is a folder, but a file is expected here', 'tools/download.sh')
+def questions_file_is_a_folder(root):
+    os.remove(val_questions(root))
+    os.makedirs(val_questions(root))
+    return ['tools/create_dictionary.py', '--dataroot', root]
+
+
+@case('glove.6B.300d.txt is not a regular file (a device, pipe or socket)', 'download GloVe')
+def glove_is_dev_zero(root):
+    path = os.path.join(root, 'glove', 'glove.6B.300d.txt')
+    os.remove(path)
+    os.symlink('/dev/zero', path)  # read forever before
+    return ['tools/create_dictionary.py', '--dataroot', root]
+
+
+@case('glove.6B.300d.txt:4: not UTF-8 text (byte 3', 'download GloVe')
+def glove_bad_byte_on_line_4(root):
+    path = os.path.join(root, 'glove', 'glove.6B.300d.txt')
+    with open(path, 'rb') as handle:
+        lines = handle.read().split(b'\n')
+    lines[3] = lines[3][:2] + b'\xff' + lines[3][3:]
+    with open(path, 'wb') as handle:
+        handle.write(b'\n'.join(lines))
+    return ['tools/create_dictionary.py', '--dataroot', root]
+
+
+@case('Sentences/101.txt:4: not UTF-8 text', 'process_flickr.sh', data='flickr')
+def flickr_sentence_bad_byte_on_line_4(root):
+    path = flickr_file(root, 'Sentences', '101.txt')
+    with open(path, 'rb') as handle:
+        lines = handle.read().split(b'\n')
+    lines[3] = b'\xe9' + lines[3]
+    with open(path, 'wb') as handle:
+        handle.write(b'\n'.join(lines))
+    return flickr_main_cmd(root)
+
+
+@case('--output', 'is a file, but main.py writes its checkpoints and logs into a folder')
+def main_output_is_a_file(root):
+    return main_cmd(root)[:3] + ['--output', os.path.join(root, 'dictionary.pkl')] + main_cmd(root)[5:]
+
+
+@case('/results: a part of this path is a file, not a folder')
+def results_folder_under_a_file(root):
+    return ['test.py', '--dataroot', root, '--input', os.path.join(root, 'model'), '--epoch', '0',
+            '--output', os.path.join(root, 'dictionary.pkl', 'results')] + EVAL_FLAGS
+
+
+@case('val.hdf5: is a folder, but a file is expected here')
+def converter_output_is_a_folder(root):
+    os.remove(os.path.join(root, 'val.hdf5'))
+    os.makedirs(os.path.join(root, 'val.hdf5', 'keep'))
+    return converter_cmd(root)
+
+
+@case('val.hdf5: file too large for the file system or for the file-size limit')
+def converter_writing_past_the_file_size_limit(root):
+    return converter_cmd(root), {'file_size_limit': 4096}
+
+
+@case('model/test2015_ban8_x_epoch0.json: file too large')
+def results_past_the_file_size_limit(root):
+    command = ['test.py', '--dataroot', root, '--input', os.path.join(root, 'model'), '--epoch', '0', '--label', 'x',
+               '--output', os.path.join(root, 'model')] + EVAL_FLAGS
+    return command, {'file_size_limit': 20}
+
+
+@case('cache/train_target.pkl: file too large')
+def softscore_past_the_file_size_limit(root):
+    return ['tools/compute_softscore.py', '--dataroot', root, '--min_occurrence', '1'], {'file_size_limit': 150}
+
+
 # argparse's own errors: the usage, then one `<prog>: error: argument --x: ...` line, exit 2.
 ARGPARSE_CASES = {
-    'lr_zero': (['main.py', '--lr', '0'], 'main.py: error: argument --lr: must be > 0, got 0.0'),
-    'lr_inf': (['main.py', '--lr', 'inf'], 'main.py: error: argument --lr: must be a finite number, got inf'),
+    'lr_zero': (['main.py', '--lr', '0'], 'main.py: error: argument --lr: must be > 0 and finite, got 0.0'),
+    'lr_infinite': (['main.py', '--lr', 'inf'], 'main.py: error: argument --lr: must be > 0 and finite, got inf'),
     'op_unknown': (['main.py', '--op', 'x'],
                    "main.py: error: argument --op: invalid choice: 'x' (choose from '', 'c')"),
-    'gamma_zero': (['main.py', '--gamma', '0'], 'main.py: error: argument --gamma: must be >= 1, got 0'),
+    'gamma_zero': (['main.py', '--gamma', '0'], 'main.py: error: argument --gamma: must be from 1 to 64, got 0'),
     'batch_size_negative': (['test.py', '--batch_size', '-1'],
                             'test.py: error: argument --batch_size: must be >= 1, got -1'),
     'unknown_task': (['evaluate.py', '--task', 'gqa'],
                      "evaluate.py: error: argument --task: invalid choice: 'gqa' (choose from 'vqa', 'flickr')"),
     'min_occurrence_zero': (['tools/compute_softscore.py', '--min_occurrence', '0'],
                             'compute_softscore.py: error: argument --min_occurrence: must be >= 1, got 0'),
+    'epochs_zero': (['main.py', '--epochs', '0'], 'main.py: error: argument --epochs: must be >= 1, got 0'),
+    'seed_2_to_the_70': (['main.py', '--seed', str(2 ** 70)], 'main.py: error: argument --seed: must be from 0 to '
+                                                             '4294967295, got %d' % 2 ** 70),
+    'num_hid_1e9': (['main.py', '--num_hid', '1e9'],
+                    "main.py: error: argument --num_hid: expected an integer from 1 to 16384, got '1e9'"),
+    'num_hid_a_billion': (['evaluate.py', '--num_hid', '1000000000'],
+                          'evaluate.py: error: argument --num_hid: must be from 1 to 16384, got 1000000000'),
+    'label_with_a_path': (['test.py', '--label', '../../x'],
+                          "test.py: error: argument --label: '../../x' holds a path separator; it is a tag in the "
+                          "results file name (put the folder in --output)"),
+    'use_vg_with_flickr': (['main.py', '--task', 'flickr', '--use_vg'],
+                           'main.py: error: argument --use_vg: Flickr30k trains on its train split and validates on '
+                           'val; this flag is for --task vqa'),
+    'gamma_with_flickr': (['main.py', '--task', 'flickr', '--gam', '4'],  # an abbreviation is a flag given too
+                          "main.py: error: argument --gamma: Flickr30k uses one glimpse (as the original does); "
+                          "drop the flag"),
+    'tfidf_sources_without_op_c': (['main.py', '--op', '', '--tfidf_sources', 'vqa'],
+                                   'main.py: error: argument --tfidf_sources: the tf-idf table exists only with '
+                                   '--op c'),
+    'epochs_with_evaluate': (['main.py', '--evaluate', '--input', 'x.pth', '--epochs', '3'],
+                             'main.py: error: argument --epochs: --evaluate only evaluates --input; this flag is '
+                             'for training'),
+    'fix_alignment_with_vqa': (['evaluate.py', '--fix_alignment'],
+                               'evaluate.py: error: argument --fix_alignment: the phrase alignment is for --task '
+                               'flickr'),
+    'index_without_logits': (['test.py', '--index', '3'],
+                             'test.py: error: argument --index: it numbers the logits file; pass --logits'),
 }
 
 
@@ -605,13 +944,14 @@ def cli_results(vqa_root, flickr_root, tmp_path_factory):
     base = tmp_path_factory.mktemp('cases')
     jobs, names, prepared = [], [], {}
     for name, (build, _, data) in CASES.items():
-        root = shutil.copytree(vqa_root if data == 'vqa' else flickr_root, str(base / name))
+        root = shutil.copytree(vqa_root if data == 'vqa' else flickr_root, str(base / name), symlinks=True)
         command = build(root)
+        command, options = command if isinstance(command, tuple) else (command, {})
         prepared[name] = (root, snapshot(root))
-        jobs.append((command[0], command[1:]))
+        jobs.append((command[0], command[1:], options))
         names.append(name)
     for name, (command, _) in ARGPARSE_CASES.items():
-        jobs.append((command[0], command[1:]))
+        jobs.append((command[0], command[1:], {}))
         names.append(name)
     results = run_batch(jobs, str(base))
     return {name: (result,) + prepared.get(name, (None, None)) for name, result in zip(names, results)}
@@ -627,6 +967,7 @@ def test_bad_input_gives_one_line_error_and_no_output(cli_results, name):
         assert fragment in result['stderr'], (fragment, result['stderr'])
     assert snapshot(root) == before  # nothing written, nothing half-written, no temporary file left
     assert not os.path.exists(os.path.join(root, 'PWNED'))
+    assert 'weights_only' not in result['stderr']  # never the advice to load code-carrying files
 
 
 @pytest.mark.parametrize('name', sorted(ARGPARSE_CASES))
@@ -642,7 +983,7 @@ def test_batch_runner_matches_a_real_subprocess(vqa_root, tmp_path):
     root = shutil.copytree(vqa_root, str(tmp_path / 'data'))
     command = CASES['checkpoint_truncated'][0](root)
     real = subprocess.run([sys.executable] + command, cwd=str(REPO), capture_output=True, text=True, timeout=120)
-    batch = run_batch([(command[0], command[1:])], str(tmp_path))[0]
+    batch = run_batch([(command[0], command[1:], {})], str(tmp_path))[0]
     assert (real.returncode, real.stderr) == (batch['returncode'], batch['stderr'])
     assert real.returncode == 2 and real.stderr.count('\n') == 1
 

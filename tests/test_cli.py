@@ -1,7 +1,9 @@
 """main.py / evaluate.py / test.py / ask.py end to end on a tiny data root in
 the release formats, prepared with the real tools."""
+import importlib.util
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -11,6 +13,7 @@ import pytest
 import torch
 
 import tiny_vqa
+from utils import UserError, run_cli
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 SMALL = ['--emb_dim', str(tiny_vqa.GLOVE_DIM), '--num_hid', '16', '--gamma', '2', '--batch_size', '16',
@@ -58,6 +61,11 @@ def test_train_with_validation_keeps_best_and_logs(tiny_root, tmp_path):
     assert 'optim: adamax lr=0.0010' in text and 'eval score:' in text and 'entropy:' in text
     best = max(range(3), key=lambda e: (records[e]['eval_score'], -e))
     assert (output / ('model_epoch%d.pth' % best)).exists()
+    import checkpoint_files
+    assert checkpoint_files.saved_epochs(str(output))[-1] == best  # what --epoch defaults to
+    if importlib.util.find_spec('matplotlib'):
+        from PIL import Image
+        assert Image.open(output / 'curves.png').size == (1500, 480)  # the curves, drawn when training ends
     saved = torch.load(output / 'model_last.pth', weights_only=True)
     assert saved['epoch'] == 2 and set(saved) >= {'epoch', 'model_state', 'optimizer_state'}
     assert all(key.startswith('module.') for key in saved['model_state'])
@@ -288,13 +296,11 @@ def test_evaluate_epoch_zero_or_less_reads_model_pth(tiny_root, trained, tmp_pat
     for epoch in ('0', '-1'):
         metrics = evaluate.main(['--dataroot', tiny_root, '--input', str(folder), '--epoch', epoch] + EVAL)
         assert metrics['checkpoint'] == str(folder / 'model.pth') and metrics['score'] == by_epoch['score']
-    assert evaluate.parse_args([]).epoch == 12  # the default is unchanged
     shutil.copy(trained / 'model_epoch3.pth', folder / 'model_epoch0.pth')
     (folder / 'model.pth').unlink()  # --epoch 0 then reads model_epoch0.pth; -1 still wants model.pth
-    args = evaluate.parse_args(['--input', str(folder), '--epoch', '0'])
-    assert evaluate.checkpoint_file(args) == str(folder / 'model_epoch0.pth')
-    args.epoch = -1
-    assert evaluate.checkpoint_file(args) == str(folder / 'model.pth')
+    assert evaluate.parse_args(['--input', str(folder), '--epoch', '0']).checkpoint == str(folder / 'model_epoch0.pth')
+    with pytest.raises(UserError, match='model.pth'):
+        evaluate.parse_args(['--input', str(folder), '--epoch', '-1'])
 
 
 def test_official_accuracy_comes_from_the_same_single_pass(tiny_root, trained, monkeypatch):
@@ -354,13 +360,82 @@ def test_test_py_writes_one_answer_per_question(tiny_root, trained, tmp_path, mo
     assert saved['logits'].shape == (24, 6)
 
 
-def test_checkpoint_of_another_configuration_is_named(tiny_root, trained, capsys):
-    result = subprocess.run([sys.executable, 'evaluate.py', '--dataroot', tiny_root, '--input', str(trained),
-                             '--epoch', '3', '--num_hid', '24', '--gamma', '2', '--emb_dim', '8', '--workers', '0'],
+def without_config(path, target):
+    """A copy of the checkpoint at `path` as the original saved it: no "config"."""
+    checkpoint = torch.load(path, weights_only=True)
+    del checkpoint['config']
+    torch.save(checkpoint, target)
+    return str(target)
+
+
+def test_checkpoint_of_another_configuration_is_named(tiny_root, trained, tmp_path):
+    released = without_config(trained / 'model_epoch3.pth', tmp_path / 'model_epoch3.pth')
+    result = subprocess.run([sys.executable, 'evaluate.py', '--dataroot', tiny_root, '--input', released,
+                             '--num_hid', '24', '--gamma', '2', '--emb_dim', '8', '--workers', '0'],
                             cwd=REPO, capture_output=True, text=True)
     assert result.returncode == 2
     assert 'does not fit this model' in result.stderr and 'q_emb.rnn.weight_hh_l0' in result.stderr
     assert 'Traceback' not in result.stderr
+
+
+def test_a_flag_contradicting_the_saved_settings_is_named_before_loading(tiny_root, trained, capsys, monkeypatch):
+    import ask
+    monkeypatch.setattr(ask, 'load_question_model', lambda args: pytest.fail('loaded the model'))
+    with pytest.raises(SystemExit) as stopped:
+        run_cli(ask.main, ['--dataroot', tiny_root, '--input', str(trained), '--image_id', '1000', '--question',
+                           'What color is the ball?', '--num_hid', '24'])
+    assert stopped.value.code == 2
+    assert capsys.readouterr().err == ('error: %s/model_epoch3.pth cannot be loaded with --num_hid 24 (it was trained '
+                                       'with --num_hid 16): its weights fit only the settings saved in it; drop the '
+                                       'flag\n' % trained)
+
+
+def test_every_cli_takes_the_settings_and_the_epoch_from_the_run(tiny_root, trained, tmp_path, monkeypatch, capsys):
+    """No model flag, no --epoch: the highest epoch of the folder, built as saved."""
+    import ask
+    import evaluate
+    import main
+    import test as submission
+    plain = ['--dataroot', tiny_root, '--workers', '0', '--device', 'cpu']
+    metrics = evaluate.main(plain + ['--input', str(trained)])
+    assert metrics['checkpoint'] == str(trained / 'model_epoch3.pth') and metrics['epoch'] == 3
+    out = capsys.readouterr().out
+    assert 'note: settings saved in %s/model_epoch3.pth: --num_hid 16 --gamma 2 --emb_dim 8' % trained in out
+    assert main.main(plain + ['--evaluate', '--input', str(trained)])['score'] == metrics['score']
+    monkeypatch.chdir(tmp_path)
+    path = submission.main(plain + ['--input', str(trained / 'model_epoch3.pth'), '--label', 'x',
+                                    '--output', str(tmp_path)])
+    assert os.path.basename(path) == 'test2015_banc16_x_epoch3.json'  # the saved num_hid names it
+    answers = ask.main(['--dataroot', tiny_root, '--input', str(trained), '--image_id', '1000', '--question',
+                        'What color is the ball?', '--device', 'cpu'])
+    assert len(answers) == 5
+
+
+def test_resume_from_a_run_folder_uses_its_last_checkpoint_and_settings(tiny_root, trained, tmp_path):
+    import shutil
+    import main
+    run = shutil.copytree(trained, tmp_path / 'run')
+    main.main(['--dataroot', tiny_root, '--input', str(run), '--output', str(run), '--epochs', '5', '--use_both',
+               '--workers', '0', '--device', 'cpu'])
+    assert [record['epoch'] for record in json_log(run)] == [0, 1, 2, 3, 4]  # only epoch 4 was trained here
+    resumed = torch.load(run / 'model_epoch4.pth', weights_only=True)
+    assert resumed['config'] == torch.load(trained / 'model_epoch3.pth', weights_only=True)['config']
+
+
+def test_ask_names_unknown_words_and_the_words_cut_off(tiny_root, trained, capsys):
+    import ask
+    question = 'What colour is the zebra ball on the table left of the man sitting there now?'
+    ask.main(['--dataroot', tiny_root, '--input', str(trained), '--image_id', '1000', '--question', question]
+             + EVAL)
+    out = capsys.readouterr().out
+    assert ("note: not in the model's dictionary: 'colour', 'zebra', 'on', 'table', 'left', 'of', 'man', 'sitting'; "
+            "the model reads each as its last word \"'s\" (the original's rule), so the answer may be confident and "
+            "wrong") in out
+    assert "note: the question has 16 words; the model reads the first 14 and never sees 'there now'" in out
+    ask.main(['--dataroot', tiny_root, '--input', str(trained), '--image_id', '1000', '--question',
+              'Xyzzy plugh?'] + EVAL)
+    assert "none of the words of the question is in the model's dictionary ('xyzzy', 'plugh')" in \
+        capsys.readouterr().out
 
 
 def test_ask_prints_top_answers(tiny_root, trained, capsys):
@@ -372,15 +447,80 @@ def test_ask_prints_top_answers(tiny_root, trained, capsys):
     assert 'Q: What color is the ball?' in capsys.readouterr().out
 
 
-def test_visualize_writes_a_png(tiny_root, trained, tmp_path):
-    pytest.importorskip('PIL')
+def test_visualize_writes_a_png(tiny_root, trained, tmp_path, capsys):
+    pytest.importorskip('matplotlib')
     import visualize
-    output = tmp_path / 'att.png'
-    visualize.main(['--dataroot', tiny_root, '--input', str(trained), '--epoch', '3', '--image_id', '1000',
-                    '--question', 'What color is the ball?', '--output', str(output)] + EVAL)
     from PIL import Image
-    image = Image.open(output)
-    assert image.format == 'PNG' and image.width > 320 and image.height >= 320
+    photo = tmp_path / 'photo.png'
+    Image.new('RGB', (640, 480), (90, 140, 200)).save(photo)
+    for image in ([], ['--image', str(photo)]):
+        output = tmp_path / 'att.png'
+        visualize.main(['--dataroot', tiny_root, '--input', str(trained), '--image_id', '1000',
+                        '--question', 'What color is the ball?', '--output', str(output)] + image + EVAL)
+        picture = Image.open(output)
+        out = capsys.readouterr().out
+        assert picture.format == 'PNG' and picture.width >= 1400
+        assert 'wrote %s (%d x %d pixels)' % (output, picture.width, picture.height) in out
+        assert ('note: no --image' in out) == (not image)
+
+
+def test_visualize_checks_the_image_before_loading_the_model(tiny_root, trained, tmp_path, capsys, monkeypatch):
+    import ask
+    import visualize
+    monkeypatch.setattr(ask, 'load_question_model', lambda args: pytest.fail('loaded the model'))
+    with pytest.raises(SystemExit):
+        run_cli(visualize.main, ['--dataroot', tiny_root, '--input', str(trained), '--image_id', '1000',
+                                 '--question', 'What color?', '--image', str(tmp_path / 'nothere.jpg')])
+    assert capsys.readouterr().err == ('error: --image %s does not exist; pass the photo the features were extracted '
+                                       'from\n' % (tmp_path / 'nothere.jpg'))
+
+
+@pytest.mark.parametrize('cli', ['main', 'test', 'evaluate', 'ask', 'visualize'])
+def test_every_flag_has_help_text(cli, monkeypatch):
+    import argparse
+    parsers = []
+
+    def capture(parser, *args, **kwargs):
+        parsers.append(parser)
+        raise SystemExit(0)
+    monkeypatch.setattr(argparse.ArgumentParser, 'parse_args', capture)
+    with pytest.raises(SystemExit):
+        importlib.import_module(cli).main([])
+    assert [action.option_strings for action in parsers[0]._actions if not action.help] == []
+
+
+def test_visualize_help_keeps_its_example_lines_apart():
+    result = subprocess.run([sys.executable, 'visualize.py', '--help'], cwd=REPO, capture_output=True, text=True)
+    assert result.returncode == 0
+    description = result.stdout.split('\noptions:')[0].splitlines()
+    assert len([line for line in description if 'python3 visualize.py' in line]) == 2
+    assert not [line for line in description if re.search(r'\S {4,}--', line)]  # no lines run together
+
+
+def test_one_ctrl_c_prints_its_message_once(tiny_root, tmp_path):
+    """DataLoader workers inherit the Ctrl-C handler; only the main process speaks."""
+    import time
+    output = tmp_path / 'stopped'
+    command = [sys.executable, 'main.py', '--dataroot', tiny_root, '--output', str(output), '--epochs', '50',
+               '--emb_dim', '8', '--num_hid', '16', '--gamma', '2', '--batch_size', '2', '--workers', '2',
+               '--device', 'cpu']
+    process = subprocess.Popen(command, cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                               start_new_session=True, env=dict(os.environ, OMP_NUM_THREADS='1'))
+    log = output / 'log.txt'
+    try:
+        deadline = time.monotonic() + 240
+        while not (log.exists() and 'lr: 0.001000' in log.read_text()):  # epoch 1 begins
+            assert process.poll() is None and time.monotonic() < deadline, process.communicate()
+            time.sleep(0.05)
+        time.sleep(1.0)  # into epoch 1, its workers running
+        os.killpg(process.pid, signal.SIGINT)  # what Ctrl-C in a terminal does
+        _, err = process.communicate(timeout=120)
+    finally:
+        if process.poll() is None:
+            os.killpg(process.pid, signal.SIGKILL)
+    assert process.returncode == 130
+    assert err.count('interrupt: finishing this step and saving a checkpoint') == 1, err
+    assert (output / 'model_interrupted.pth').exists()
 
 
 def free_port():
@@ -433,6 +573,18 @@ def test_flickr_train_and_evaluate_end_to_end(tmp_path, capsys):
     assert metrics['recall@1_per_type']['people']['entities'] == 4 * 4
     out = capsys.readouterr().out
     assert 'Recall@1' in out and 'people' in out
+    if importlib.util.find_spec('matplotlib'):
+        import visualize
+        picture = visualize.main(['--task', 'flickr', '--dataroot', str(tmp_path), '--input', str(output),
+                                  '--image_id', '300', '--question', 'A man wears a red shirt .', '--phrase', 'a man',
+                                  '--phrase', 'a red shirt', '--output', str(tmp_path / 'grounding.png'),
+                                  '--workers', '0', '--device', 'cpu'])
+        from PIL import Image
+        assert Image.open(picture).width >= 1400
+        with pytest.raises(UserError, match="--phrase 'a blue shirt' is not a run of words of the caption"):
+            visualize.main(['--task', 'flickr', '--dataroot', str(tmp_path), '--input', str(output), '--image_id',
+                            '300', '--question', 'A man wears a red shirt .', '--phrase', 'a blue shirt',
+                            '--device', 'cpu'])
 
 
 def test_non_finite_loss_stops_naming_epoch_and_step(tiny_root, tmp_path, monkeypatch, capsys):

@@ -86,9 +86,15 @@ def test_unknown_average_is_rejected():
         ensemble.ensemble_logits([MODEL_A], 'median')
 
 
-def test_logits_path_for_results():
-    assert prediction_files.logits_path_for('results/test2015_ban_epoch12.json') == \
-        'results/test2015_ban_epoch12_logits.pth'
+def test_help_names_the_files_test_py_writes(capsys):
+    from types import SimpleNamespace
+    import test as submission
+    with pytest.raises(SystemExit):
+        ensemble.main(['--help'])
+    shown = capsys.readouterr().out
+    written = submission.logits_file(SimpleNamespace(model='ban', op='c', num_hid=1280, label='mytest', index=0))
+    assert written in shown and 'logits/<model><op><num_hid>_<label>/logits<index>.pth' in shown
+    assert '_logits.pth' not in shown  # the name nothing writes
 
 
 def test_cli_writes_submission(tmp_path):

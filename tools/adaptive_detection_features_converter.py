@@ -29,7 +29,6 @@ import argparse
 import contextlib
 import os
 import pickle
-import signal
 import sys
 
 import h5py
@@ -41,7 +40,7 @@ import dictionary  # noqa: E402
 import features  # noqa: E402
 import flickr_files  # noqa: E402
 import vqa_files  # noqa: E402
-from paths import feature_files  # noqa: E402
+from paths import feature_files, question_path  # noqa: E402
 from tools.features_tsv import FEATURES_FIX, iter_tsv_records  # noqa: E402
 from utils import UserError, atomic_path, atomic_write, require_file, run_cli  # noqa: E402
 
@@ -65,17 +64,6 @@ FLICKR_TSV = {
     'test': ['test_flickr30k_resnet101_faster_rcnn_genome.tsv.3'],
 }
 BLOCK_BYTES = 64 * 2 ** 20  # features buffered before each HDF5 write
-
-
-def spatial_features(boxes, image_w, image_h):
-    """[n, 6] = x1/w, y1/h, x2/w, y2/h, (x2-x1)/w, (y2-y1)/h, computed as the
-    original (x2/w as x1/w + width/w) so float32 values match it."""
-    scaled_w = (boxes[:, 2] - boxes[:, 0]) / image_w
-    scaled_h = (boxes[:, 3] - boxes[:, 1]) / image_h
-    scaled_x = boxes[:, 0] / image_w
-    scaled_y = boxes[:, 1] / image_h
-    return np.stack([scaled_x, scaled_y, scaled_x + scaled_w, scaled_y + scaled_h, scaled_w, scaled_h],
-                    axis=1).astype(np.float32)  # [n, 6]
 
 
 class _SplitWriter:
@@ -113,7 +101,7 @@ class _SplitWriter:
             raise UserError('%s: image %d differs from the counting pass: the TSV file changed '
                             'during the conversion' % (record['where'], record['image_id']))
         self.next_image += 1
-        spatials = spatial_features(record['boxes'], record['image_w'], record['image_h'])
+        spatials = features.spatial_features(record['boxes'], record['image_w'], record['image_h'])
         self.pending.append((record['features'], record['boxes'], spatials))
         self.pending_rows += 1 if self.fixed else record['num_boxes']
         if self.pending_rows >= self.block_rows:
@@ -309,6 +297,13 @@ def main(argv=None, fixed=False):
         write_flickr_id_sets(args.dataroot, args.split or splits)
     for tsv_paths, job_splits in plan_jobs(args, fixed_boxes):
         split_images = {split: images_of(args.dataroot, split) for split in job_splits}
+        empty = [split for split in job_splits if not split_images[split]]
+        if empty:
+            raise UserError('split %s has no images: its %s lists none; %s'
+                            % (empty[0], 'split file Flickr30kEntities/%s.txt' % empty[0] if args.task == 'flickr'
+                               else 'question file %s' % question_path(args.dataroot, empty[0]),
+                               'download it again (tools/download%s.sh)' % ('_flickr' if args.task == 'flickr'
+                                                                           else '')))
         outputs = {split: feature_files(args.dataroot, split, not fixed) for split in job_splits}
         convert(tsv_paths, split_images, outputs, args.feature_dim, fixed_boxes)
 
@@ -323,11 +318,5 @@ def check_outputs(dataroot, splits, adaptive):
     print('converted: %s' % ', '.join(splits))
 
 
-def exit_on_sigterm():
-    """Turn SIGTERM into SystemExit so that temporary outputs are removed."""
-    signal.signal(signal.SIGTERM, lambda signum, frame: sys.exit(128 + signum))
-
-
 if __name__ == '__main__':
-    exit_on_sigterm()
-    run_cli(main)
+    run_cli(main)  # Ctrl-C and SIGTERM remove the temporary outputs and exit with status 130

@@ -27,6 +27,7 @@ import numpy as np  # noqa: E402
 import torch  # noqa: E402
 
 import base_model  # noqa: E402
+import runtime  # noqa: E402
 from dictionary import QUESTION_LENGTH  # noqa: E402
 from samplers import DEFAULT_BUCKET_SIZE, BucketBatchSampler, padding_waste  # noqa: E402
 from tasks import instance_bce_with_logits  # noqa: E402
@@ -59,6 +60,8 @@ def parse_args(argv):
     parser.add_argument('--compile', action='store_true', help='torch.compile the model')
     parser.add_argument('--tf32', action='store_true', help='allow TF32 matmuls on CUDA')
     parser.add_argument('--threads', type=int, default=0, help='torch CPU threads (0: leave as is)')
+    parser.add_argument('--deterministic', action='store_true',
+                        help="torch's deterministic algorithms, as main.py trains on CPU (docs/REPRODUCIBILITY.md)")
     parser.add_argument('--batch_size', type=int, default=32)
     parser.add_argument('--boxes', type=int, default=0,
                         help='fixed box count per image (0: draw from the adaptive distribution)')
@@ -94,6 +97,9 @@ def parse_args(argv):
     for name in ('boxes', 'warmup', 'threads', 'matmul_size', 'epoch_images'):
         if getattr(args, name) < 0:
             raise UserError('--%s must not be negative (got %d)' % (name, getattr(args, name)))
+    for name, limit in (('seed', 2 ** 32 - 1), ('num_hid', runtime.MAX_NUM_HID), ('gamma', runtime.MAX_GLIMPSES)):
+        if not 0 <= getattr(args, name) <= limit:
+            raise UserError('--%s must be from 0 to %d (got %d)' % (name, limit, getattr(args, name)))
     return args
 
 
@@ -114,6 +120,7 @@ def resolve_device(name):
 def configure_backend(args, device):
     if args.threads:
         torch.set_num_threads(args.threads)
+    torch.use_deterministic_algorithms(args.deterministic)
     if device.type == 'cuda':
         torch.backends.cuda.matmul.allow_tf32 = args.tf32
         torch.backends.cudnn.allow_tf32 = args.tf32

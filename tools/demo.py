@@ -4,16 +4,20 @@
 
 1. easy-VQA -> VQA 2.0 / Flickr30k Entities release formats (tools/make_demo_data.py)
 2. the same preparation tools as a real run (dictionary, soft scores, TSV -> HDF5)
-3. python3 main.py (BAN, op "c" with the tf-idf table), test.py, tools/vqa_eval.py (official metric)
-4. python3 main.py --task flickr, evaluate.py --task flickr (Recall@1/5/10)
+3. main.py (BAN, op "c" with the tf-idf table), test.py, tools/vqa_eval.py (official metric)
+4. main.py --task flickr, evaluate.py --task flickr (Recall@1/5/10)
 5. visualize.py (attention picture) and results/demo_summary.json
 
-Every step prints the command it runs and is skipped when its outputs
-exist, so a second run only re-reads the results.
+Every step prints the command it runs, with the interpreter running this
+file and shell quoting, so the line can be pasted into a shell at the
+repository root and re-run as is (the demo prints a `cd` there first when
+started elsewhere). A step is skipped when its outputs exist, so a second
+run only re-reads the results.
 """
 import argparse
 import glob
 import os
+import shlex
 import subprocess
 import sys
 import time
@@ -30,11 +34,26 @@ VQA_MODEL = dict(num_hid=128, gamma=2, op='c', epochs=13, batch_size=64)
 FLICKR_MODEL = dict(num_hid=64, epochs=2, batch_size=128)
 
 
+def interpreter(cwd=REPO):
+    """This file's interpreter as a shell would name it from `cwd`: relative
+    when it lies under `cwd` (`.venv/bin/python`), absolute otherwise."""
+    relative = os.path.relpath(sys.executable, cwd)
+    if relative == os.pardir or relative.startswith(os.pardir + os.sep):
+        return sys.executable
+    return relative if os.sep in relative else os.path.join(os.curdir, relative)
+
+
+def command_argv(*command):
+    """[interpreter, script, args...] of one project command, all strings."""
+    return [interpreter()] + [str(part) for part in command]
+
+
 def run(*command):
-    """Run one project command as a user would, echoing it."""
-    command = [sys.executable] + [str(part) for part in command]
-    print('\n$ ' + ' '.join(command[1:]), flush=True)
-    subprocess.run(command, cwd=REPO, check=True)
+    """Run one project command from the repository root, printing it first
+    exactly as it runs (shell-quoted)."""
+    argv = command_argv(*command)
+    print('\n$ ' + shlex.join(argv), flush=True)
+    subprocess.run(argv, cwd=REPO, check=True)  # a relative argv[0] is found from cwd
 
 
 def exists(*paths):
@@ -148,6 +167,8 @@ def draw_attention(epoch):
 def main(argv=None):
     argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter).parse_args(argv)
     started = time.time()
+    if os.path.realpath(os.getcwd()) != os.path.realpath(REPO):
+        print('$ cd ' + shlex.quote(REPO), flush=True)  # the commands below run there
     prepare_vqa()
     vqa_seconds, epoch, vqa_metrics = run_vqa()
     prepare_flickr()

@@ -25,5 +25,4 @@ def main(argv=None):
 
 
 if __name__ == '__main__':
-    converter.exit_on_sigterm()
     run_cli(main)

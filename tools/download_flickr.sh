@@ -2,7 +2,8 @@
 # Fetch the Flickr30k Entities data for phrase grounding (FORMATS.md section 7).
 #
 # Usage (from the repository root):  bash tools/download_flickr.sh [DATAROOT]
-# DATAROOT defaults to data/flickr30k; GloVe goes to data/glove (GLOVE_DIR overrides).
+# DATAROOT defaults to data/flickr30k; GloVe goes to the glove/ folder beside it (data/glove;
+# GLOVE_DIR overrides), where tools/process_flickr.sh looks for it.
 # Every step is skipped when its files are already in place, so the script can
 # be re-run after finishing a manual step. Afterwards run tools/process_flickr.sh.
 #
@@ -23,15 +24,20 @@
 #     (https://drive.google.com/uc?export=download&id=11OD_qq7ITBarJwWZfi0bWIRw3HPEaHwE);
 #     Google Drive asks for a confirmation for large files, so this is a manual step:
 #     download that zip into DATAROOT and re-run this script to unpack it.
-#  3. GloVe 6B vectors (http://nlp.stanford.edu/data/glove.6B.zip) into data/glove;
+#  3. GloVe 6B vectors (http://nlp.stanford.edu/data/glove.6B.zip) into GLOVE_DIR (data/glove);
 #     the Flickr dictionary uses glove.6B.300d.txt.
 set -euo pipefail
 
 DATAROOT="${1:-data/flickr30k}"
-GLOVE_DIR="${GLOVE_DIR:-data/glove}"
+GLOVE_DIR="${GLOVE_DIR:-$(dirname "$DATAROOT")/glove}"
 ENTITIES_DIR="$DATAROOT/Flickr30kEntities"
 ENTITIES_URL="https://raw.githubusercontent.com/BryanPlummer/flickr30k_entities/master"
 FEATURES_ZIP="$DATAROOT/flickr30k_features.zip"
+REPO="$(cd "$(dirname "$0")/.." && pwd)"
+# the interpreter: $PYTHON, else the repository's .venv (made by demo.sh / run_tests.sh), else python3
+default_python=python3
+[ -x "$REPO/.venv/bin/python" ] && default_python="$REPO/.venv/bin/python"
+PYTHON="${PYTHON:-$default_python}"
 FEATURES_DRIVE="https://drive.google.com/uc?export=download&id=11OD_qq7ITBarJwWZfi0bWIRw3HPEaHwE"
 missing_manual=0
 
@@ -42,7 +48,7 @@ fetch() {  # fetch URL DEST: download to a temporary name, then rename
 }
 
 unpack_zip() {  # unpack_zip ZIP DIR (python's zipfile, so no unzip binary is needed)
-    python3 -m zipfile -e "$1" "$2"
+    "$PYTHON" -m zipfile -e "$1" "$2"
 }
 
 # 1. Flickr30k Entities annotations and split files

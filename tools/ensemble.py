@@ -1,13 +1,15 @@
 """Average the saved predictions of several models into one submission.
 
 Inputs are prediction files (see predictions.py: ours, written by
-`test.py --logits`, or the original's bare logits tensor, whose rows and
-columns come from `--dataroot` and `--split`). All inputs must hold the same
-set of question ids (any order; the output follows the first input's order)
-and the same label2ans list.
+`test.py --logits` as `logits/<model><op><num_hid>_<label>/logits<index>.pth`,
+e.g. `logits/banc1280_mytest/logits0.pth`, or the original's bare logits
+tensor, whose rows and columns come from `--dataroot` and `--split`), loaded
+with weights_only=True. All inputs must hold the same set of question ids
+(any order; the output follows the first input's order) and the same
+label2ans list.
 
 Usage:
-  python3 tools/ensemble.py --inputs a_logits.pth b_logits.pth ...
+  python3 tools/ensemble.py --inputs logits/*/logits0.pth
       --output results/ensemble.json [--average prob|logit]
       [--dataroot data --split test2015]   (for bare-tensor inputs)
 
@@ -117,7 +119,7 @@ def to_submission(ensembled):
 
 
 def build_parser():
-    parser = argparse.ArgumentParser(description='Average saved model predictions into one submission.')
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument('--inputs', nargs='+', required=True,
                         help='prediction files written by test.py --logits, ours or the original\'s bare tensors')
     parser.add_argument('--output', default='results/ensemble.json', help='submission JSON to write')

@@ -11,6 +11,7 @@ import base64
 import binascii
 import csv
 import math
+import numbers
 import os
 import sys
 
@@ -18,9 +19,10 @@ import numpy as np
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
-from utils import UserError, atomic_write, require_file  # noqa: E402
+from utils import UserError, atomic_write, is_id, require_file  # noqa: E402
 
 FIELDNAMES = ('image_id', 'image_w', 'image_h', 'num_boxes', 'boxes', 'features')
+RELEASE_LINE_END = '\r\n'  # the released files end every row as Python's csv writer does
 FEATURES_FIX = 'download the bottom-up-attention features with tools/download.sh'
 LINE_FIX = ('the file is corrupt or truncated: re-download it (tools/download.sh), or check the --tsv, '
             '--feature_dim and --num_boxes options')
@@ -73,20 +75,34 @@ def _parse_header(fields, where):
     if not (math.isfinite(image_w) and math.isfinite(image_h) and image_w > 0 and image_h > 0):
         raise UserError('%s: image %d has size %r x %r; width and height must be positive'
                         % (where, image_id, image_w, image_h))
+    if not is_id(image_id):
+        raise UserError('%s: image_id %d is outside 0 to 2**63-1' % (where, image_id))
     if num_boxes < 1:
         raise UserError('%s: image %d has num_boxes %d; at least one box is needed' % (where, image_id, num_boxes))
     return image_id, image_w, image_h, num_boxes
 
 
-def _check_boxes(boxes, where, image_id):
-    """Reject inverted boxes (x2 < x1 or y2 < y1); return the number of
-    zero-area boxes, which detectors can emit and which are kept."""
+BOX_MARGIN = 1.0  # pixels a box may reach past the image edge (the detector clips boxes to the image)
+
+
+def _check_boxes(boxes, where, image_id, image_w, image_h):
+    """Reject inverted boxes (x2 < x1 or y2 < y1) and boxes outside the
+    image (more than BOX_MARGIN pixels past an edge: a wrong image size or
+    another image's boxes); return the number of zero-area boxes, which
+    detectors can emit and which are kept."""
     widths, heights = boxes[:, 2] - boxes[:, 0], boxes[:, 3] - boxes[:, 1]
     inverted = np.nonzero((widths < 0) | (heights < 0))[0]
     if inverted.size:
         box = int(inverted[0])
         raise UserError('%s: image %d box %d is inverted (x1, y1, x2, y2 = %s): x2 < x1 or y2 < y1'
                         % (where, image_id, box, boxes[box].tolist()))
+    limits = np.array([image_w, image_h, image_w, image_h]) + BOX_MARGIN  # [4]
+    outside = np.nonzero(((boxes < -BOX_MARGIN) | (boxes > limits)).any(axis=1))[0]
+    if outside.size:
+        box = int(outside[0])
+        raise UserError('%s: image %d box %d (x1, y1, x2, y2 = %s) lies outside the %g x %g image, as do %d more '
+                        'of its %d boxes; the image size or the boxes are wrong'
+                        % (where, image_id, box, boxes[box].tolist(), image_w, image_h, outside.size - 1, len(boxes)))
     return int(((widths == 0) | (heights == 0)).sum())
 
 
@@ -140,8 +156,13 @@ def _record(fields, where, seen, feature_dim, decode, fixed_boxes, feature_flag)
         record['boxes'] = _decode_array(fields[4], num_boxes, 4, 'boxes', where)  # [n, 4]
         record['features'] = _decode_array(fields[5], num_boxes, feature_dim, 'features', where,
                                            feature_flag)  # [n, D]
-        record['zero_area_boxes'] = _check_boxes(record['boxes'], where, image_id)
+        record['zero_area_boxes'] = _check_boxes(record['boxes'], where, image_id, image_w, image_h)
     return record
+
+
+def _size_text(value):
+    """An image side as the release writes it: integers as integers (640), else repr(float)."""
+    return str(int(value)) if isinstance(value, numbers.Integral) else repr(float(value))
 
 
 def encode_record(image_id, image_w, image_h, boxes, features):
