@@ -96,7 +96,7 @@ def read_saved_config(path):
         return None
     try:
         checkpoint = torch.load(path, map_location='cpu', weights_only=True, mmap=True)
-    except Exception:  # corrupt or foreign: utils.load_checkpoint reports it
+    except Exception:  # corrupt or foreign: checkpoints.load_checkpoint reports it
         return None
     return saved_config(checkpoint, path) if isinstance(checkpoint, dict) else None
 

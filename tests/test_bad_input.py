@@ -19,6 +19,7 @@ from pathlib import Path
 import pytest
 import torch
 
+import checkpoints
 import flags
 import runtime
 import temporaries
@@ -181,7 +182,7 @@ def test_conversion_stopped_by_a_signal_leaves_nothing_and_its_temporary_goes_ne
     alive = os.path.join(root, '.val.hdf5.%s.%d.abc_12.tmp' % (temporaries.HOST, os.getpid()))
     for path in (stale, alive):
         Path(path).write_bytes(b'half an HDF5 file')
-    import adaptive_detection_features_converter as converter
+    from tools import adaptive_detection_features_converter as converter
     converter.main(['--dataroot', root, '--split', 'val', '--feature_dim', str(FEATURE_DIM)])
     assert temporary_files(root) == [alive]  # a live writer's file is left alone
 
@@ -265,7 +266,7 @@ def test_a_refused_checkpoint_names_its_global_and_never_advises_weights_only_fa
     path = tmp_path / 'model.pth'
     torch.save({'model_state': {'w': torch.zeros(1)}, 'epoch': argparse.Namespace(a=1)}, str(path))
     with pytest.raises(UserError) as refused:
-        utils.load_checkpoint(str(path))
+        checkpoints.load_checkpoint(str(path))
     assert 'refused: it carries the Python global argparse.Namespace' in str(refused.value)
     assert 'weights_only' not in str(refused.value)
 
@@ -309,7 +310,7 @@ def test_a_bad_byte_is_named_on_its_own_line(tmp_path):
     lines[399] = 'w\xe9rd 0.5 0.5 0.5 0.5 0.5'
     path = tmp_path / 'glove.txt'
     path.write_bytes('\n'.join(lines).encode('latin-1'))
-    from dataset import create_glove_embedding_init
+    from glove import create_glove_embedding_init
     with pytest.raises(UserError, match=r'glove.txt:400: not UTF-8 text \(byte 2: invalid continuation byte\)'):
         create_glove_embedding_init(['word1'], str(path))
 

@@ -5,7 +5,7 @@ import json
 import detector
 import tiny_detector
 
-import bench_detector
+from tools import bench_detector
 
 
 def test_report_describes_real_extractions(tmp_path, monkeypatch):

@@ -5,7 +5,7 @@ import sys
 
 import pytest
 
-import demo
+from tools import demo
 
 AWKWARD = ['visualize.py', '--question', 'what is the red shape?', '--label', "it's", '--x', '$HOME', '--y', '',
            '--z', 'a"b;c|d', '--epoch', 12]

@@ -9,9 +9,9 @@ import numpy as np
 import pytest
 
 import detector
-import extract_features
 import tiny_detector
-from features_tsv import iter_tsv_records
+from tools import extract_features
+from tools.features_tsv import iter_tsv_records
 from utils import UserError
 
 
@@ -29,7 +29,7 @@ def tiny_network(monkeypatch):
 
 
 def test_extracted_rows_are_release_format_and_convert(tmp_path, tiny_weights, tiny_network):
-    from adaptive_detection_features_converter import convert
+    from tools.adaptive_detection_features_converter import convert
     folder = tmp_path / 'photos'
     folder.mkdir()
     tiny_detector.write_photo(folder / 'COCO_val2014_000000000042.jpg', 150, 200, seed=1)

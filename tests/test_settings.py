@@ -3,23 +3,24 @@ given on the command line, and which checkpoint --input/--epoch name."""
 import argparse
 import os
 import time
-from types import SimpleNamespace
 
 import pytest
 import torch
 
 import checkpoint_files
+import checkpoints
 import model_config
 import runtime
 from model_config import ModelConfig
-from utils import UserError, load_checkpoint
+from checkpoints import load_checkpoint
+from utils import UserError
 
 CONFIG = ModelConfig(task='vqa', num_hid=16, gamma=2, op='c', emb_dim=8, ntoken=7, v_dim=16, num_answers=6)
 
 
 def sizes(ntoken=7, v_dim=16, num_answers=6):
-    """What a dataset offers build_model."""
-    return SimpleNamespace(dictionary=SimpleNamespace(ntoken=ntoken), v_dim=v_dim, num_ans_candidates=num_answers)
+    """The data sizes build_model takes: vocabulary, feature width, answers."""
+    return ntoken, v_dim, num_answers
 
 
 def parser():
@@ -52,14 +53,14 @@ def test_a_damaged_config_names_the_file_and_the_field(edit, message):
 
 def test_config_of_the_flags_and_the_data():
     args = flags('--num_hid', '16', '--gamma', '2', '--emb_dim', '8')
-    assert ModelConfig.for_data(args, sizes(), 'vqa') == CONFIG
+    assert ModelConfig.from_flags(args, 'vqa', *sizes()) == CONFIG
 
 
 def test_saved_checkpoints_keep_the_original_keys_and_add_the_config(tmp_path):
-    model = runtime.build_model(sizes(), flags('--num_hid', '16', '--gamma', '2', '--emb_dim', '8'), 'vqa')
+    model = checkpoints.build_model(flags('--num_hid', '16', '--gamma', '2', '--emb_dim', '8'), 'vqa', *sizes())
     optimizer = torch.optim.Adamax(model.parameters())
     path = str(tmp_path / 'model_epoch1.pth')
-    runtime.save_checkpoint(path, model, optimizer, 1, {'best_eval_score': 3.0})
+    checkpoints.save_checkpoint(path, model, optimizer, 1, {'best_eval_score': 3.0})
     saved = torch.load(path, weights_only=True)
     assert list(saved)[:3] == ['epoch', 'model_state', 'optimizer_state'] and saved['epoch'] == 1
     assert saved['config'] == CONFIG.to_dict()
@@ -69,8 +70,8 @@ def test_saved_checkpoints_keep_the_original_keys_and_add_the_config(tmp_path):
 def test_the_saved_config_builds_the_model_whatever_the_default_flags_say(tmp_path):
     model = model_config.build(CONFIG)
     path = str(tmp_path / 'model.pth')
-    runtime.save_checkpoint(path, model, torch.optim.Adamax(model.parameters()), 0)
-    loaded, _ = runtime.model_from_checkpoint(sizes(), flags(), 'vqa', path, torch.device('cpu'))  # 1280, 8, 300
+    checkpoints.save_checkpoint(path, model, torch.optim.Adamax(model.parameters()), 0)
+    loaded, _ = checkpoints.model_from_checkpoint(flags(), 'vqa', path, torch.device('cpu'), *sizes())  # 1280, 8, 300
     assert loaded.config == CONFIG
     for key, value in model.state_dict().items():
         assert torch.equal(loaded.state_dict()[key], value), key
@@ -84,9 +85,9 @@ def test_the_saved_config_builds_the_model_whatever_the_default_flags_say(tmp_pa
 def test_a_checkpoint_of_other_data_names_both_sizes(tmp_path, data, message):
     model = model_config.build(CONFIG)
     path = str(tmp_path / 'model.pth')
-    runtime.save_checkpoint(path, model, torch.optim.Adamax(model.parameters()), 0)
+    checkpoints.save_checkpoint(path, model, torch.optim.Adamax(model.parameters()), 0)
     with pytest.raises(UserError, match=message):
-        runtime.model_from_checkpoint(data, flags('--dataroot', 'data'), 'vqa', path, torch.device('cpu'))
+        checkpoints.model_from_checkpoint(flags('--dataroot', 'data'), 'vqa', path, torch.device('cpu'), *data)
 
 
 def test_a_checkpoint_without_config_is_read_as_before(tmp_path):
@@ -97,9 +98,9 @@ def test_a_checkpoint_without_config_is_read_as_before(tmp_path):
                 'optimizer_state': {}}, path)
     assert model_config.read_saved_config(path) is None
     with pytest.raises(UserError, match='does not fit this model'):
-        runtime.model_from_checkpoint(sizes(), flags(), 'vqa', path, torch.device('cpu'))
-    loaded, _ = runtime.model_from_checkpoint(sizes(), flags('--num_hid', '16', '--gamma', '2'), 'vqa', path,
-                                              torch.device('cpu'))
+        checkpoints.model_from_checkpoint(flags(), 'vqa', path, torch.device('cpu'), *sizes())
+    loaded, _ = checkpoints.model_from_checkpoint(flags('--num_hid', '16', '--gamma', '2'), 'vqa', path,
+                                                  torch.device('cpu'), *sizes())
     assert loaded.config == CONFIG  # emb_dim 8 read from the weights, as before
 
 
@@ -194,7 +195,7 @@ def test_resume_from_a_folder_takes_the_newer_of_last_and_interrupted(tmp_path):
 def test_settle_takes_the_settings_of_the_chosen_checkpoint(tmp_path):
     model = model_config.build(CONFIG)
     folder = touch(tmp_path / 'run')
-    runtime.save_checkpoint(os.path.join(folder, 'model_epoch2.pth'), model, torch.optim.Adamax(model.parameters()), 2)
+    checkpoints.save_checkpoint(os.path.join(folder, 'model_epoch2.pth'), model, torch.optim.Adamax(model.parameters()), 2)
     args = flags()
     args.input, args.epoch = folder, None
     checkpoint_files.settle(args)
