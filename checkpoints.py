@@ -8,7 +8,7 @@ import torch
 
 import base_model
 import model_config
-from utils import UserError, _refused_global, describe_torch_load_error, require_file, torch_save_atomic
+from utils import UserError, describe_torch_load_error, refused_global, require_file, torch_save_atomic
 
 EMPTY_SUMS = {'loss': 0.0, 'norm': 0.0, 'steps': 0, 'score': 0.0, 'samples': 0}  # an epoch's running sums
 # What a checkpoint saved mid-epoch must share with the run resuming it (its "run" field), and what sets each.
@@ -34,7 +34,7 @@ def load_checkpoint(path, map_location='cpu'):
     try:
         ckpt = torch.load(path, map_location=map_location, weights_only=True)
     except Exception as err:  # torch raises many types for truncated/corrupt files
-        if _refused_global(str(err)):
+        if refused_global(str(err)):
             raise UserError('%s: refused: %s; re-download or re-train it'
                             % (path, describe_torch_load_error(err))) from None
         raise UserError('%s: cannot read checkpoint (%s); the file is truncated or corrupt; re-download or '

@@ -108,7 +108,6 @@ class FeatureStore:
         if split not in splits:
             raise UserError('no features for split %r; expected one of %s'
                             % (split, ', '.join(splits)))
-        suffix = '' if adaptive else '36'
         fix = fix or converter_fix(adaptive)
         self.split = split
         self.adaptive = adaptive

@@ -347,7 +347,7 @@ def safe_pickle_load(path, fix='re-create it with the tools/ scripts'):
             gc.enable()
 
 
-def _refused_global(message):
+def refused_global(message):
     """The `module.name` a weights-only torch.load refused, from its message."""
     found = re.search(r'GLOBAL\s+([A-Za-z_][\w.]*)', message)
     return found.group(1) if found else None
@@ -358,7 +358,7 @@ def describe_torch_load_error(err):
     torch's advice to load with weights_only=False (which runs any code
     the file carries)."""
     message = str(err)
-    refused = _refused_global(message)
+    refused = refused_global(message)
     if refused:
         return ('it carries the Python global %s, which a weights-only load refuses (a checkpoint of this code '
                 'holds only tensors and plain values: this file is another program\'s or was tampered with)'

@@ -11,7 +11,6 @@ import base64
 import binascii
 import csv
 import math
-import numbers
 import os
 import sys
 
@@ -158,11 +157,6 @@ def _record(fields, where, seen, feature_dim, decode, fixed_boxes, feature_flag)
                                            feature_flag)  # [n, D]
         record['zero_area_boxes'] = _check_boxes(record['boxes'], where, image_id, image_w, image_h)
     return record
-
-
-def _size_text(value):
-    """An image side as the release writes it: integers as integers (640), else repr(float)."""
-    return str(int(value)) if isinstance(value, numbers.Integral) else repr(float(value))
 
 
 def encode_record(image_id, image_w, image_h, boxes, features):
