@@ -10,11 +10,17 @@ CONVERTER = 'tools/adaptive_detection_features_converter.py'
 
 
 def snapshot(folder):
-    """{relative path: sha256} of every file under `folder`."""
+    """{relative path: sha256} of every file under `folder` (a symbolic link:
+    its target; a folder: 'folder', so an empty one counts too)."""
     digests = {}
-    for directory, _, names in os.walk(folder):
+    for directory, folders, names in os.walk(folder):
+        for name in folders:
+            digests[os.path.relpath(os.path.join(directory, name), folder)] = 'folder'
         for name in names:
             path = os.path.join(directory, name)
+            if os.path.islink(path):
+                digests[os.path.relpath(path, folder)] = 'link to ' + os.readlink(path)
+                continue
             with open(path, 'rb') as handle:
                 digests[os.path.relpath(path, folder)] = hashlib.sha256(handle.read()).hexdigest()
     return digests

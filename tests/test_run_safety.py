@@ -44,7 +44,7 @@ def test_overwrite_replaces_the_previous_run(vqa_root, tmp_path, capsys):
     assert snapshot(str(output)) == before
     capsys.readouterr()
     run_training(vqa_root, output, '--epochs', '1', '--overwrite')
-    assert sorted(os.listdir(output)) == ['log.jsonl', 'log.txt', 'model_last.pth', 'notes.txt']
+    assert sorted(os.listdir(output)) == ['curves.png', 'log.jsonl', 'log.txt', 'model_last.pth', 'notes.txt']
     assert [record['epoch'] for record in json_log(output)] == [0]
     assert (output / 'log.txt').read_text().count('optim: adamax') == 1
     out = capsys.readouterr().out
