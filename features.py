@@ -160,8 +160,9 @@ class FeatureStore:
                 raise UserError('%s: spatial_features has %d values per box, expected 6 (x1/w, y1/h, x2/w, y2/h, '
                                 'w, h); %s' % (self.h5_path, self.s_dim, fix))
             if self.with_image_bb and self.image_bb.shape != features.shape[:-1] + (4,):
-                raise UserError('%s: image_bb has shape %s, expected [boxes, 4] with the rows of image_features %s; %s'
-                                % (self.h5_path, self.image_bb.shape, features.shape, fix))
+                raise UserError('%s: the box rows disagree (image_features %s, image_bb %s); each box needs a row in '
+                                'every dataset, image_bb 4 values; %s'
+                                % (self.h5_path, features.shape, self.image_bb.shape, fix))
             if h5['spatial_features'].shape[:-1] != features.shape[:-1]:
                 raise UserError('%s: spatial_features %s and image_features %s disagree on the boxes; %s'
                                 % (self.h5_path, h5['spatial_features'].shape, features.shape, fix))

@@ -565,7 +565,7 @@ def output_holds_another_run(root):  # was overwritten, its log appended to
     return command
 
 
-@case('dictionary.pkl is a file, not a folder')
+@case('dictionary.pkl is a file, but main.py writes its checkpoints and logs into a folder')
 def output_is_a_file(root):
     command = main_cmd(root)
     command[command.index('--output') + 1] = os.path.join(root, 'dictionary.pkl')
