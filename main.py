@@ -68,11 +68,11 @@ def parse_args(argv=None):
     bool_flag(parser, '--fix_alignment', False, True, 'Flickr30k: correct the phrase/token alignment quirk')
     bool_flag(parser, '--evaluate', False, True, 'only evaluate --input (val for vqa, test for flickr)')
     args = model_config.parse_args(parser, argv)
+    refuse_ignored_flags(parser, argv, ignored_flag_rules(args))
     if args.input is not None:
         pick = (lambda path: checkpoint_files.choose(path)[0]) if args.evaluate else checkpoint_files.resume_file
         args.input = pick(args.input)
         model_config.adopt_from_file(args, args.input)
-    refuse_ignored_flags(parser, argv, ignored_flag_rules(args))
     if args.output is None:
         args.output = 'saved_models/flickr' if args.task == 'flickr' else 'saved_models/ban'
     if args.lr is not None and not 0 < args.lr < math.inf:

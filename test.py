@@ -40,13 +40,14 @@ def parse_args(argv=None):
                         help='also save logits to logits/<model label>/logits<index>.pth (tools/ensemble.py)')
     parser.add_argument('--index', type=int, default=0, help='number in the logits file name')
     checkpoint_files.add_epoch_flag(parser)
-    args = checkpoint_files.settle(model_config.parse_args(parser, argv))
-    if args.task != 'vqa':
-        parser.error('argument --task: test.py writes VQA submissions; use evaluate.py --task flickr')
+    args = model_config.parse_args(parser, argv)
     if any(separator and separator in args.label for separator in ('/', os.sep, os.altsep, '\0')):
         parser.error('argument --label: %r holds a path separator; it is a tag in the results file name (put '
                      'the folder in --output)' % args.label)
     refuse_ignored_flags(parser, argv, [('index', not args.logits, 'it numbers the logits file; pass --logits')])
+    args = checkpoint_files.settle(args)
+    if args.task != 'vqa':
+        parser.error('argument --task: test.py writes VQA submissions; use evaluate.py --task flickr')
     return args
 
 

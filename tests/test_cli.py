@@ -498,7 +498,7 @@ def test_visualize_help_keeps_its_example_lines_apart():
     result = subprocess.run([sys.executable, 'visualize.py', '--help'], cwd=REPO, capture_output=True, text=True)
     assert result.returncode == 0
     description = result.stdout.split('\noptions:')[0].splitlines()
-    assert len([line for line in description if 'python3 visualize.py' in line]) == 2
+    assert len([line for line in description if 'python3 visualize.py' in line]) == 3
     assert not [line for line in description if re.search(r'\S {4,}--', line)]  # no lines run together
 
 
@@ -524,7 +524,7 @@ def test_one_ctrl_c_prints_its_message_once(tiny_root, tmp_path):
         if process.poll() is None:
             os.killpg(process.pid, signal.SIGKILL)
     assert process.returncode == 130
-    assert err.count('interrupt: finishing this step and saving a checkpoint') == 1, err
+    assert err.count('finishing this step, then saving model_interrupted.pth') == 1, err
     assert (output / 'model_interrupted.pth').exists()
 
 

@@ -92,7 +92,7 @@ def test_help_names_the_files_test_py_writes(capsys):
         ensemble.main(['--help'])
     shown = capsys.readouterr().out
     written = submission.logits_file(SimpleNamespace(model='ban', op='c', num_hid=1280, label='mytest', index=0))
-    assert written in shown and 'logits/<model label>/logits<index>.pth' in shown
+    assert written in shown and 'logits/<model><op><num_hid>_<label>/logits<index>.pth' in shown
     assert '_logits.pth' not in shown  # the name nothing writes
 
 

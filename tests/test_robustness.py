@@ -632,7 +632,7 @@ def output_holds_another_run(root):  # was overwritten, its log appended to
     return command
 
 
-@case('dictionary.pkl is a file, not a folder')
+@case('dictionary.pkl is a file, but main.py writes its checkpoints and logs into a folder')
 def output_is_a_file(root):
     command = main_cmd(root)
     command[command.index('--output') + 1] = os.path.join(root, 'dictionary.pkl')
@@ -1411,7 +1411,7 @@ def test_overwrite_replaces_the_previous_run(vqa_root, tmp_path, capsys):
     assert snapshot(str(output)) == before
     capsys.readouterr()
     run_training(vqa_root, output, '--epochs', '1', '--overwrite')
-    assert sorted(os.listdir(output)) == ['log.jsonl', 'log.txt', 'model_last.pth', 'notes.txt']
+    assert sorted(os.listdir(output)) == ['curves.png', 'log.jsonl', 'log.txt', 'model_last.pth', 'notes.txt']
     assert [record['epoch'] for record in json_log(output)] == [0]
     assert (output / 'log.txt').read_text().count('optim: adamax') == 1
     out = capsys.readouterr().out
