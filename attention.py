@@ -22,8 +22,8 @@ class BiAttention(nn.Module):
         """Returns (attention p [B,G,N,L], masked logits [B,G,N,L])."""
         return self.forward_all(v, q, v_mask)
 
-    def forward_all(self, v, q, v_mask=True, logit=False, mask_with=-float('inf')):
-        """Logits with padded boxes set to `mask_with`; with `logit` only the logits.
+    def masked_logits(self, v, q, v_mask=True, mask_with=-float('inf')):
+        """Attention logits [B,G,N,L], padded boxes set to `mask_with` when `v_mask`.
 
         The original fills the mask in place through `.data`; filling out of place
         gives the same values, and the same gradients wherever the softmax output
@@ -33,8 +33,11 @@ class BiAttention(nn.Module):
         if v_mask:
             mask = padded_box_mask(v)[:, None, :, None]  # [B,1,N,1]
             logits = logits.masked_fill(mask, mask_with)  # [B,G,N,L]
-        if logit:
-            return logits
+        return logits
+
+    def forward_all(self, v, q, v_mask=True):
+        """(attention p [B,G,N,L], masked logits [B,G,N,L]): p is a softmax over the whole N x L grid."""
+        logits = self.masked_logits(v, q, v_mask)  # [B,G,N,L]
         batch, glimpse, num_boxes, num_words = logits.shape
         flat = logits.reshape(batch, glimpse, num_boxes * num_words)  # [B,G,N*L]
         p = F.softmax(flat, dim=2).view(batch, glimpse, num_boxes, num_words)  # [B,G,N,L]

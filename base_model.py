@@ -83,8 +83,7 @@ class BanModelFlickr(_BanBase):
     def forward(self, v, b, q, e, labels=None):
         w_emb = self.w_emb(q)  # [B,L,D]
         q_emb = self.q_emb.forward_all(w_emb)  # [B,L,H]
-        logits = self.v_att.forward_all(v, q_emb, v_mask=True, logit=True,
-                                        mask_with=FLICKR_MASK_VALUE)  # [B,G,N,L]
+        logits = self.v_att.masked_logits(v, q_emb, mask_with=FLICKR_MASK_VALUE)  # [B,G,N,L]
         batch, glimpse, num_boxes, _ = logits.shape
         index = e[:, None, None, :].expand(batch, glimpse, num_boxes, e.size(1))  # [B,G,N,E]
         att_logits = logits.gather(3, index)  # [B,G,N,E]

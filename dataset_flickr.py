@@ -1,6 +1,5 @@
 """The Flickr30k Entities phrase-grounding dataset and the Flickr dictionary
 (FORMATS §7); the release files are read by `flickr_files`."""
-import logging
 from collections import Counter
 
 import numpy as np
@@ -17,9 +16,8 @@ from flickr_files import (ANNOTATIONS_FIX, FEATURES_FIX, GLOVE_FIX, MAX_BOXES,
                           default_glove_path)
 from glove import create_glove_embedding_init
 from paths import dictionary_file, glove_init_file
-from utils import UserError, atomic_write, require_file
+from utils import UserError, atomic_write, note, require_file
 
-logger = logging.getLogger(__name__)
 
 
 class Flickr30kFeatureDataset(Dataset):
@@ -105,11 +103,10 @@ class Flickr30kFeatureDataset(Dataset):
             detected = self.feature_store.image_boxes(row)  # [n_boxes <= 100, 4]
             entries.extend(self._image_entries(image_id, row, detected, skipped_types))
         if self.cut_images:
-            logger.warning('%s: %d images have more than %d boxes; only their first %d boxes are used',
-                           self.feature_store.h5_path, self.cut_images, MAX_BOXES, MAX_BOXES)
+            note('%s: %d images have more than %d boxes; only their first %d boxes are used'
+                 % (self.feature_store.h5_path, self.cut_images, MAX_BOXES, MAX_BOXES))
         if skipped_types:
-            logger.info('%s split: phrases skipped for lack of boxes, by first type: %s',
-                        self.name, dict(skipped_types))
+            note('%s split: phrases skipped for lack of boxes, by first type: %s' % (self.name, dict(skipped_types)))
         return entries
 
     def _image_entries(self, image_id, row, detected, skipped_types):

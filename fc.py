@@ -47,16 +47,25 @@ def weight_norm_scale(v, g):
 
 
 RNG_CHUNK = 1 << 18  # elements per separately seeded block of a dropout mask
-_rng_pool_of = (None, None)  # (pid, thread pool): a forked worker must not reuse its parent's threads
 
 
-def _rng_pool():
-    global _rng_pool_of
-    pid, pool = _rng_pool_of
-    if pid != os.getpid():
-        pool = ThreadPoolExecutor(max(1, torch.get_num_threads()), thread_name_prefix='dropout-rng')
-        _rng_pool_of = (os.getpid(), pool)
-    return pool
+class _ProcessThreadPool:
+    """One thread pool per process, made on first use: a forked DataLoader
+    worker must not reuse its parent's threads, which do not exist in it."""
+
+    def __init__(self, name):
+        self.name = name
+        self.owner_pid = None
+        self.pool = None
+
+    def get(self):
+        if self.owner_pid != os.getpid():
+            self.pool = ThreadPoolExecutor(max(1, torch.get_num_threads()), thread_name_prefix=self.name)
+            self.owner_pid = os.getpid()
+        return self.pool
+
+
+_RNG_THREADS = _ProcessThreadPool('dropout-rng')
 
 
 def cpu_uniform(shape):
@@ -83,7 +92,7 @@ def cpu_uniform(shape):
         for index in range(num_chunks):
             fill(index)
     else:
-        list(_rng_pool().map(fill, range(num_chunks)))
+        list(_RNG_THREADS.get().map(fill, range(num_chunks)))
     return out
 
 

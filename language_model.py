@@ -62,13 +62,12 @@ class WordEmbedding(nn.Module):
 
 
 class QuestionEmbedding(nn.Module):
-    """A (uni- or bi-directional) GRU/LSTM over the word embeddings, from a zero state."""
+    """A (uni- or bi-directional) GRU over the word embeddings, from a zero state."""
 
-    def __init__(self, in_dim, num_hid, nlayers, bidirect, dropout, rnn_type='GRU'):
+    def __init__(self, in_dim, num_hid, nlayers, bidirect, dropout):
         super().__init__()
-        rnn_cls = nn.LSTM if rnn_type == 'LSTM' else nn.GRU
-        self.rnn = rnn_cls(in_dim, num_hid, nlayers, bidirectional=bidirect, dropout=dropout,
-                           batch_first=True)
+        self.rnn = nn.GRU(in_dim, num_hid, nlayers, bidirectional=bidirect, dropout=dropout,
+                          batch_first=True)
         self.in_dim = in_dim
         self.num_hid = num_hid
         self.nlayers = nlayers

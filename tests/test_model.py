@@ -271,7 +271,7 @@ def test_flickr_entity_slot_0_is_never_masked():
     with torch.no_grad():
         _, att_logits = model(v, b, q, e)  # [3,1,10,16]
         q_emb = model.q_emb.forward_all(model.w_emb(q))  # [3,82,12]
-        unmasked = model.v_att.forward_all(v, q_emb, v_mask=False, logit=True)  # [3,1,10,82]
+        unmasked = model.v_att.masked_logits(v, q_emb, v_mask=False)  # [3,1,10,82]
     expected = torch.empty(3, 1, 10, 16)
     for j in range(3):
         for slot in range(16):
