@@ -33,8 +33,10 @@ import detector
 import detector_weights
 import model_config
 import runtime
-from dictionary import QUESTION_LENGTH, pad_tokens, split_words
+from dictionary import QUESTION_LENGTH, load_dictionary, pad_tokens, split_words
 from features import FeatureStore, spatial_features
+from flags import add_model_flags, positive_int
+from paths import feature_files
 from utils import UserError, note, require_file, run_cli
 from vqa_files import load_answer_maps
 
@@ -43,7 +45,7 @@ SPLITS_WITH_FEATURES = ('train', 'val', 'test2015')
 
 def parse_args(argv=None, description=__doc__):
     parser = argparse.ArgumentParser(description=description, formatter_class=argparse.RawDescriptionHelpFormatter)
-    runtime.add_model_flags(parser)
+    add_model_flags(parser)
     parser.add_argument('--input', type=str, default='saved_models/ban',
                         help='checkpoint file, or the folder main.py saved into')
     checkpoint_files.add_epoch_flag(parser)
@@ -57,7 +59,7 @@ def parse_args(argv=None, description=__doc__):
                              'for --image without --image_id')
     parser.add_argument('--question', type=str, required=True,
                         help='the question, in English (visualize.py --task flickr: the caption)')
-    parser.add_argument('--top', type=runtime.positive_int, default=5,
+    parser.add_argument('--top', type=positive_int, default=5,
                         help='answers to print (visualize.py: boxes in the attention maps, default 10)')
     return parser
 
@@ -73,7 +75,7 @@ def find_image_features(dataroot, image_id, splits=SPLITS_WITH_FEATURES):
     converted split of `splits` holds it."""
     searched = []
     for split in splits:
-        if not os.path.exists(os.path.join(dataroot, '%s_imgid2idx.pkl' % split)):
+        if not os.path.exists(feature_files(dataroot, split)[1]):
             continue
         store = FeatureStore(dataroot, split, splits=splits)
         searched.append(split)
@@ -142,7 +144,7 @@ def reading_notes(encoded, dictionary, what='question'):
 def load_question_model(args):
     """(model in eval mode, dictionary, label2ans, features, spatials, device)."""
     device = runtime.resolve_device(args.device)
-    dictionary = runtime.load_dictionary(args.dataroot, 'vqa')
+    dictionary = load_dictionary(args.dataroot, 'vqa')
     _, label2ans = load_answer_maps(args.dataroot)
     path = args.checkpoint
     # checked before a photo's (slow) feature extraction

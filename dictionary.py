@@ -1,12 +1,13 @@
 """The question dictionary (FORMATS.md section 3): word <-> index maps, the
 original's word splitting, and tokenise-and-pad."""
+import os
 import pickle
 
 import utils
+from paths import dictionary_file, task_root
 from utils import UserError
 
 QUESTION_LENGTH = 14
-DICTIONARY_FILE = 'dictionary.pkl'
 PICKLE_PROTOCOL = 2  # readable by the original (Python 2 and 3) code
 DICTIONARY_FIX = 'run tools/create_dictionary.py (part of tools/process.sh)'
 
@@ -104,3 +105,11 @@ def check_dictionary(path, word2idx, idx2word):
         if word2idx.get(word) != index:
             raise UserError('%s: idx2word[%d] is %r but word2idx gives it %s; the two halves disagree; %s'
                             % (path, index, word, word2idx.get(word), DICTIONARY_FIX))
+
+
+def load_dictionary(dataroot, task):
+    path = dictionary_file(task_root(dataroot, task))
+    step = 'tools/process_flickr.sh' if task == 'flickr' else 'tools/process.sh (tools/create_dictionary.py)'
+    if not os.path.exists(path):
+        raise UserError('missing file %s: run %s first' % (path, step))
+    return Dictionary.load_from_file(path)

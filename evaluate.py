@@ -22,7 +22,8 @@ import runtime
 import train as engine
 from dataset import VQAFeatureDataset
 from dataset_flickr import Flickr30kFeatureDataset
-from flags import refuse_ignored_flags, str2bool
+from dictionary import load_dictionary
+from flags import add_model_flags, apply_task_overrides, positive_int, refuse_ignored_flags, str2bool
 from loaders import eval_loader_for
 from paths import annotation_path, question_path, task_root
 from tasks import TASKS, VQATask
@@ -32,12 +33,12 @@ from vqa_metric import evaluate_results
 
 def parse_args(argv=None):
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    runtime.add_model_flags(parser)
+    add_model_flags(parser)
     parser.add_argument('--input', type=str, default=None,
                         help='checkpoint file, or the folder main.py saved into (default saved_models/ban, or '
                              'saved_models/flickr)')
     checkpoint_files.add_epoch_flag(parser)
-    parser.add_argument('--batch_size', type=runtime.positive_int, default=256, help='questions per batch')
+    parser.add_argument('--batch_size', type=positive_int, default=256, help='questions per batch')
     parser.add_argument('--split', type=str, default=None, help='default: val (vqa), test (flickr)')
     parser.add_argument('--fix_alignment', type=str2bool, nargs='?', const=True, default=False,
                         help='Flickr30k: locate each phrase at its own last token (as main.py --fix_alignment)')
@@ -59,7 +60,7 @@ def parse_args(argv=None):
     if args.split not in allowed:
         parser.error('argument --split: %s has no answers for %s; choose from %s (test2015 submissions '
                      'are written by test.py)' % (args.split, args.task, ', '.join(allowed)))
-    return runtime.apply_task_overrides(args)
+    return apply_task_overrides(args)
 
 
 def eval_dataset(args, dictionary):
@@ -120,7 +121,7 @@ def print_metrics(metrics):
 def main(argv=None):
     args = parse_args(argv)
     ctx, device = runtime.init_distributed(args.device)
-    dictionary = runtime.load_dictionary(args.dataroot, args.task)
+    dictionary = load_dictionary(args.dataroot, args.task)
     metrics = evaluate_checkpoint(args, dictionary, args.checkpoint, device, ctx, args.batch_size)
     if ctx.is_main:
         print_metrics(metrics)

@@ -1,7 +1,8 @@
-"""argparse helpers shared by the command lines: boolean flags, and refusing
-flags that a run would ignore."""
+"""argparse helpers shared by the command lines: typed and bounded values,
+boolean flags, the model flags, and refusing flags that a run would ignore."""
 import argparse
 import os
+import sys
 
 from utils import UserError
 
@@ -47,3 +48,76 @@ def check_output_folder(path, flag, what):
     """UserError when `path` (a folder the run writes `what` into) is a file."""
     if os.path.exists(path) and not os.path.isdir(path):
         raise UserError('%s %s is a file, but %s a folder; name a folder' % (flag, path, what))
+
+
+def int_at_least(minimum, maximum=None):
+    """argparse type: an integer >= minimum (and <= maximum when given); the
+    error names the bounds."""
+    bounds = '>= %d' % minimum if maximum is None else 'from %d to %d' % (minimum, maximum)
+
+    def parse(text):
+        try:
+            value = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError('expected an integer %s, got %r' % (bounds, text)) from None
+        if value < minimum or (maximum is not None and value > maximum):
+            raise argparse.ArgumentTypeError('must be %s, got %d' % (bounds, value))
+        return value
+    return parse
+
+
+positive_int = int_at_least(1)
+non_negative_int = int_at_least(0)
+SEED = int_at_least(0, 2 ** 32 - 1)  # what numpy accepts; torch takes it too, offset by rank and epoch
+MAX_NUM_HID = 16384  # 12.8x the released model's 1280; beyond, the model alone needs tens of GB
+MAX_GLIMPSES = 64
+
+
+def available_cpus():
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # not on Linux
+        return os.cpu_count() or 1
+
+
+def worker_count(text):
+    """argparse type of --workers: an integer >= 0, capped (with a note) to
+    the CPUs this process may use: more workers than CPUs only add memory
+    and start-up time, and thousands exhaust the open-file limit."""
+    value = non_negative_int(text)
+    cpus = available_cpus()
+    if value > cpus:
+        print('note: --workers %d capped to %d, the CPUs available' % (value, cpus), file=sys.stderr)
+        return cpus
+    return value
+
+
+def add_model_flags(parser, task_default='vqa'):
+    """The original's model flags, shared by main.py, test.py, evaluate.py and ask.py."""
+    model = parser.add_argument_group('model settings (taken from an --input checkpoint that records them)')
+    model.add_argument('--task', choices=['vqa', 'flickr'], default=task_default,
+                       help='vqa (VQA 2.0 answers) or flickr (Flickr30k Entities grounding; forces --op "" and '
+                            '--gamma 1) (default: %(default)s)')
+    model.add_argument('--num_hid', type=int_at_least(1, MAX_NUM_HID), default=1280,
+                       help='hidden size (default: %(default)s)')
+    model.add_argument('--model', type=str, default='ban', help='model family; only "ban" (default: %(default)s)')
+    model.add_argument('--op', type=str, choices=['', 'c'], default='c',
+                       help='"c": add a second word-embedding table, tf-idf initialised; "": no table '
+                            '(default: %(default)s)')
+    model.add_argument('--gamma', type=int_at_least(1, MAX_GLIMPSES), default=8, help='glimpses (default: %(default)s)')
+    model.add_argument('--emb_dim', type=positive_int, default=300,
+                       help='GloVe width: 300, or 50 for the demo (default: %(default)s)')
+    parser.add_argument('--dataroot', type=str, default='data',
+                        help='the prepared data (tools/process.sh; Flickr30k under <dataroot>/flickr30k) '
+                             '(default: %(default)s)')
+    parser.add_argument('--device', type=str, default='auto', help='auto, cpu, cuda or cuda:N')
+    parser.add_argument('--workers', type=worker_count, default=min(4, available_cpus()),
+                        help='DataLoader worker processes (at most the CPUs available)')
+
+
+def apply_task_overrides(args):
+    """The original forces op '' and one glimpse for Flickr30k."""
+    if args.task == 'flickr':
+        args.op = ''
+        args.gamma = 1
+    return args

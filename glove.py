@@ -5,6 +5,7 @@ import os
 import numpy as np
 
 import utils
+from paths import glove_init_file, task_root
 from utils import UserError
 
 GLOVE_FIX = 'download GloVe with tools/download.sh, or pass --glove kumo'
@@ -96,3 +97,25 @@ def create_glove_embedding_init(idx2word, glove_file, fix=GLOVE_FIX):
         if word in word2emb:
             weights[index] = word2emb[word]
     return weights, word2emb
+
+
+def glove_init_path(dataroot, task, emb_dim):
+    path = glove_init_file(task_root(dataroot, task), emb_dim)
+    if not os.path.exists(path):
+        raise UserError('missing file %s: run tools/create_dictionary.py%s (with the %d-d GloVe file), or '
+                        'pass --emb_dim matching the GloVe init you made'
+                        % (path, ' --task flickr' if task == 'flickr' else '', emb_dim))
+    fix = 're-run tools/create_dictionary.py%s' % (' --task flickr' if task == 'flickr' else '')
+    try:
+        matrix = np.load(path, mmap_mode='r')  # reads the header and checks the size
+    except (ValueError, OSError, EOFError) as err:
+        raise UserError('%s is not a readable .npy matrix (%s); %s' % (path, err, fix)) from None
+    if matrix.ndim != 2 or not np.issubdtype(matrix.dtype, np.floating):
+        raise UserError('%s holds a %s array of shape %s, not a float matrix [words, %d]; %s'
+                        % (path, matrix.dtype, matrix.shape, emb_dim, fix))
+    bad_rows = np.flatnonzero(~np.isfinite(matrix).all(axis=1))  # a few MB, read once
+    if len(bad_rows):
+        raise UserError('%s: row %d (word %d of dictionary.pkl)%s holds NaN or infinite values; %s (it refuses '
+                        'them in the GloVe text)' % (path, bad_rows[0], bad_rows[0], ' and %d more rows'
+                                                     % (len(bad_rows) - 1) if len(bad_rows) > 1 else '', fix))
+    return path

@@ -30,7 +30,10 @@ import runtime
 import train as engine
 from dataset import VisualGenomeFeatureDataset, VQAFeatureDataset
 from dataset_flickr import Flickr30kFeatureDataset
-from flags import check_output_folder, refuse_ignored_flags, str2bool
+from dictionary import load_dictionary
+from flags import (SEED, add_model_flags, apply_task_overrides, check_output_folder, positive_int, refuse_ignored_flags,
+                   str2bool)
+from glove import glove_init_path
 from loaders import eval_loader_for, make_loader, stop_workers
 from paths import glove_text_file, task_root
 from samplers import train_batch_sampler
@@ -47,8 +50,8 @@ def bool_flag(parser, name, default, bare_means, help_text):
 
 def parse_args(argv=None):
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    runtime.add_model_flags(parser)
-    parser.add_argument('--epochs', type=runtime.positive_int, default=13,
+    add_model_flags(parser)
+    parser.add_argument('--epochs', type=positive_int, default=13,
                         help='epochs in all (a resumed run continues up to this number)')
     bool_flag(parser, '--use_both', False, True, 'train on train+val (no validation)')
     bool_flag(parser, '--use_vg', False, True, 'add Visual Genome questions')
@@ -66,9 +69,9 @@ def parse_args(argv=None):
                              'folder: a fresh run refuses a folder holding another run\'s checkpoints')
     parser.add_argument('--overwrite', action='store_true',
                         help='let a fresh run delete the checkpoints and logs of the run in --output')
-    parser.add_argument('--batch_size', type=runtime.positive_int, default=256,
+    parser.add_argument('--batch_size', type=positive_int, default=256,
                         help='global batch (split over torchrun processes)')
-    parser.add_argument('--seed', type=runtime.SEED, default=1204, help='random seed (offset by rank)')
+    parser.add_argument('--seed', type=SEED, default=1204, help='random seed (offset by rank)')
     parser.add_argument('--amp', choices=['off', 'bf16', 'fp16'], default='off', help='mixed precision')
     parser.add_argument('--lr', type=float, default=None, help='base lr (default 1e-3 with validation, '
                                                                '7e-4 with --use_both)')
@@ -84,9 +87,10 @@ def parse_args(argv=None):
         model_config.adopt_from_file(args, args.input)
     if args.output is None:
         args.output = 'saved_models/flickr' if args.task == 'flickr' else 'saved_models/ban'
+    args.split = 'test' if args.task == 'flickr' else 'val'  # the split --evaluate scores
     if args.lr is not None and not 0 < args.lr < math.inf:
         parser.error('argument --lr: must be > 0 and finite, got %r' % args.lr)
-    return runtime.apply_task_overrides(args)
+    return apply_task_overrides(args)
 
 
 def ignored_flag_rules(args):
@@ -193,7 +197,7 @@ def init_word_embedding(model, args, dictionary):
         glove_text = glove_text_file(args.dataroot, args.emb_dim)
         tfidf, weights = tfidf_from_questions(['train', 'val', 'test2015'], extended, dataroot=args.dataroot,
                                               target=args.tfidf_sources.split(','), glove_file=glove_text)
-    model.w_emb.init_embedding(runtime.glove_init_path(args.dataroot, args.task, args.emb_dim), tfidf, weights)
+    model.w_emb.init_embedding(glove_init_path(args.dataroot, args.task, args.emb_dim), tfidf, weights)
 
 
 def load_resumed_weights(model, args, checkpoint, ctx):
@@ -243,7 +247,7 @@ def train_or_evaluate(args, ctx, device):
     task = TASKS[args.task]()
     if not args.evaluate:
         check_output_folder(args.output, '--output', 'main.py writes its checkpoints and logs into')
-    dictionary = runtime.load_dictionary(args.dataroot, args.task)
+    dictionary = load_dictionary(args.dataroot, args.task)
     batch_size = per_rank_batch(args, ctx)
     if args.evaluate:
         return evaluate_only(args, dictionary, task, device, ctx, batch_size)
@@ -322,7 +326,6 @@ def plot_curves(output):
 def evaluate_only(args, dictionary, task, device, ctx, batch_size):
     if args.input is None:
         raise UserError('--evaluate needs --input <checkpoint file>')
-    args.split = 'test' if args.task == 'flickr' else 'val'
     metrics = evaluation.evaluate_checkpoint(args, dictionary, args.input, device, ctx, batch_size)
     if ctx.is_main:
         evaluation.print_metrics(metrics)

@@ -23,13 +23,18 @@ def glove_text_file(dataroot, dim=300):
     return os.path.join(dataroot, 'glove', 'glove.6B.%dd.txt' % dim)
 
 
+def _subtype(name):
+    """train -> train2014, val -> val2014; test2015 and test-dev2015 stay."""
+    return name if name.startswith('test') else name + '2014'
+
+
 def question_path(dataroot, name):
-    subtype = name if name.startswith('test') else name + '2014'
-    return os.path.join(dataroot, 'v2_OpenEnded_mscoco_%s_questions.json' % subtype)
+    return os.path.join(dataroot, 'v2_OpenEnded_mscoco_%s_questions.json' % _subtype(name))
 
 
 def annotation_path(dataroot, name):
-    return os.path.join(dataroot, 'v2_mscoco_%s2014_annotations.json' % name)
+    """VQA 2.0 ships train and val annotations; the demo data also has test2015's."""
+    return os.path.join(dataroot, 'v2_mscoco_%s_annotations.json' % _subtype(name))
 
 
 def answer_cache_files(dataroot):

@@ -22,21 +22,22 @@ import model_config
 import runtime
 from collate import pad_collate
 from dataset import VQAFeatureDataset
-from flags import check_output_folder, refuse_ignored_flags, str2bool
+from dictionary import load_dictionary
+from flags import add_model_flags, check_output_folder, positive_int, refuse_ignored_flags, str2bool
 from predictions import save_predictions
 from utils import UserError, run_cli, save_json
 
 
 def parse_args(argv=None):
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    runtime.add_model_flags(parser)
+    add_model_flags(parser)
     parser.add_argument('--label', type=str, default='', help='tag in the results file name')
     parser.add_argument('--split', choices=['test2015', 'test-dev2015'], default='test2015',
                         help='the questions to answer (default: test2015)')
     parser.add_argument('--input', type=str, default='saved_models/ban',
                         help='checkpoint file, or the folder main.py saved into')
     parser.add_argument('--output', type=str, default='results', help='folder of the results JSON')
-    parser.add_argument('--batch_size', type=runtime.positive_int, default=256, help='questions per batch')
+    parser.add_argument('--batch_size', type=positive_int, default=256, help='questions per batch')
     parser.add_argument('--debug', type=str2bool, nargs='?', const=True, default=False,
                         help='print the first question and answer of every batch')
     parser.add_argument('--logits', type=str2bool, nargs='?', const=True, default=False,
@@ -98,7 +99,7 @@ def answers_from_logits(question_ids, logits, label2ans):
 def run(args):
     device = runtime.resolve_device(args.device)
     check_output_folder(args.output, '--output', 'test.py writes its results file into')
-    dictionary = runtime.load_dictionary(args.dataroot, 'vqa')
+    dictionary = load_dictionary(args.dataroot, 'vqa')
     dataset = VQAFeatureDataset(args.split, dictionary, dataroot=args.dataroot, adaptive=True)
     model, _ = checkpoints.model_from_checkpoint(args, 'vqa', args.checkpoint, device, dictionary.ntoken,
                                                  dataset.v_dim, dataset.num_ans_candidates)

@@ -1,5 +1,6 @@
-"""Shared helpers: user-facing errors, atomic writes, safe loading of legacy
-pickles and checkpoints, and small tensor utilities.
+"""Shared helpers: user-facing errors and the CLI wrapper, atomic writes,
+JSON and UTF-8 reading, the restricted unpickler for legacy pickles, the
+wording of torch.load refusals, seeding and notes.
 
 Every module that reads a user's file raises `UserError` for bad input; the
 CLIs turn it into a one-line message and exit status 2.

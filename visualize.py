@@ -41,7 +41,7 @@ import torch
 import ask
 import checkpoints
 import runtime
-from dictionary import split_words
+from dictionary import load_dictionary, split_words
 from flickr_files import (MAX_BOXES, MAX_SENTENCE_TOKENS, SPLITS, find_last_word_of_first_occurrence,
                           pad_entity_positions)
 from paths import task_root
@@ -290,7 +290,7 @@ def phrase_positions(caption, phrases, dictionary, length):
 def load_grounding_model(args):
     """(model in eval mode, dictionary, features, spatials, device) for --task flickr."""
     device = runtime.resolve_device(args.device)
-    dictionary = runtime.load_dictionary(args.dataroot, 'flickr')
+    dictionary = load_dictionary(args.dataroot, 'flickr')
     root = task_root(args.dataroot, 'flickr')
     if args.image_id is None:
         raise UserError('--task flickr grounds a caption of an image of the data root: pass --image_id N')

@@ -328,8 +328,8 @@ def test_explicit_flags_sees_abbreviations_and_restores_the_parser():
 
 
 def test_more_workers_than_cpus_are_capped_with_a_note(capsys):
-    cpus = runtime.available_cpus()
-    assert runtime.worker_count('5000') == cpus and runtime.worker_count(str(cpus)) == cpus
+    cpus = flags.available_cpus()
+    assert flags.worker_count('5000') == cpus and flags.worker_count(str(cpus)) == cpus
     assert capsys.readouterr().err == 'note: --workers 5000 capped to %d, the CPUs available\n' % cpus
 
 

@@ -239,11 +239,10 @@ def original_trainable_checkpoint(golden, data, target):
 def test_original_checkpoint_of_the_golden_config_resumes(reference_dir, reference_config, tmp_path, monkeypatch,
                                                           capsys, table, flags, note):
     import main
-    import runtime
     config = reference_config['vqa']
     assert (config['num_hid'], config['gamma'], config['op']) == (24, 2, 'c')
     data = GoldenCaseData(torch.load(reference_dir / 'vqa_case.pt', weights_only=True), config)
-    monkeypatch.setattr(runtime, 'load_dictionary', lambda dataroot, task: data.dictionary)
+    monkeypatch.setattr(main, 'load_dictionary', lambda dataroot, task: data.dictionary)
     monkeypatch.setattr(main, 'training_data', lambda args, dictionary: (data, None))
     path = reference_dir / 'vqa_checkpoint.pth'
     golden = torch.load(path, weights_only=True)

@@ -10,9 +10,9 @@ import torch
 import checkpoint_files
 import checkpoints
 import model_config
-import runtime
-from model_config import ModelConfig
 from checkpoints import load_checkpoint
+from flags import add_model_flags
+from model_config import ModelConfig
 from utils import UserError
 
 CONFIG = ModelConfig(task='vqa', num_hid=16, gamma=2, op='c', emb_dim=8, ntoken=7, v_dim=16, num_answers=6)
@@ -25,7 +25,7 @@ def sizes(ntoken=7, v_dim=16, num_answers=6):
 
 def parser():
     made = argparse.ArgumentParser()
-    runtime.add_model_flags(made)
+    add_model_flags(made)
     return made
 
 

@@ -31,6 +31,7 @@ sys.path.insert(0, REPO)
 from collate import pad_collate  # noqa: E402
 from dataset import VQAFeatureDataset  # noqa: E402
 from dictionary import Dictionary  # noqa: E402
+from paths import answer_cache_files, dictionary_file, feature_files, question_path, target_file  # noqa: E402
 from utils import atomic_path, atomic_write, run_cli, save_json  # noqa: E402
 
 CONFIGURATIONS = [  # (label, load_in_memory, num_workers)
@@ -60,7 +61,7 @@ def generate(workdir, num_images, num_questions, feature_dim, seed=0):
     counts = box_counts(rng, num_images)
     ends = np.cumsum(counts)
     image_ids = np.arange(1, num_images + 1) * 7
-    h5_path = os.path.join(workdir, 'train.hdf5')
+    h5_path, imgid2idx_path = feature_files(workdir, 'train')
     with atomic_path(h5_path) as temporary, h5py.File(temporary, 'w') as h5:
         h5.create_dataset('pos_boxes', data=np.stack([ends - counts, ends], 1).astype(np.int32))
         features = h5.create_dataset('image_features', (int(ends[-1]), feature_dim), dtype='f4')
@@ -72,21 +73,22 @@ def generate(workdir, num_images, num_questions, feature_dim, seed=0):
             rows = min(block, int(ends[-1]) - start)
             features[start:start + rows] = rng.random((rows, feature_dim), dtype=np.float32)
             spatials[start:start + rows] = rng.random((rows, 6), dtype=np.float32)
-    _dump_pickle({int(i): row for row, i in enumerate(image_ids)}, os.path.join(workdir, 'train_imgid2idx.pkl'))
+    _dump_pickle({int(i): row for row, i in enumerate(image_ids)}, imgid2idx_path)
     question_images = rng.integers(0, num_images, num_questions)
     lengths = rng.integers(4, 12, num_questions)
     questions = [{'image_id': int(image_ids[img]), 'question_id': qid,
                   'question': ' '.join(rng.choice(WORDS, length)) + '?'}
                  for qid, (img, length) in enumerate(zip(question_images, lengths))]
-    save_json({'questions': questions}, os.path.join(workdir, 'v2_OpenEnded_mscoco_train2014_questions.json'))
+    save_json({'questions': questions}, question_path(workdir, 'train'))
     answers = ['answer%d' % i for i in range(NUM_ANSWERS)]
-    _dump_pickle({a: i for i, a in enumerate(answers)}, os.path.join(workdir, 'cache', 'trainval_ans2label.pkl'))
-    _dump_pickle(answers, os.path.join(workdir, 'cache', 'trainval_label2ans.pkl'))
+    ans2label_path, label2ans_path = answer_cache_files(workdir)
+    _dump_pickle({a: i for i, a in enumerate(answers)}, ans2label_path)
+    _dump_pickle(answers, label2ans_path)
     targets = [{'question_id': q['question_id'], 'image_id': q['image_id'],
                 'labels': [int(x) for x in rng.integers(0, NUM_ANSWERS, 3)], 'scores': [1.0, 0.6, 0.3]}
                for q in questions]
-    _dump_pickle(targets, os.path.join(workdir, 'cache', 'train_target.pkl'))
-    _dump_pickle([{w: i for i, w in enumerate(WORDS)}, list(WORDS)], os.path.join(workdir, 'dictionary.pkl'))
+    _dump_pickle(targets, target_file(workdir, 'train'))
+    _dump_pickle([{w: i for i, w in enumerate(WORDS)}, list(WORDS)], dictionary_file(workdir))
     return os.path.getsize(h5_path), float(counts.mean())
 
 
@@ -94,7 +96,7 @@ def measure(workdir, load_in_memory, num_workers, batch_size):
     """Iterate one epoch; return peak RSS (MiB) of this process and of the workers."""
     baseline = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     started = time.time()
-    dictionary = Dictionary.load_from_file(os.path.join(workdir, 'dictionary.pkl'))
+    dictionary = Dictionary.load_from_file(dictionary_file(workdir))
     train = VQAFeatureDataset('train', dictionary, workdir, load_in_memory=load_in_memory)
     loader = DataLoader(train, batch_size=batch_size, shuffle=True, collate_fn=pad_collate,
                         num_workers=num_workers, generator=torch.Generator().manual_seed(0))

@@ -30,6 +30,7 @@ sys.path.insert(0, REPO)
 from collate import pad_collate  # noqa: E402
 from dataset import VQAFeatureDataset  # noqa: E402
 from dictionary import Dictionary  # noqa: E402
+from paths import dictionary_file, feature_files  # noqa: E402
 from samplers import BucketBatchSampler  # noqa: E402
 from tools.bench_data_memory import add_split_flags, generate  # noqa: E402
 from utils import UserError, run_cli, save_json  # noqa: E402
@@ -91,7 +92,7 @@ def time_loader(loader, warmup, timed):
 
 
 def measure(args):
-    dictionary = Dictionary.load_from_file(os.path.join(args.workdir, 'dictionary.pkl'))
+    dictionary = Dictionary.load_from_file(dictionary_file(args.workdir))
     dataset = VQAFeatureDataset('train', dictionary, args.workdir)
     needed = (args.warmup + args.batches) * args.batch_size
     if needed > len(dataset):
@@ -120,7 +121,7 @@ def measure(args):
 def main(argv=None):
     args = parse_args(argv)
     os.makedirs(args.workdir, exist_ok=True)
-    if not (args.keep and os.path.exists(os.path.join(args.workdir, 'train.hdf5'))):
+    if not (args.keep and os.path.exists(feature_files(args.workdir, 'train')[0])):
         size, mean_boxes = generate(args.workdir, args.images, args.questions, args.feature_dim)
         print('generated %.2f GB train.hdf5 (%d images, mean %.1f boxes), %d questions'
               % (size / 1e9, args.images, mean_boxes, args.questions))

@@ -27,7 +27,7 @@ import numpy as np  # noqa: E402
 import torch  # noqa: E402
 
 import base_model  # noqa: E402
-import runtime  # noqa: E402
+import flags  # noqa: E402
 from dictionary import QUESTION_LENGTH  # noqa: E402
 from samplers import DEFAULT_BUCKET_SIZE, BucketBatchSampler, padding_waste  # noqa: E402
 from tasks import instance_bce_with_logits  # noqa: E402
@@ -97,7 +97,7 @@ def parse_args(argv):
     for name in ('boxes', 'warmup', 'threads', 'matmul_size', 'epoch_images'):
         if getattr(args, name) < 0:
             raise UserError('--%s must not be negative (got %d)' % (name, getattr(args, name)))
-    for name, limit in (('seed', 2 ** 32 - 1), ('num_hid', runtime.MAX_NUM_HID), ('gamma', runtime.MAX_GLIMPSES)):
+    for name, limit in (('seed', 2 ** 32 - 1), ('num_hid', flags.MAX_NUM_HID), ('gamma', flags.MAX_GLIMPSES)):
         if not 0 <= getattr(args, name) <= limit:
             raise UserError('--%s must be from 0 to %d (got %d)' % (name, limit, getattr(args, name)))
     return args

@@ -25,11 +25,13 @@ import time
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, REPO)
 
+from paths import (annotation_path, answer_cache_files, dictionary_file, feature_files, glove_init_file,  # noqa: E402
+                   glove_text_file, question_path, target_file, task_root)
 from utils import UserError, load_json, run_cli, save_json  # noqa: E402
 
 DATAROOT = 'data/demo'
 FEATURE_DIM = 32
-GLOVE = DATAROOT + '/glove/glove.6B.50d.txt'
+GLOVE = glove_text_file(DATAROOT, 50)
 VQA_MODEL = dict(num_hid=128, gamma=2, op='c', epochs=13, batch_size=64)
 FLICKR_MODEL = dict(num_hid=64, epochs=2, batch_size=128)
 
@@ -66,16 +68,16 @@ def skip(message):
 
 def prepare_vqa():
     run('tools/make_demo_data.py', '--dataroot', DATAROOT)
-    if exists(DATAROOT + '/dictionary.pkl', DATAROOT + '/glove6b_init_50d.npy'):
+    if exists(dictionary_file(DATAROOT), glove_init_file(DATAROOT, 50)):
         skip('dictionary and GloVe init exist')
     else:
         run('tools/create_dictionary.py', '--dataroot', DATAROOT, '--glove', GLOVE)
-    if exists(DATAROOT + '/cache/trainval_label2ans.pkl', DATAROOT + '/cache/val_target.pkl'):
+    if exists(answer_cache_files(DATAROOT)[1], target_file(DATAROOT, 'val')):
         skip('answer vocabulary and soft scores exist')
     else:
         run('tools/compute_softscore.py', '--dataroot', DATAROOT)
     for split in ('train', 'val', 'test2015'):
-        if exists('%s/%s.hdf5' % (DATAROOT, split), '%s/%s_imgid2idx.pkl' % (DATAROOT, split)):
+        if exists(*feature_files(DATAROOT, split)):
             skip('%s features converted' % split)
             continue
         run('tools/adaptive_detection_features_converter.py', '--dataroot', DATAROOT, '--split', split,
@@ -120,19 +122,19 @@ def run_vqa():
             '--split', 'test2015', *vqa_flags())
     metrics = 'results/demo_vqa_test_metrics.json'
     run('tools/vqa_eval.py', '--results', results, '--out', metrics,
-        '--questions', DATAROOT + '/v2_OpenEnded_mscoco_test2015_questions.json',
-        '--annotations', DATAROOT + '/v2_mscoco_test2015_annotations.json')
+        '--questions', question_path(DATAROOT, 'test2015'),
+        '--annotations', annotation_path(DATAROOT, 'test2015'))
     return seconds, epoch, load_json(os.path.join(REPO, metrics), 'rerun the demo')
 
 
 def prepare_flickr():
-    root = DATAROOT + '/flickr30k'
-    if exists(root + '/dictionary.pkl', root + '/glove6b_init_50d.npy'):
+    root = task_root(DATAROOT, 'flickr')
+    if exists(dictionary_file(root), glove_init_file(root, 50)):
         skip('Flickr30k dictionary exists')
     else:
         run('tools/create_dictionary.py', '--task', 'flickr', '--dataroot', root, '--glove', GLOVE)
     for split in ('train', 'val', 'test'):
-        if exists('%s/%s.hdf5' % (root, split)):
+        if exists(feature_files(root, split)[0]):
             skip('Flickr30k %s features converted' % split)
             continue
         run('tools/adaptive_detection_features_converter.py', '--task', 'flickr', '--dataroot', root,
@@ -153,7 +155,7 @@ def run_flickr():
 
 def draw_attention(epoch):
     """One test question's attention, drawn on its easy-VQA image."""
-    questions = load_json(os.path.join(REPO, DATAROOT, 'v2_OpenEnded_mscoco_test2015_questions.json'), 'rerun')
+    questions = load_json(os.path.join(REPO, question_path(DATAROOT, 'test2015')), 'rerun')
     question = questions['questions'][0]
     import easy_vqa
     image_path = easy_vqa.get_test_image_paths()[question['image_id'] - 200000]

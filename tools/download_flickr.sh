@@ -33,11 +33,7 @@ GLOVE_DIR="${GLOVE_DIR:-$(dirname "$DATAROOT")/glove}"
 ENTITIES_DIR="$DATAROOT/Flickr30kEntities"
 ENTITIES_URL="https://raw.githubusercontent.com/BryanPlummer/flickr30k_entities/master"
 FEATURES_ZIP="$DATAROOT/flickr30k_features.zip"
-REPO="$(cd "$(dirname "$0")/.." && pwd)"
-# the interpreter: $PYTHON, else the repository's .venv (made by demo.sh / run_tests.sh), else python3
-default_python=python3
-[ -x "$REPO/.venv/bin/python" ] && default_python="$REPO/.venv/bin/python"
-PYTHON="${PYTHON:-$default_python}"
+source "$(dirname "$0")/interpreter.sh"  # REPO, PYTHON
 FEATURES_DRIVE="https://drive.google.com/uc?export=download&id=11OD_qq7ITBarJwWZfi0bWIRw3HPEaHwE"
 missing_manual=0
 

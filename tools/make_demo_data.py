@@ -40,6 +40,7 @@ import time
 
 
 from dictionary import split_words  # noqa: E402
+from paths import annotation_path, question_path  # noqa: E402
 from tools.demo_formats import (VERSION, flickr_annotation_xml, flickr_sentences, glove_text,  # noqa: E402
                                 remove_phrase_annotations, vqa_annotation, vqa_annotations_file,
                                 vqa_questions_file)
@@ -187,9 +188,8 @@ def write_tsv(path, converted):
 
 def output_paths(dataroot):
     """Every file make_demo_data writes outside the per-image Flickr folders."""
-    subtypes = list(VQA_SUBTYPES.values())
-    names = ['v2_OpenEnded_mscoco_%s_questions.json' % s for s in subtypes + ['test-dev2015']]
-    names += ['v2_mscoco_%s_annotations.json' % s for s in subtypes]
+    names = [question_path('', name) for name in list(VQA_SUBTYPES) + ['test-dev2015']]
+    names += [annotation_path('', name) for name in VQA_SUBTYPES]
     names += ['demo_features/%s.tsv' % s for s in VQA_SUBTYPES]
     names += ['glove/glove.6B.50d.txt']
     names += ['flickr30k/Flickr30kEntities/%s.txt' % s for s, _ in FLICKR_SPLITS]
@@ -282,13 +282,10 @@ def write_vqa_files(dataroot, split_records):
     test-dev2015 questions; returns the test-dev summary entry."""
     for name, (questions, annotations) in split_records.items():
         subtype = VQA_SUBTYPES[name]
-        write_json(vqa_questions_file(subtype, questions),
-                   os.path.join(dataroot, 'v2_OpenEnded_mscoco_%s_questions.json' % subtype))
-        write_json(vqa_annotations_file(subtype, annotations),
-                   os.path.join(dataroot, 'v2_mscoco_%s_annotations.json' % subtype))
+        write_json(vqa_questions_file(subtype, questions), question_path(dataroot, name))
+        write_json(vqa_annotations_file(subtype, annotations), annotation_path(dataroot, name))
     testdev = testdev_subset(split_records['test2015'][0])
-    write_json(vqa_questions_file('test-dev2015', testdev),
-               os.path.join(dataroot, 'v2_OpenEnded_mscoco_test-dev2015_questions.json'))
+    write_json(vqa_questions_file('test-dev2015', testdev), question_path(dataroot, 'test-dev2015'))
     return {'images': len({q['image_id'] for q in testdev}), 'questions': len(testdev)}
 
 

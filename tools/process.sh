@@ -17,11 +17,7 @@
 set -euo pipefail
 
 DATAROOT="${1:-data}"
-REPO="$(cd "$(dirname "$0")/.." && pwd)"
-# the interpreter: $PYTHON, else the repository's .venv (made by demo.sh / run_tests.sh), else python3
-default_python=python3
-[ -x "$REPO/.venv/bin/python" ] && default_python="$REPO/.venv/bin/python"
-PYTHON="${PYTHON:-$default_python}"
+source "$(dirname "$0")/interpreter.sh"  # REPO, PYTHON
 FEATURE_DIM="${FEATURE_DIM:-2048}"
 MIN_OCCURRENCE="${MIN_OCCURRENCE:-9}"
 
