@@ -51,3 +51,35 @@ def test_interpreter_elsewhere_is_named_absolute(ran, capsys, monkeypatch, tmp_p
 def test_interpreter_at_the_repository_top_keeps_a_path(monkeypatch):
     monkeypatch.setattr(demo.sys, 'executable', os.path.join(demo.REPO, 'python'))
     assert demo.interpreter() == os.path.join(os.curdir, 'python')  # not a bare name looked up on PATH
+
+
+# ----------------------------------------------------------------- seeds and targets
+
+def test_each_seed_trains_into_its_own_folder_and_the_default_keeps_the_plain_names():
+    assert demo.seed_suffix(demo.DEFAULT_SEED) == ''
+    assert demo.seed_suffix(7) == '_seed7' and demo.seed_suffix(0) == '_seed0'
+    assert demo.parse_args([]).seed == demo.DEFAULT_SEED == 1204  # main.py's default
+    with pytest.raises(SystemExit):
+        demo.parse_args(['--seed', '-1'])
+
+
+def test_training_is_skipped_only_when_recorded_for_the_same_seed(ran, capsys, monkeypatch, tmp_path):
+    monkeypatch.setattr(demo, 'REPO', str(tmp_path))
+    output = tmp_path / 'saved_models' / 'demo_seed3'
+    output.mkdir(parents=True)
+    demo.save_json({'seconds': 12.5, 'seed': 3}, str(output / 'demo_train_seconds.json'))
+    assert demo.train('saved_models/demo_seed3', ['--num_hid', 8], 2, 3) == 12.5 and not ran
+    demo.save_json({'seconds': 12.5}, str(output / 'demo_train_seconds.json'))  # written before seeds were recorded
+    demo.train('saved_models/demo_seed3', ['--num_hid', 8], 2, 3)
+    [(argv, _)] = ran
+    assert argv[argv.index('--seed') + 1] == '3' and '--overwrite' in argv
+    assert demo.load_json(str(output / 'demo_train_seconds.json'), '')['seed'] == 3
+
+
+def test_a_missed_target_names_the_figure_and_what_to_do_next():
+    summary = {'vqa_accuracy': 98.5, 'grounding_recall_at_1': 99.0}
+    assert demo.missed_targets(summary) == ['vqa_accuracy 98.50 < 99']
+    assert demo.missed_targets({'vqa_accuracy': 99.0, 'grounding_recall_at_1': 95.0}) == []
+    advice = demo.next_steps(5, '_seed5')
+    assert 'results/demo_summary_seed5.json' in advice and 'saved_models/demo_seed5/log.txt' in advice
+    assert 'bash demo.sh --seed 6' in advice and 'torch==2.13.0' in advice
