@@ -6,7 +6,6 @@ The command-line rows run the real scripts as `__main__` (`runpy`), all in
 ONE child process so that torch is imported once; one row is also run as a
 plain `python3 <script>` subprocess to show that both agree.
 """
-import base64
 import json
 import os
 import pickle
@@ -27,6 +26,7 @@ from dictionary import Dictionary
 from robust_helpers import RunsCode, converter_cmd, read_json, snapshot
 from test_data_helpers import EVAL_FLAGS, FEATURE_DIM, GLOVE_DIM, TRAIN_FLAGS, image_record, prepared_root
 from tools import adaptive_detection_features_converter as converter
+from tools.features_tsv import encode_array
 from utils import UserError
 
 REPO = Path(__file__).resolve().parents[1]
@@ -127,10 +127,6 @@ def rewrite_tsv_line(root, image_id, edit):
     raise KeyError(image_id)
 
 
-def encoded_field(array):
-    return base64.b64encode(np.ascontiguousarray(array, dtype='<f4').tobytes()).decode('ascii')
-
-
 # ----------------------------------------------------------------- command-line rows
 #
 # Each case corrupts a private copy of a prepared root and returns the command;
@@ -183,7 +179,7 @@ def tsv_nan_features(root):
     def nan_features(fields):
         features = image_record(5, 1)[4].copy()
         features[0, 3] = np.nan
-        return fields[:5] + [encoded_field(features)]
+        return fields[:5] + [encode_array(features)]
     rewrite_tsv_line(root, 5, nan_features)
     return converter_cmd(root)
 
@@ -193,7 +189,7 @@ def tsv_inf_boxes(root):
     def inf_boxes(fields):
         boxes = image_record(5, 1)[3].copy()
         boxes[0, 2] = np.inf
-        return fields[:4] + [encoded_field(boxes)] + fields[5:]
+        return fields[:4] + [encode_array(boxes)] + fields[5:]
     rewrite_tsv_line(root, 5, inf_boxes)
     return converter_cmd(root)
 
@@ -203,7 +199,7 @@ def tsv_negative_area_box(root):
     def inverted(fields):
         boxes = image_record(5, 1)[3].copy()
         boxes[0, [1, 3]] = boxes[0, [3, 1]]
-        return fields[:4] + [encoded_field(boxes)] + fields[5:]
+        return fields[:4] + [encode_array(boxes)] + fields[5:]
     rewrite_tsv_line(root, 5, inverted)
     return converter_cmd(root)
 
@@ -741,7 +737,7 @@ def tsv_box_outside_the_image(root):
     def far_outside(fields):
         boxes = image_record(5, 1)[3].copy()
         boxes[0, [0, 2]] += 10000.0
-        return fields[:4] + [encoded_field(boxes)] + fields[5:]
+        return fields[:4] + [encode_array(boxes)] + fields[5:]
     rewrite_tsv_line(root, 5, far_outside)
     return converter_cmd(root)
 
@@ -1005,7 +1001,7 @@ def test_zero_area_boxes_are_kept_and_counted(tmp_path, capsys):
     def zero_width(fields):
         boxes = image_record(5, 1)[3].copy()
         boxes[0, 2] = boxes[0, 0]
-        return fields[:4] + [encoded_field(boxes)] + fields[5:]
+        return fields[:4] + [encode_array(boxes)] + fields[5:]
     rewrite_tsv_line(root, 5, zero_width)
     converter.main(converter_cmd(root)[1:])
     assert 'kept 1 zero-area boxes' in capsys.readouterr().out

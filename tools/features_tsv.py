@@ -159,6 +159,11 @@ def _record(fields, where, seen, feature_dim, decode, fixed_boxes, feature_flag)
     return record
 
 
+def encode_array(array):
+    """A boxes or features field: base64 of the little-endian float32 bytes."""
+    return base64.b64encode(np.ascontiguousarray(array, dtype='<f4').tobytes()).decode('ascii')
+
+
 def encode_record(image_id, image_w, image_h, boxes, features):
     """One TSV line (without newline) in the release format; boxes [n, 4], features [n, D]."""
     boxes = np.ascontiguousarray(boxes, dtype='<f4')
@@ -167,8 +172,7 @@ def encode_record(image_id, image_w, image_h, boxes, features):
         raise ValueError('boxes must be [n, 4] and features [n, D], got %s and %s'
                          % (boxes.shape, features.shape))
     return '\t'.join([str(int(image_id)), _size_text(image_w), _size_text(image_h), str(len(boxes)),
-                      base64.b64encode(boxes.tobytes()).decode('ascii'),
-                      base64.b64encode(features.tobytes()).decode('ascii')])
+                      encode_array(boxes), encode_array(features)])
 
 
 def _size_text(value):
