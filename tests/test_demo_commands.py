@@ -63,17 +63,21 @@ def test_each_seed_trains_into_its_own_folder_and_the_default_keeps_the_plain_na
         demo.parse_args(['--seed', '-1'])
 
 
-def test_training_is_skipped_only_when_recorded_for_the_same_seed(ran, capsys, monkeypatch, tmp_path):
+def test_training_is_reused_only_when_it_ran_with_the_same_arguments(ran, capsys, monkeypatch, tmp_path):
     monkeypatch.setattr(demo, 'REPO', str(tmp_path))
     output = tmp_path / 'saved_models' / 'demo_seed3'
     output.mkdir(parents=True)
-    demo.save_json({'seconds': 12.5, 'seed': 3}, str(output / 'demo_train_seconds.json'))
-    assert demo.train('saved_models/demo_seed3', ['--num_hid', 8], 2, 3) == 12.5 and not ran
-    demo.save_json({'seconds': 12.5}, str(output / 'demo_train_seconds.json'))  # written before seeds were recorded
-    demo.train('saved_models/demo_seed3', ['--num_hid', 8], 2, 3)
+    demo.train('saved_models/demo_seed3', ['--num_hid', 8], 2, 3)  # nothing recorded: trains
     [(argv, _)] = ran
-    assert argv[argv.index('--seed') + 1] == '3' and '--overwrite' in argv
-    assert demo.load_json(str(output / 'demo_train_seconds.json'), '')['seed'] == 3
+    assert argv[argv.index('--seed') + 1] == '3' and argv[-1] == '--overwrite'
+    demo.save_json({'seconds': 12.5, 'arguments': argv[2:-1]}, str(output / 'demo_train_seconds.json'))
+    assert demo.train('saved_models/demo_seed3', ['--num_hid', 8], 2, 3) == 12.5 and len(ran) == 1
+    for other in ((['--num_hid', 8], 2, 4), (['--num_hid', 16], 2, 3), (['--num_hid', 8], 3, 3)):
+        demo.train('saved_models/demo_seed3', *other)  # another seed, model or epoch count trains again
+    assert len(ran) == 4
+    demo.save_json({'seconds': 12.5}, str(output / 'demo_train_seconds.json'))  # from before arguments were kept
+    demo.train('saved_models/demo_seed3', ['--num_hid', 8], 2, 3)
+    assert len(ran) == 5
 
 
 def test_a_missed_target_names_the_figure_and_what_to_do_next():
