@@ -38,6 +38,17 @@ def tiny_root(tmp_path_factory):
 
 
 @pytest.fixture(scope='session')
+def trained(tiny_root, tmp_path_factory):
+    """A run folder of 4 epochs (model_epoch0-3.pth) trained on tiny_root with tests/tiny_vqa.py's sizes."""
+    import main
+    output = tmp_path_factory.mktemp('trained') / 'ban'
+    main.main(['--dataroot', tiny_root, '--output', str(output), '--use_both', '--epochs', '4',
+               '--emb_dim', str(tiny_vqa.GLOVE_DIM), '--num_hid', '16', '--gamma', '2', '--batch_size', '16',
+               '--workers', '0', '--device', 'cpu'])
+    return output
+
+
+@pytest.fixture(scope='session')
 def vqa_root(tmp_path_factory):
     """tests/test_data_helpers.py's prepared VQA root and a 1-epoch checkpoint in <root>/model."""
     import main

@@ -1,8 +1,11 @@
 """Helpers shared by the robustness suites (bad inputs, atomic writes,
-resume, security)."""
+resume, security) and the command-line tests."""
+import argparse
 import hashlib
 import json
 import os
+
+import pytest
 
 from test_data_helpers import FEATURE_DIM
 
@@ -47,3 +50,16 @@ class RunsCode:
 
     def __reduce__(self):
         return os.system, ('touch %s' % self.marker,)
+
+
+def parser_built_by(monkeypatch, call):
+    """The first argparse parser that `call()` builds, stopped as it starts parsing."""
+    parsers = []
+
+    def capture(parser, *args, **kwargs):
+        parsers.append(parser)
+        raise SystemExit(0)
+    monkeypatch.setattr(argparse.ArgumentParser, 'parse_args', capture)
+    with pytest.raises(SystemExit):
+        call()
+    return parsers[0]

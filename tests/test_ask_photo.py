@@ -13,24 +13,6 @@ EVAL = ['--num_hid', '16', '--gamma', '2', '--workers', '0', '--device', 'cpu', 
 
 
 @pytest.fixture(scope='module')
-def tiny_root(tmp_path_factory):
-    root = tmp_path_factory.mktemp('tiny_vqa')
-    tiny_vqa.write_raw(root)
-    tiny_vqa.prepare(root)
-    return str(root)
-
-
-@pytest.fixture(scope='module')
-def trained(tiny_root, tmp_path_factory):
-    import main
-    output = tmp_path_factory.mktemp('trained') / 'ban'
-    main.main(['--dataroot', tiny_root, '--output', str(output), '--use_both', '--epochs', '4', '--emb_dim',
-               str(tiny_vqa.GLOVE_DIM), '--num_hid', '16', '--gamma', '2', '--batch_size', '16', '--workers', '0',
-               '--device', 'cpu'])
-    return str(output)
-
-
-@pytest.fixture(scope='module')
 def photo_and_weights(tmp_path_factory):
     assert tiny_detector.TINY.feature_dim == tiny_vqa.FEATURE_DIM
     folder = tmp_path_factory.mktemp('photo')
@@ -56,8 +38,8 @@ def extractions(monkeypatch):
 def test_ask_about_a_photo(tiny_root, trained, photo_and_weights, extractions, capsys):
     import ask
     photo, weights = photo_and_weights
-    answers = ask.main(['--dataroot', tiny_root, '--input', trained, '--image', photo, '--detector_weights', weights,
-                        '--question', 'What color is the ball?'] + EVAL)
+    answers = ask.main(['--dataroot', tiny_root, '--input', str(trained), '--image', photo,
+                        '--detector_weights', weights, '--question', 'What color is the ball?'] + EVAL)
     assert len(extractions) == 1 and 10 <= len(extractions[0].boxes) <= 100
     assert (extractions[0].image_w, extractions[0].image_h) == (128, 96)
     assert len(answers) == 5 and answers == sorted(answers, key=lambda item: -item[1])
@@ -77,7 +59,7 @@ def test_visualize_draws_on_the_photo(tiny_root, trained, photo_and_weights, ext
         return real_figure(image, spatials, *args, **kwargs)
 
     monkeypatch.setattr(visualize, 'attention_figure', recording)
-    visualize.main(['--dataroot', tiny_root, '--input', trained, '--image', photo, '--detector_weights', weights,
+    visualize.main(['--dataroot', tiny_root, '--input', str(trained), '--image', photo, '--detector_weights', weights,
                     '--question', 'What color is the ball?', '--output', str(output)] + EVAL)
     assert len(extractions) == 1 and len(drawn) == 1
     image, spatials = drawn[0]
@@ -94,5 +76,5 @@ def test_visualize_draws_on_the_photo(tiny_root, trained, photo_and_weights, ext
 def test_photo_needs_weights_and_an_image(tiny_root, trained, flags, message):
     import ask
     with pytest.raises(UserError, match=message):
-        ask.main(['--dataroot', tiny_root, '--input', trained, '--question', 'What color is the ball?']
+        ask.main(['--dataroot', tiny_root, '--input', str(trained), '--question', 'What color is the ball?']
                  + flags + EVAL)

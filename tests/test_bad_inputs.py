@@ -23,7 +23,7 @@ import tiny_flickr
 import utils
 from dataset import VisualGenomeFeatureDataset, VQAFeatureDataset
 from dictionary import Dictionary
-from robust_helpers import RunsCode, converter_cmd, read_json, snapshot
+from robust_helpers import RunsCode, converter_cmd, parser_built_by, read_json, snapshot
 from test_data_helpers import EVAL_FLAGS, FEATURE_DIM, GLOVE_DIM, TRAIN_FLAGS, image_record, prepared_root
 from tools import adaptive_detection_features_converter as converter
 from tools.features_tsv import encode_array
@@ -347,17 +347,9 @@ def tfidf_without_glove_text(root):  # the hint named --glove kumo, a flag main.
 
 
 def test_main_py_hints_name_only_flags_it_has(cli_results, monkeypatch):
-    import argparse
     import main
-    parsers = []
-
-    def capture(parser, *args, **kwargs):
-        parsers.append(parser)
-        raise SystemExit(0)
-    monkeypatch.setattr(argparse.ArgumentParser, 'parse_args', capture)
-    with pytest.raises(SystemExit):
-        main.parse_args([])
-    flags = {option for action in parsers[0]._actions for option in action.option_strings}
+    parser = parser_built_by(monkeypatch, lambda: main.parse_args([]))
+    flags = {option for action in parser._actions for option in action.option_strings}
     for name in ('tfidf_without_visual_genome', 'tfidf_without_glove_text'):
         named = {word.rstrip(',;:)') for word in cli_results[name][0]['stderr'].split() if word.startswith('--')}
         assert named and named <= flags, (name, named - flags)

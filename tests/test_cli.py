@@ -13,6 +13,7 @@ import pytest
 import torch
 
 import tiny_vqa
+from robust_helpers import parser_built_by
 from utils import UserError, run_cli
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -264,14 +265,6 @@ def test_original_checkpoint_of_the_golden_config_resumes(reference_dir, referen
                            saved['model_state']['module.classifier.main.3.bias'])
 
 
-@pytest.fixture(scope='module')
-def trained(tiny_root, tmp_path_factory):
-    output = tmp_path_factory.mktemp('trained') / 'ban'
-    import main
-    main.main(['--dataroot', tiny_root, '--output', str(output), '--use_both', '--epochs', '4'] + SMALL)
-    return output
-
-
 def test_evaluate_reports_score_and_official_accuracy(tiny_root, trained, tmp_path, capsys):
     import evaluate
     metrics = evaluate.main(['--dataroot', tiny_root, '--input', str(trained), '--epoch', '3',
@@ -476,16 +469,8 @@ def test_visualize_checks_the_image_before_loading_the_model(tiny_root, trained,
 
 @pytest.mark.parametrize('cli', ['main', 'test', 'evaluate', 'ask', 'visualize'])
 def test_every_flag_has_help_text(cli, monkeypatch):
-    import argparse
-    parsers = []
-
-    def capture(parser, *args, **kwargs):
-        parsers.append(parser)
-        raise SystemExit(0)
-    monkeypatch.setattr(argparse.ArgumentParser, 'parse_args', capture)
-    with pytest.raises(SystemExit):
-        importlib.import_module(cli).main([])
-    assert [action.option_strings for action in parsers[0]._actions if not action.help] == []
+    parser = parser_built_by(monkeypatch, lambda: importlib.import_module(cli).main([]))
+    assert [action.option_strings for action in parser._actions if not action.help] == []
 
 
 def test_visualize_help_keeps_its_example_lines_apart():

@@ -113,7 +113,7 @@ def train(output, flags, epochs, seed):
     timing = os.path.join(REPO, output, 'demo_train_seconds.json')
     arguments = [str(part) for part in
                  ['--dataroot', DATAROOT, '--output', output, '--epochs', epochs, '--seed', seed, *flags]]
-    if exists(os.path.join(output, 'demo_train_seconds.json')):
+    if os.path.exists(timing):
         recorded = load_json(timing, 'delete %s to retrain' % output)
         if recorded.get('arguments') == arguments:
             skip('%s is trained' % output)
