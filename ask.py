@@ -27,18 +27,14 @@ from typing import NamedTuple
 
 import torch
 
-import checkpoint_files
-import checkpoints
-import detector
-import detector_weights
-import model_config
-import runtime
-from dictionary import QUESTION_LENGTH, load_dictionary, pad_tokens, split_words
-from features import FeatureStore, spatial_features
-from flags import add_model_flags, positive_int
-from paths import feature_files
+from detection import detector, weight_files
+from formats.dictionary import QUESTION_LENGTH, load_dictionary, pad_tokens, split_words
+from formats.features import FeatureStore, spatial_features
+from formats.paths import feature_files
+from formats.vqa_files import load_answer_maps
+from runs import checkpoints, runtime
+from runs.flags import add_model_flags, parse_command_line, positive_int
 from utils import UserError, note, require_file, run_cli
-from vqa_files import load_answer_maps
 
 SPLITS_WITH_FEATURES = ('train', 'val', 'test2015')
 
@@ -48,7 +44,7 @@ def parse_args(argv=None, description=__doc__):
     add_model_flags(parser)
     parser.add_argument('--input', type=str, default='saved_models/ban',
                         help='checkpoint file, or the folder main.py saved into')
-    checkpoint_files.add_epoch_flag(parser)
+    checkpoints.add_epoch_flag(parser)
     parser.add_argument('--image_id', type=int, default=None,
                         help='an image whose features the data root holds (VQA: COCO id of train, val or test2015; '
                              'Flickr30k: of train, val or test)')
@@ -67,7 +63,7 @@ def parse_args(argv=None, description=__doc__):
 def read_args(parser, argv=None):
     """Parse, then find the checkpoint and take the model settings saved in
     it, before any data or weights are read."""
-    return checkpoint_files.settle(model_config.parse_args(parser, argv))
+    return checkpoints.settle(parse_command_line(parser, argv))
 
 
 def find_image_features(dataroot, image_id, splits=SPLITS_WITH_FEATURES):
@@ -93,9 +89,9 @@ def photo_features(image_path, weights_path, device):
     as tools/extract_features.py and the converter would."""
     if not weights_path:
         raise UserError('--image %s without --image_id extracts its region features on the fly: pass '
-                        '--detector_weights PATH (%s)' % (image_path, detector_weights.DOWNLOAD_HINT))
+                        '--detector_weights PATH (%s)' % (image_path, weight_files.DOWNLOAD_HINT))
     image = detector.load_image(image_path)
-    regions = detector.extract_regions(detector_weights.load_detector(weights_path, device), image, name=image_path)
+    regions = detector.extract_regions(weight_files.load_detector(weights_path, device), image, name=image_path)
     spatials = spatial_features(regions.boxes, regions.image_w, regions.image_h)  # [n, 6]
     return torch.from_numpy(regions.features), torch.from_numpy(spatials)
 

@@ -1,5 +1,14 @@
 """BAN models: VQA (bilinear attention + residual glimpses + counter) and
-Flickr30k Entities grounding, built by `build_ban`."""
+Flickr30k Entities grounding, with the settings that fix their shape.
+
+`ModelConfig` holds those settings (the model flags and the sizes of the
+data); `build_model(config)` is the one way every CLI builds a model, and our
+checkpoints save `config` beside the weights. `build_ban(dataset, num_hid,
+op, gamma, task)` is the original's entry point: the dataset supplies the
+vocabulary size, the feature width and the answer count.
+"""
+from dataclasses import asdict, dataclass, fields
+
 import torch.nn as nn
 
 from attention import BiAttention
@@ -8,6 +17,7 @@ from classifier import SimpleClassifier
 from counting import Counter
 from fc import FCNet
 from language_model import QuestionEmbedding, WordEmbedding
+from utils import UserError
 
 COUNTER_OBJECTS = 10  # boxes the counter looks at (the original's "minimum number of boxes")
 FLICKR_MASK_VALUE = -99.0  # what the grounding model writes into masked logits
@@ -97,25 +107,95 @@ class BanModelFlickr(_BanBase):
 BanModel_flickr = BanModelFlickr
 
 
-def build_ban(ntoken, v_dim, num_answers, num_hid, op='', gamma=4, task='vqa', emb_dim=300):
-    """Build BAN for a vocabulary of `ntoken` words, region features of width
-    `v_dim` and `num_answers` answers (unused by the Flickr30k model).
-    `emb_dim` is the GloVe width (300 in the paper; the demo uses 50)."""
-    w_emb = WordEmbedding(ntoken, emb_dim, .0, op)
-    q_emb = QuestionEmbedding(emb_dim * (2 if 'c' in op else 1), num_hid, 1, False, .0)
-    v_att = BiAttention(v_dim, num_hid, num_hid, gamma)
-    if task == 'vqa':
+# The CLI flags a saved config answers (the --flag names are the field names).
+MODEL_FLAGS = ('task', 'model', 'num_hid', 'gamma', 'op', 'emb_dim')
+CHOICES = {'task': ('vqa', 'flickr'), 'op': ('', 'c'), 'model': ('ban',)}
+
+
+@dataclass(frozen=True)
+class ModelConfig:
+    """Everything `build_model` needs: the model flags and the sizes of the data
+    the model was built for."""
+    task: str  # 'vqa' or 'flickr'
+    num_hid: int  # hidden size
+    gamma: int  # glimpses
+    op: str  # 'c': a second, tf-idf embedding table; '': none
+    emb_dim: int  # GloVe width
+    ntoken: int  # dictionary words (the padding index)
+    v_dim: int  # region feature width
+    num_answers: int  # answer vocabulary (vqa), boxes per image (flickr)
+    model: str = 'ban'
+
+    def to_dict(self):
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, data, source):
+        """The config saved in the checkpoint `source`; a damaged one is a UserError."""
+        fix = 'the file is damaged; re-save it, or delete its "config" entry to load it from the flags'
+        if not isinstance(data, dict):
+            raise UserError('%s: "config" is %s, not a dict; %s' % (source, type(data).__name__, fix))
+        values = {}
+        for field in fields(cls):
+            if field.name not in data:
+                raise UserError('%s: "config" has no "%s"; %s' % (source, field.name, fix))
+            value = data[field.name]
+            if field.type is int and (not isinstance(value, int) or isinstance(value, bool) or value < 1):
+                raise UserError('%s: "config" %s is %r, not a positive integer; %s' % (source, field.name, value, fix))
+            if field.type is str and value not in CHOICES[field.name]:
+                raise UserError('%s: "config" %s is %r, not one of %s; %s'
+                                % (source, field.name, value, ', '.join(repr(c) for c in CHOICES[field.name]), fix))
+            values[field.name] = value
+        return cls(**values)
+
+    @classmethod
+    def from_flags(cls, args, task, ntoken, v_dim, num_answers, emb_dim=None):
+        """The config of the flags in `args` for data of these sizes:
+        vocabulary, feature width and answers; `emb_dim` overrides --emb_dim."""
+        return cls(task=task, num_hid=args.num_hid, gamma=args.gamma, op=args.op,
+                   emb_dim=emb_dim or getattr(args, 'emb_dim', 300), ntoken=ntoken, v_dim=v_dim,
+                   num_answers=num_answers, model=getattr(args, 'model', 'ban'))
+
+
+def build_model(config):
+    """BAN of `config`, freshly initialised; it keeps `config` as
+    `model.config`, which the checkpoints save.
+
+    w_emb: GloVe rows [ntoken+1, emb_dim] (op 'c': a second, tf-idf table beside them);
+    q_emb: a one-layer GRU of width num_hid; v_att: `gamma` bilinear attention
+    maps over v_dim-wide regions; VQA adds per glimpse a bilinear pooling,
+    a projection and a counter projection, then the classifier.
+    """
+    if config.model != 'ban':
+        raise UserError('--model %s is unknown (the only model is "ban")' % config.model)
+    w_emb = WordEmbedding(config.ntoken, config.emb_dim, .0, config.op)
+    q_emb = QuestionEmbedding(config.emb_dim * (2 if 'c' in config.op else 1), config.num_hid, 1, False, .0)
+    v_att = BiAttention(config.v_dim, config.num_hid, config.num_hid, config.gamma)
+    if config.task == 'vqa':
         b_net, q_prj, c_prj = [], [], []
-        for _ in range(gamma):
-            b_net.append(BCNet(v_dim, num_hid, num_hid, None, k=1))
-            q_prj.append(FCNet([num_hid, num_hid], '', .2))
-            c_prj.append(FCNet([COUNTER_OBJECTS + 1, num_hid], 'ReLU', .0))
-        classifier = SimpleClassifier(num_hid, num_hid * 2, num_answers, .5)
+        for _ in range(config.gamma):
+            b_net.append(BCNet(config.v_dim, config.num_hid, config.num_hid, None, k=1))
+            q_prj.append(FCNet([config.num_hid, config.num_hid], '', .2))
+            c_prj.append(FCNet([COUNTER_OBJECTS + 1, config.num_hid], 'ReLU', .0))
+        classifier = SimpleClassifier(config.num_hid, config.num_hid * 2, config.num_answers, .5)
         counter = Counter(COUNTER_OBJECTS)
-        return BanModel(w_emb, q_emb, v_att, b_net, q_prj, c_prj, classifier, counter, op, gamma)
-    if task == 'flickr':
-        return BanModelFlickr(w_emb, q_emb, v_att, op, gamma)
-    raise ValueError('unknown task %r (expected vqa or flickr)' % task)
+        model = BanModel(w_emb, q_emb, v_att, b_net, q_prj, c_prj, classifier, counter, config.op, config.gamma)
+    elif config.task == 'flickr':
+        model = BanModelFlickr(w_emb, q_emb, v_att, config.op, config.gamma)
+    else:
+        raise ValueError('unknown task %r (expected vqa or flickr)' % config.task)
+    model.config = config
+    return model
+
+
+def build_ban(dataset, num_hid, op='', gamma=4, task='vqa', emb_dim=300):
+    """The original's builder: BAN for `dataset` (a VQAFeatureDataset,
+    VisualGenomeFeatureDataset or Flickr30kFeatureDataset, or anything with
+    `.dictionary.ntoken`, `.v_dim` and `.num_ans_candidates`).
+    `emb_dim` is the GloVe width (300 in the paper; the demo uses 50)."""
+    return build_model(ModelConfig(task=task, num_hid=num_hid, gamma=gamma, op=op, emb_dim=emb_dim,
+                                   ntoken=dataset.dictionary.ntoken, v_dim=dataset.v_dim,
+                                   num_answers=dataset.num_ans_candidates))
 
 
 def unwrap(model):
@@ -130,5 +210,5 @@ def checkpoint_state(model):
     return {'module.' + key: value for key, value in unwrap(model).state_dict().items()}
 
 
-__all__ = ['BanModel', 'BanModelFlickr', 'BanModel_flickr', 'build_ban', 'unwrap',
+__all__ = ['BanModel', 'BanModelFlickr', 'BanModel_flickr', 'ModelConfig', 'build_model', 'build_ban', 'unwrap',
            'checkpoint_state']

@@ -15,20 +15,23 @@ import os
 
 import torch.distributed as dist
 
-import checkpoint_files
-import checkpoints
-import model_config
-import runtime
-import train as engine
-from dataset import VQAFeatureDataset
-from dataset_flickr import Flickr30kFeatureDataset
-from dictionary import load_dictionary
-from flags import add_model_flags, apply_task_overrides, positive_int, refuse_ignored_flags, str2bool
-from loaders import eval_loader_for
-from paths import annotation_path, question_path, task_root
-from tasks import TASKS, VQATask
+import train
+from dataset import Flickr30kFeatureDataset, VQAFeatureDataset
+from formats.dictionary import load_dictionary
+from formats.paths import annotation_path, question_path, task_root
+from formats.vqa_metric import evaluate_results
+from runs import checkpoints, runtime
+from runs.flags import (
+    add_model_flags,
+    apply_task_overrides,
+    parse_command_line,
+    positive_int,
+    refuse_ignored_flags,
+    str2bool,
+)
+from runs.loaders import eval_loader_for
+from runs.tasks import TASKS, VQATask
 from utils import run_cli, save_json
-from vqa_metric import evaluate_results
 
 
 def parse_args(argv=None):
@@ -37,13 +40,13 @@ def parse_args(argv=None):
     parser.add_argument('--input', type=str, default=None,
                         help='checkpoint file, or the folder main.py saved into (default saved_models/ban, or '
                              'saved_models/flickr)')
-    checkpoint_files.add_epoch_flag(parser)
+    checkpoints.add_epoch_flag(parser)
     parser.add_argument('--batch_size', type=positive_int, default=256, help='questions per batch')
     parser.add_argument('--split', type=str, default=None, help='default: val (vqa), test (flickr)')
     parser.add_argument('--fix_alignment', type=str2bool, nargs='?', const=True, default=False,
                         help='Flickr30k: locate each phrase at its own last token (as main.py --fix_alignment)')
     parser.add_argument('--output', type=str, default=None, help='also write the metrics to this JSON file')
-    args = model_config.parse_args(parser, argv)
+    args = parse_command_line(parser, argv)
     forced = 'Flickr30k models use --op \'\' and --gamma 1 (as the original); drop the flag'
     refuse_ignored_flags(parser, argv, [('fix_alignment', args.task == 'vqa' and args.fix_alignment,
                                          'the phrase alignment is for --task flickr'),
@@ -53,7 +56,7 @@ def parse_args(argv=None):
         parser.error('argument --output: %s is a folder; name the JSON file to write the metrics to' % args.output)
     if args.input is None:
         args.input = 'saved_models/flickr' if args.task == 'flickr' else 'saved_models/ban'
-    checkpoint_files.settle(args)
+    checkpoints.settle(args)
     if args.split is None:
         args.split = 'test' if args.task == 'flickr' else 'val'
     allowed = ('train', 'val', 'test') if args.task == 'flickr' else ('train', 'val')
@@ -91,7 +94,7 @@ def evaluate_checkpoint(args, dictionary, path, device, ctx, batch_size):
     loader = eval_loader_for(dataset, args, device, ctx, batch_size)
     files = official_files(args) if args.task == 'vqa' else None
     task = VQATask(keep_answers=True) if files else TASKS[args.task]()
-    metrics = engine.evaluate(model, loader, task, device, ctx)
+    metrics = train.evaluate(model, loader, task, device, ctx)
     answer_labels = metrics.pop('answers', None)
     metrics.update(checkpoint=path, epoch=ckpt.get('epoch'), split=args.split)
     if files and ctx.is_main:

@@ -20,25 +20,32 @@ import threading
 import torch
 from torch.utils.data import ConcatDataset
 
-import checkpoint_files
-import checkpoints
-import curves
-import evaluate as evaluation
-import model_config
-import rundir
-import runtime
-import train as engine
-from dataset import VisualGenomeFeatureDataset, VQAFeatureDataset
-from dataset_flickr import Flickr30kFeatureDataset
-from dictionary import load_dictionary
-from flags import (SEED, add_model_flags, apply_task_overrides, check_output_folder, positive_int, refuse_ignored_flags,
-                   str2bool)
-from glove import glove_init_path
-from loaders import eval_loader_for, make_loader, stop_workers
-from paths import glove_text_file, task_root
-from samplers import train_batch_sampler
-from tasks import TASKS
-from tfidf import tfidf_from_questions
+import base_model
+import evaluate
+import train
+from dataset import (
+    Flickr30kFeatureDataset,
+    VisualGenomeFeatureDataset,
+    VQAFeatureDataset,
+)
+from formats.dictionary import load_dictionary
+from formats.glove import glove_init_path
+from formats.paths import glove_text_file, task_root
+from formats.tfidf import tfidf_from_questions
+from runs import checkpoints, curves, rundir, runtime
+from runs.flags import (
+    SEED,
+    add_model_flags,
+    apply_task_overrides,
+    check_output_folder,
+    parse_command_line,
+    positive_int,
+    refuse_ignored_flags,
+    str2bool,
+)
+from runs.loaders import eval_loader_for, make_loader, stop_workers
+from runs.samplers import train_batch_sampler
+from runs.tasks import TASKS
 from utils import UserError, note, run_cli, seed_everything
 
 
@@ -79,12 +86,12 @@ def parse_args(argv=None):
     bool_flag(parser, '--load_in_memory', False, True, 'read all features into RAM (fast, needs ~32 GB)')
     bool_flag(parser, '--fix_alignment', False, True, 'Flickr30k: correct the phrase/token alignment quirk')
     bool_flag(parser, '--evaluate', False, True, 'only evaluate --input (val for vqa, test for flickr)')
-    args = model_config.parse_args(parser, argv)
+    args = parse_command_line(parser, argv)
     refuse_ignored_flags(parser, argv, ignored_flag_rules(args))
     if args.input is not None:
-        pick = (lambda path: checkpoint_files.choose(path)[0]) if args.evaluate else checkpoint_files.resume_file
+        pick = (lambda path: checkpoints.choose(path)[0]) if args.evaluate else checkpoints.resume_file
         args.input = pick(args.input)
-        model_config.adopt_from_file(args, args.input)
+        checkpoints.adopt_from_file(args, args.input)
     if args.output is None:
         args.output = 'saved_models/flickr' if args.task == 'flickr' else 'saved_models/ban'
     args.split = 'test' if args.task == 'flickr' else 'val'  # the split --evaluate scores
@@ -205,9 +212,9 @@ def load_resumed_weights(model, args, checkpoint, ctx):
     tf-idf matrix is not rebuilt), and `emb_` trains or stays frozen as in the
     run that saved the checkpoint, which must be known before the optimizer
     is built. A checkpoint without optimizer state follows --tfidf."""
-    config = model_config.saved_config(checkpoint, args.input)
+    config = checkpoints.saved_config(checkpoint, args.input)
     if config is not None:
-        model_config.check_data(config, model.config, args.input, args.dataroot)
+        checkpoints.check_data(config, model.config, args.input, args.dataroot)
     checkpoints.load_model_state(model, checkpoint['model_state'], args.input)
     if 'c' not in args.op:
         return
@@ -262,7 +269,8 @@ def train_run(args, dictionary, task, device, ctx, batch_size, folder):
     train_set, val_set = training_data(args, dictionary)
     check_feature_widths(train_set, val_set)
     first = train_set.datasets[0] if isinstance(train_set, ConcatDataset) else train_set
-    model = checkpoints.build_model(args, args.task, dictionary.ntoken, first.v_dim, first.num_ans_candidates)
+    config = base_model.ModelConfig.from_flags(args, args.task, dictionary.ntoken, first.v_dim, first.num_ans_candidates)
+    model = base_model.build_model(config)
     resume = {} if args.input is None else checkpoints.load_checkpoint(args.input, map_location=device)
     if resume:
         checkpoints.check_resume_fields(resume, args.input)
@@ -270,7 +278,7 @@ def train_run(args, dictionary, task, device, ctx, batch_size, folder):
     else:
         init_word_embedding(model, args, dictionary)
     model = model.to(device)
-    base_lr = args.lr or engine.base_learning_rate(val_set is not None)
+    base_lr = args.lr or train.base_learning_rate(val_set is not None)
     # the original's filter(requires_grad, model.parameters()): its order gives the state's indices
     optimizer = torch.optim.Adamax([p for p in model.parameters() if p.requires_grad], lr=base_lr)
     start_epoch = 0
@@ -296,7 +304,7 @@ def train_run(args, dictionary, task, device, ctx, batch_size, folder):
                  model.parameters()), device, ctx.world_size))
     folder.begin()
     try:
-        best = engine.train(model, train_loader, eval_loader, args.epochs, args.output, optimizer, task, device, ctx,
+        best = train.train(model, train_loader, eval_loader, args.epochs, args.output, optimizer, task, device, ctx,
                             start_epoch=start_epoch, resume=resume, amp=args.amp, base_lr=base_lr, run=run_record)
     finally:
         stop_workers(train_loader, eval_loader)
@@ -326,15 +334,15 @@ def plot_curves(output):
 def evaluate_only(args, dictionary, task, device, ctx, batch_size):
     if args.input is None:
         raise UserError('--evaluate needs --input <checkpoint file>')
-    metrics = evaluation.evaluate_checkpoint(args, dictionary, args.input, device, ctx, batch_size)
+    metrics = evaluate.evaluate_checkpoint(args, dictionary, args.input, device, ctx, batch_size)
     if ctx.is_main:
-        evaluation.print_metrics(metrics)
+        evaluate.print_metrics(metrics)
     return metrics
 
 
 def _sigterm_as_ctrl_c(signum, frame):
     """SIGTERM (a scheduler's preemption, `kill`) does what Ctrl-C does. While
-    training, engine.GracefulInterrupt handles both (the step finishes and
+    training, train.GracefulInterrupt handles both (the step finishes and
     model_interrupted.pth is saved); before, the run stops at once."""
     handler = signal.getsignal(signal.SIGINT)
     if not callable(handler):
@@ -348,7 +356,7 @@ def main(argv=None):
     previous_sigterm = signal.signal(signal.SIGTERM, _sigterm_as_ctrl_c) if in_main_thread else None
     try:
         return run(args)
-    except engine.SecondInterrupt:
+    except train.SecondInterrupt:
         print('stopped at once by a second Ctrl-C: nothing saved, the checkpoints in %s are as they were'
               % args.output, file=sys.stderr)
         sys.exit(130)

@@ -16,15 +16,19 @@ import torch
 from torch.utils.data import DataLoader
 from tqdm import tqdm
 
-import checkpoint_files
-import checkpoints
-import model_config
-import runtime
-from collate import pad_collate
 from dataset import VQAFeatureDataset
-from dictionary import load_dictionary
-from flags import add_model_flags, check_output_folder, positive_int, refuse_ignored_flags, str2bool
-from predictions import save_predictions
+from formats.dictionary import load_dictionary
+from formats.predictions import save_predictions
+from runs import checkpoints, runtime
+from runs.collate import pad_collate
+from runs.flags import (
+    add_model_flags,
+    check_output_folder,
+    parse_command_line,
+    positive_int,
+    refuse_ignored_flags,
+    str2bool,
+)
 from utils import UserError, run_cli, save_json
 
 
@@ -43,13 +47,13 @@ def parse_args(argv=None):
     parser.add_argument('--logits', type=str2bool, nargs='?', const=True, default=False,
                         help='also save logits to logits/<model label>/logits<index>.pth (tools/ensemble.py)')
     parser.add_argument('--index', type=int, default=0, help='number in the logits file name')
-    checkpoint_files.add_epoch_flag(parser)
-    args = model_config.parse_args(parser, argv)
+    checkpoints.add_epoch_flag(parser)
+    args = parse_command_line(parser, argv)
     if any(separator and separator in args.label for separator in ('/', os.sep, os.altsep, '\0')):
         parser.error('argument --label: %r holds a path separator; it is a tag in the results file name (put '
                      'the folder in --output)' % args.label)
     refuse_ignored_flags(parser, argv, [('index', not args.logits, 'it numbers the logits file; pass --logits')])
-    args = checkpoint_files.settle(args)
+    args = checkpoints.settle(args)
     if args.task != 'vqa':
         parser.error('argument --task: test.py writes VQA submissions; use evaluate.py --task flickr')
     return args

@@ -19,12 +19,11 @@ import torch.distributed as dist
 import torch.nn as nn
 from tqdm import tqdm
 
-import checkpoints
-import runtime
 from base_model import unwrap
-from checkpoints import EMPTY_SUMS, INTERRUPTED_CHECKPOINT, LAST_CHECKPOINT
-from runlog import RunLog
-from samplers import ShardedBatches
+from runs import checkpoints, runtime
+from runs.checkpoints import EMPTY_SUMS, INTERRUPTED_CHECKPOINT, LAST_CHECKPOINT
+from runs.runlog import RunLog
+from runs.samplers import ShardedBatches
 from utils import UserError
 
 GRAD_CLIP = 0.25

@@ -39,12 +39,16 @@ import numpy as np
 import torch
 
 import ask
-import checkpoints
-import runtime
-from dictionary import load_dictionary, split_words
-from flickr_files import (MAX_BOXES, MAX_SENTENCE_TOKENS, SPLITS, find_last_word_of_first_occurrence,
-                          pad_entity_positions)
-from paths import task_root
+from formats.dictionary import load_dictionary, split_words
+from formats.flickr_files import (
+    MAX_BOXES,
+    MAX_SENTENCE_TOKENS,
+    SPLITS,
+    find_last_word_of_first_occurrence,
+    pad_entity_positions,
+)
+from formats.paths import task_root
+from runs import checkpoints, runtime
 from utils import UserError, atomic_write, note, run_cli
 
 DPI = 100

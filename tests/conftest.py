@@ -13,6 +13,7 @@ sys.path.insert(0, str(REPO))
 import tiny_flickr  # noqa: E402  (tests/ is on sys.path; these need the repo root above)
 import tiny_vqa  # noqa: E402
 from test_data_helpers import TRAIN_FLAGS, prepared_root  # noqa: E402
+
 REFERENCE = REPO / 'tests' / 'golden'  # copy of the original's golden values (see golden/REFERENCE.md)
 
 

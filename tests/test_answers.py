@@ -4,9 +4,10 @@ import json
 from pathlib import Path
 
 import pytest
-from hypothesis import given, settings, strategies as st
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
-import answers
+from formats import answers
 
 REFERENCE = Path(__file__).resolve().parent / 'golden'
 

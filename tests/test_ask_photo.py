@@ -3,10 +3,10 @@ features are extracted on the fly (a narrow random-weight detector whose 16
 values per box fit the tiny VQA model) and the attended boxes are drawn on it."""
 import numpy as np
 import pytest
-
-import detector
 import tiny_detector
 import tiny_vqa
+
+from detection import detector
 from utils import UserError
 
 EVAL = ['--num_hid', '16', '--gamma', '2', '--workers', '0', '--device', 'cpu', '--epoch', '3']
@@ -48,6 +48,7 @@ def test_ask_about_a_photo(tiny_root, trained, photo_and_weights, extractions, c
 
 def test_visualize_draws_on_the_photo(tiny_root, trained, photo_and_weights, extractions, tmp_path, monkeypatch):
     from PIL import Image
+
     import visualize
     photo, weights = photo_and_weights
     output = tmp_path / 'att.png'

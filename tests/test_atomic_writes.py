@@ -3,18 +3,17 @@ previous file; an interrupted conversion is detected and redone."""
 import os
 import shutil
 import subprocess
-
 from pathlib import Path
 
 import pytest
 import torch
-
-import checkpoints
-import utils
-from dataset import VQAFeatureDataset
-from dictionary import Dictionary
 from robust_helpers import converter_cmd, read_json, snapshot, temporary_files
 from test_data_helpers import FEATURE_DIM
+
+import utils
+from dataset import VQAFeatureDataset
+from formats.dictionary import Dictionary
+from runs import checkpoints
 from tools import adaptive_detection_features_converter as converter
 from tools import compute_softscore
 from utils import UserError

@@ -17,14 +17,21 @@ from pathlib import Path
 import h5py
 import numpy as np
 import pytest
-import torch
-
 import tiny_flickr
+import torch
+from robust_helpers import RunsCode, converter_cmd, parser_built_by, read_json, snapshot
+from test_data_helpers import (
+    EVAL_FLAGS,
+    FEATURE_DIM,
+    GLOVE_DIM,
+    TRAIN_FLAGS,
+    image_record,
+    prepared_root,
+)
+
 import utils
 from dataset import VisualGenomeFeatureDataset, VQAFeatureDataset
-from dictionary import Dictionary
-from robust_helpers import RunsCode, converter_cmd, parser_built_by, read_json, snapshot
-from test_data_helpers import EVAL_FLAGS, FEATURE_DIM, GLOVE_DIM, TRAIN_FLAGS, image_record, prepared_root
+from formats.dictionary import Dictionary
 from tools import adaptive_detection_features_converter as converter
 from tools.features_tsv import encode_array
 from utils import UserError

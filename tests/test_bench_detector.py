@@ -2,9 +2,9 @@
 extractions (proposals, kept regions, stage times) and is saved as JSON."""
 import json
 
-import detector
 import tiny_detector
 
+from detection import detector
 from tools import bench_detector
 
 

@@ -10,10 +10,10 @@ import sys
 from types import SimpleNamespace
 
 import pytest
-import torch
-
 import tiny_vqa
+import torch
 from robust_helpers import parser_built_by
+
 from utils import UserError, run_cli
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -62,8 +62,8 @@ def test_train_with_validation_keeps_best_and_logs(tiny_root, tmp_path):
     assert 'optim: adamax lr=0.0010' in text and 'eval score:' in text and 'entropy:' in text
     best = max(range(3), key=lambda e: (records[e]['eval_score'], -e))
     assert (output / ('model_epoch%d.pth' % best)).exists()
-    import checkpoint_files
-    assert checkpoint_files.saved_epochs(str(output))[-1] == best  # what --epoch defaults to
+    from runs import checkpoints
+    assert checkpoints.saved_epochs(str(output))[-1] == best  # what --epoch defaults to
     if importlib.util.find_spec('matplotlib'):
         from PIL import Image
         assert Image.open(output / 'curves.png').size == (1500, 480)  # the curves, drawn when training ends
@@ -130,7 +130,7 @@ def test_worker_processes_train_exactly_as_in_process_loading(tiny_root, tmp_pat
 
 
 def test_ctrl_c_saves_a_checkpoint_that_resumes_mid_epoch_exactly(tiny_root, tmp_path, monkeypatch):
-    import tasks
+    from runs import tasks
     straight, interrupted = tmp_path / 'straight', tmp_path / 'interrupted'
     run_main(tiny_root, straight, '--epochs', '2', '--use_both', '--seed', '3')
     original_step, calls = tasks.VQATask.train_step, []
@@ -220,7 +220,7 @@ def original_trainable_checkpoint(golden, data, target):
     """The golden checkpoint after one step of the original's main.py with
     tf-idf on: emb_ trainable, Adamax over filter(requires_grad, parameters)."""
     import base_model
-    model = base_model.build_ban(data.dictionary.ntoken, data.v_dim, data.num_ans_candidates, 24, 'c', 2)
+    model = base_model.build_ban(data, 24, 'c', 2)
     model.load_state_dict(golden['model_state'])
     model.w_emb.set_table_trainable(True)
     optimizer = torch.optim.Adamax([p for p in model.parameters() if p.requires_grad])
@@ -296,14 +296,15 @@ def test_evaluate_epoch_zero_or_less_reads_model_pth(tiny_root, trained, tmp_pat
 
 
 def test_official_accuracy_comes_from_the_same_single_pass(tiny_root, trained, monkeypatch):
-    import checkpoints
-    import evaluate
-    from collate import pad_collate
-    from dataset import VQAFeatureDataset
-    from dictionary import Dictionary
-    from test import answers_from_logits, predict_logits
-    from vqa_metric import evaluate_results
     from torch.utils.data import DataLoader
+
+    import evaluate
+    from dataset import VQAFeatureDataset
+    from formats.dictionary import Dictionary
+    from formats.vqa_metric import evaluate_results
+    from runs import checkpoints
+    from runs.collate import pad_collate
+    from test import answers_from_logits, predict_logits
     forwards = []
     load_model = checkpoints.model_from_checkpoint
 
@@ -405,6 +406,7 @@ def test_every_cli_takes_the_settings_and_the_epoch_from_the_run(tiny_root, trai
 
 def test_resume_from_a_run_folder_uses_its_last_checkpoint_and_settings(tiny_root, trained, tmp_path):
     import shutil
+
     import main
     run = shutil.copytree(trained, tmp_path / 'run')
     main.main(['--dataroot', tiny_root, '--input', str(run), '--output', str(run), '--epochs', '5', '--use_both',
@@ -441,8 +443,9 @@ def test_ask_prints_top_answers(tiny_root, trained, capsys):
 
 def test_visualize_writes_a_png(tiny_root, trained, tmp_path, capsys):
     pytest.importorskip('matplotlib')
-    import visualize
     from PIL import Image
+
+    import visualize
     photo = tmp_path / 'photo.png'
     Image.new('RGB', (640, 480), (90, 140, 200)).save(photo)
     for image in ([], ['--image', str(photo)]):
@@ -536,9 +539,10 @@ def test_torchrun_two_processes_match_single_process(tiny_root, trained, tmp_pat
 
 
 def test_flickr_train_and_evaluate_end_to_end(tmp_path, capsys):
+    import tiny_flickr
+
     import evaluate
     import main
-    import tiny_flickr
     tiny_flickr.write_raw(tmp_path)
     tiny_flickr.prepare(tmp_path)
     output = tmp_path / 'flickr_model'
@@ -572,7 +576,7 @@ def test_flickr_train_and_evaluate_end_to_end(tmp_path, capsys):
 
 
 def test_non_finite_loss_stops_naming_epoch_and_step(tiny_root, tmp_path, monkeypatch, capsys):
-    import tasks
+    from runs import tasks
     original_step, calls = tasks.VQATask.train_step, []
 
     def diverging_step(self, model, batch):
@@ -590,7 +594,7 @@ def test_non_finite_loss_stops_naming_epoch_and_step(tiny_root, tmp_path, monkey
 
 
 def test_bucketed_batches_cover_every_item_once(tiny_root, tmp_path, monkeypatch):
-    import tasks
+    from runs import tasks
     seen = []
     original_step = tasks.VQATask.train_step
 

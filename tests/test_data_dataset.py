@@ -13,15 +13,23 @@ import h5py
 import numpy as np
 import pytest
 import torch
+from test_data_helpers import (
+    FEATURE_DIM,
+    LABELS_MIN1,
+    TARGETS_MIN1,
+    TEST_DEV_IDS,
+    TRAIN_QUESTIONS,
+    boxes_of,
+    image_record,
+    prepared_root,
+    write_raw_root,
+)
 from torch.utils.data import DataLoader
 
-import features
-import paths
-from collate import pad_collate
 from dataset import VisualGenomeFeatureDataset, VQAFeatureDataset
-from dictionary import Dictionary
-from test_data_helpers import (FEATURE_DIM, LABELS_MIN1, TARGETS_MIN1, TEST_DEV_IDS, TRAIN_QUESTIONS, boxes_of,
-                               image_record, prepared_root, write_raw_root)
+from formats import features, paths
+from formats.dictionary import Dictionary
+from runs.collate import pad_collate
 from utils import UserError
 
 

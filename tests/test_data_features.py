@@ -9,9 +9,17 @@ import sys
 import h5py
 import numpy as np
 import pytest
+from test_data_helpers import (
+    FEATURE_DIM,
+    TEST_ORDER,
+    TRAIN_ORDER,
+    TRAINVAL_TSV,
+    VAL_ORDER,
+    boxes_of,
+    image_record,
+    write_raw_root,
+)
 
-from test_data_helpers import (FEATURE_DIM, TEST_ORDER, TRAIN_ORDER, TRAINVAL_TSV, VAL_ORDER, boxes_of,
-                               image_record, write_raw_root)
 from tools import adaptive_detection_features_converter as converter
 from tools import detection_features_converter
 from tools.features_tsv import encode_record, iter_tsv_records, write_tsv

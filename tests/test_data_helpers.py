@@ -180,8 +180,7 @@ def boxes_of(image_id):
 def prepared_root(root, min_occurrence=1):
     """A raw root after tools/process.sh (the three python steps)."""
     from tools import adaptive_detection_features_converter as converter
-    from tools import compute_softscore
-    from tools import create_dictionary
+    from tools import compute_softscore, create_dictionary
     write_raw_root(root)
     create_dictionary.main(['--dataroot', str(root)])
     compute_softscore.main(['--dataroot', str(root), '--min_occurrence', str(min_occurrence)])

@@ -5,10 +5,16 @@ import os
 import pickle
 
 import pytest
+from test_data_helpers import (
+    LABELS_MIN1,
+    TARGETS_MIN1,
+    TRAIN_QUESTIONS,
+    rule_targets,
+    write_raw_root,
+)
 
-import vqa_files
-from answers import preprocess_answer
-from test_data_helpers import LABELS_MIN1, TARGETS_MIN1, TRAIN_QUESTIONS, rule_targets, write_raw_root
+from formats import vqa_files
+from formats.answers import preprocess_answer
 from tools import compute_softscore
 from utils import UserError
 

@@ -8,10 +8,10 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-
-from dictionary import Dictionary
-from glove import create_glove_embedding_init
 from test_data_helpers import GLOVE_DIM, glove_vectors, write_raw_root
+
+from formats.dictionary import Dictionary
+from formats.glove import create_glove_embedding_init
 from tools import compute_softscore, create_dictionary
 from utils import UserError
 

@@ -9,10 +9,9 @@ from pathlib import Path
 import pytest
 import torch
 
-import glove
-import vqa_files
-from dictionary import Dictionary
-from tfidf import tfidf_from_questions
+from formats import glove, vqa_files
+from formats.dictionary import Dictionary
+from formats.tfidf import tfidf_from_questions
 from utils import UserError
 
 REFERENCE = Path(__file__).resolve().parent / 'golden'

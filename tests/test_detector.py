@@ -5,12 +5,11 @@ import math
 
 import numpy as np
 import pytest
+import tiny_detector
 import torch
 import torch.nn.functional as F
 
-import detector
-import detector_boxes
-import tiny_detector
+from detection import detector, regions
 
 SPEC_ANCHORS = [  # §5, a = 0..11
     (-38, -16, 53, 31), (-84, -40, 99, 55), (-176, -88, 191, 103), (-360, -184, 375, 199),
@@ -202,11 +201,11 @@ def test_bottleneck_computes_stride_in_1x1():
 # ----------------------------------------------------------------- boxes (§5, §6, §13)
 
 def test_anchor_table():
-    assert detector_boxes.generate_anchors().tolist() == [list(map(float, row)) for row in SPEC_ANCHORS]
+    assert regions.generate_anchors().tolist() == [list(map(float, row)) for row in SPEC_ANCHORS]
 
 
 def test_shifted_anchors_are_y_x_a_ordered():
-    anchors = detector_boxes.shifted_anchors(2, 3)  # [2*3*12, 4]
+    anchors = regions.shifted_anchors(2, 3)  # [2*3*12, 4]
     assert anchors.shape == (72, 4)
     y, x, a = 1, 2, 5
     assert anchors[(y * 3 + x) * 12 + a].tolist() == [v + s for v, s in zip(SPEC_ANCHORS[a], (32, 16, 32, 16))]
@@ -215,7 +214,7 @@ def test_shifted_anchors_are_y_x_a_ordered():
 def test_decode_uses_plus_one_widths_without_minus_one_or_clamp():
     anchors = torch.tensor([[0.0, 0.0, 15.0, 15.0]] * 3)
     deltas = torch.tensor([[0.0, 0.0, 0.0, 0.0], [0.5, -0.25, 0.0, 0.0], [0.0, 0.0, 10.0, 0.0]])
-    boxes = detector_boxes.decode_boxes(anchors, deltas)
+    boxes = regions.decode_boxes(anchors, deltas)
     assert boxes[0].tolist() == [0.0, 0.0, 16.0, 16.0]  # width 16 (+1), x2 = cx + w/2 (no -1)
     assert boxes[1].tolist() == [8.0, -4.0, 24.0, 12.0]
     assert boxes[2, 2] - boxes[2, 0] == pytest.approx(16 * math.exp(10.0), rel=1e-5)  # dw not clamped
@@ -223,18 +222,18 @@ def test_decode_uses_plus_one_widths_without_minus_one_or_clamp():
 
 def test_clip_to_width_and_height_minus_one():
     boxes = torch.tensor([[-5.0, -3.0, 1000.0, 700.0], [10.0, 20.0, 30.0, 40.0]])
-    assert detector_boxes.clip_boxes(boxes, 600.0, 800.0).tolist() == [[0, 0, 799, 599], [10, 20, 30, 40]]
+    assert regions.clip_boxes(boxes, 600.0, 800.0).tolist() == [[0, 0, 799, 599], [10, 20, 30, 40]]
 
 
 def test_nms_iou_has_plus_one_and_honours_the_tie_convention(monkeypatch):
     # inclusive pixels: inter 5x10 = 50, union 150, IoU 1/3 (without +1: 36 / 126 = 0.286)
     pair = torch.tensor([[0.0, 0.0, 9.0, 9.0], [5.0, 0.0, 14.0, 9.0]])
-    assert detector_boxes.greedy_nms(pair, 0.3).tolist() == [0]
-    assert detector_boxes.greedy_nms(pair, 0.34).tolist() == [0, 1]
+    assert regions.greedy_nms(pair, 0.3).tolist() == [0]
+    assert regions.greedy_nms(pair, 0.34).tolist() == [0, 1]
     nested = torch.tensor([[0.0, 0.0, 9.0, 9.0], [0.0, 0.0, 9.0, 4.0]])  # IoU exactly 0.5
-    assert detector_boxes.greedy_nms(nested, 0.5).tolist() == [0]  # Cython CPU NMS: suppress at IoU >= t
-    monkeypatch.setattr(detector_boxes, 'NMS_SUPPRESS_AT_THRESHOLD', False)
-    assert detector_boxes.greedy_nms(nested, 0.5).tolist() == [0, 1]
+    assert regions.greedy_nms(nested, 0.5).tolist() == [0]  # Cython CPU NMS: suppress at IoU >= t
+    monkeypatch.setattr(regions, 'NMS_SUPPRESS_AT_THRESHOLD', False)
+    assert regions.greedy_nms(nested, 0.5).tolist() == [0, 1]
 
 
 def rpn_outputs(height, width, seed):
@@ -254,9 +253,9 @@ def test_score_and_delta_channel_layout():
     deltas = torch.zeros(1, 48, 2, 3)
     deltas[0, 4 * a:4 * a + 4, y, x] = torch.tensor([0.1, -0.2, 0.3, -0.1])  # (dx, dy, dw, dh) of anchor a
     im_info = torch.tensor([[1000.0, 1000.0, 1.0]])
-    rois = detector_boxes.propose(prob, deltas, im_info)
+    rois = regions.propose(prob, deltas, im_info)
     anchor = torch.tensor(SPEC_ANCHORS[a], dtype=torch.float32) + torch.tensor([16.0 * x, 16 * y, 16 * x, 16 * y])
-    expected = detector_boxes.clip_boxes(detector_boxes.decode_boxes(anchor[None], deltas[0, 4 * a:4 * a + 4, y, x][None]),
+    expected = regions.clip_boxes(regions.decode_boxes(anchor[None], deltas[0, 4 * a:4 * a + 4, y, x][None]),
                                    1000.0, 1000.0)
     assert torch.equal(rois[0], expected[0])
 
@@ -267,7 +266,7 @@ def test_propose_matches_the_spec(height, width, scale, pre, post):
     prob, deltas = rpn_outputs(height, width, seed=height)
     im_info = torch.tensor([[16.0 * height, 16.0 * width, scale]])
     inputs = (prob.clone(), deltas.clone(), im_info.clone())
-    rois = detector_boxes.propose(prob, deltas, im_info, pre_nms_top_n=pre, post_nms_top_n=post)
+    rois = regions.propose(prob, deltas, im_info, pre_nms_top_n=pre, post_nms_top_n=post)
     expected = reference_propose(prob, deltas, im_info, pre, post)
     assert rois.dtype == torch.float32 and rois.shape == expected.shape and len(rois) > 10
     assert np.allclose(rois.numpy(), expected, atol=1e-3)
@@ -277,7 +276,7 @@ def test_propose_matches_the_spec(height, width, scale, pre, post):
 def test_propose_cuts_to_6000_before_nms_and_300_after():
     prob, deltas = rpn_outputs(26, 26, seed=3)  # 8112 anchors
     im_info = torch.tensor([[416.0, 416.0, 0.5]])
-    rois = detector_boxes.propose(prob, deltas, im_info)
+    rois = regions.propose(prob, deltas, im_info)
     assert np.allclose(rois.numpy(), reference_propose(prob, deltas, im_info), atol=1e-3)
     assert len(rois) == 300
 
@@ -295,7 +294,7 @@ def test_roi_pool_matches_caffe():
     rois[2] = torch.tensor([-100.0, -50.0, 30.0, 700.0])  # past the edges: empty bins
     rois[3] = torch.tensor([0.0, 0.0, 896.0, 40.0])  # 57 columns: 14 * fl(57/14) > 57, the last bin reaches column 57
     rois[4] = torch.tensor([0.0, 0.0, 976.0, 40.0])  # 62 columns: 7 * fl(62/14) < 31, bin 7 starts at column 30
-    pooled = detector_boxes.roi_pool(features, rois)
+    pooled = regions.roi_pool(features, rois)
     assert torch.equal(pooled, reference_roi_pool(features, rois))
     exact_bins = F.adaptive_max_pool2d(features[:, :, 0:4, 0:57], (14, 14))  # integer bin edges instead of float32
     assert not torch.equal(pooled[3], exact_bins[0])
@@ -307,7 +306,7 @@ def test_roi_pool_matches_torchvision_when_available():
     rois = torch.tensor([[3.0, 5.0, 200.0, 150.0], [0.0, 0.0, 255.0, 191.0]])
     with_batch = torch.cat([torch.zeros(2, 1), rois], dim=1)
     expected = torchvision.ops.roi_pool(features, with_batch, (14, 14), 1 / 16)
-    assert torch.equal(detector_boxes.roi_pool(features, rois), expected)
+    assert torch.equal(regions.roi_pool(features, rois), expected)
 
 
 # ----------------------------------------------------------------- selection (§10)
@@ -332,7 +331,7 @@ def random_boxes(rows, seed):
 def test_select_regions_matches_the_spec(rows, classes, sharpness, limits, branch):
     boxes, cls_prob = random_boxes(rows, seed=rows), class_probabilities(rows, classes, sharpness, seed=classes)
     inputs = (boxes.clone(), cls_prob.clone())
-    keep = detector_boxes.select_regions(boxes, cls_prob, 0.2, *limits)
+    keep = regions.select_regions(boxes, cls_prob, 0.2, *limits)
     expected, candidates = reference_select(boxes, cls_prob, 0.2, *limits)
     if branch:
         assert branch == ('few' if candidates < limits[0] else 'many' if candidates > limits[1] else 'middle')
@@ -347,15 +346,15 @@ def test_selection_branches_on_designed_scores():
                           [200.0, 0.0, 210.0, 10.0], [300.0, 0.0, 310.0, 10.0]])
     foreground = torch.tensor([0.25, 0.9, 0.1, 0.5])
     cls_prob = torch.stack([1 - foreground, foreground], dim=1)
-    assert detector_boxes.select_regions(boxes, cls_prob, 0.2, 2, 3).tolist() == [0, 1, 3]  # row order
-    assert detector_boxes.select_regions(boxes, cls_prob, 0.2, 1, 2).tolist() == [1, 3]  # best first
-    assert detector_boxes.select_regions(boxes, cls_prob, 0.6, 2, 3).tolist() == [1, 3]  # too few: best first
-    assert detector_boxes.select_regions(boxes, cls_prob, 0.2, 10, 100).tolist() == [1, 3, 0, 2]  # R < 10: all
+    assert regions.select_regions(boxes, cls_prob, 0.2, 2, 3).tolist() == [0, 1, 3]  # row order
+    assert regions.select_regions(boxes, cls_prob, 0.2, 1, 2).tolist() == [1, 3]  # best first
+    assert regions.select_regions(boxes, cls_prob, 0.6, 2, 3).tolist() == [1, 3]  # too few: best first
+    assert regions.select_regions(boxes, cls_prob, 0.2, 10, 100).tolist() == [1, 3, 0, 2]  # R < 10: all
 
 
 def test_selection_runs_nms_in_original_pixels_with_plus_one():
     # IoU 1/3 with +1 (suppressed at 0.3): the second box keeps max_conf 0 and is not a candidate
     boxes = torch.tensor([[0.0, 0.0, 9.0, 9.0], [5.0, 0.0, 14.0, 9.0]])
     cls_prob = torch.tensor([[0.1, 0.9], [0.2, 0.8]])
-    max_conf = detector_boxes.class_max_conf(boxes, cls_prob[:, 1:])
+    max_conf = regions.class_max_conf(boxes, cls_prob[:, 1:])
     assert max_conf.dtype == torch.float64 and max_conf.tolist() == [np.float32(0.9), 0.0]

@@ -1,4 +1,4 @@
-"""detector_weights.py: the network has every layer of the specification with
+"""weight_files.py: the network has every layer of the specification with
 Caffe's blob shapes, and the two released layouts (a .caffemodel decoded with
 protobuf, MILVLG's .pth) load into identical networks; a file that does not
 fit is named with its first bad layer. The files are written here from the
@@ -7,12 +7,11 @@ import pickle
 
 import numpy as np
 import pytest
-import torch
-
-import detector
-import detector_weights
 import tiny_detector
+import torch
 from tiny_detector import TINY
+
+from detection import detector, weight_files
 from utils import UserError
 
 
@@ -23,7 +22,7 @@ def full_size():
 
 
 def test_every_layer_has_the_spec_blob_shapes(full_size):
-    shapes = detector_weights.caffe_blob_shapes(full_size)
+    shapes = weight_files.caffe_blob_shapes(full_size)
     expected = tiny_detector.spec_caffe_layers()
     assert list(shapes) == list(expected)  # same layers, in network order
     assert shapes == expected
@@ -31,7 +30,7 @@ def test_every_layer_has_the_spec_blob_shapes(full_size):
 
 
 def test_milvlg_keys_follow_the_spec_rule(full_size):
-    keys = set(detector_weights.milvlg_shapes(full_size))
+    keys = set(weight_files.milvlg_shapes(full_size))
     expected = set()
     for name, shapes in tiny_detector.spec_caffe_layers().items():
         if name.startswith(('bn', 'scale')):
@@ -48,9 +47,9 @@ def test_milvlg_keys_follow_the_spec_rule(full_size):
 
 def test_batchnorm_uses_the_scale_factor_blob():
     mean, var = np.array([2.0, -1.0], np.float32), np.array([8.0, 0.5], np.float32)
-    folded_mean, folded_var = detector_weights.fold_batch_norm(mean, var, np.array([4.0], np.float32))
+    folded_mean, folded_var = weight_files.fold_batch_norm(mean, var, np.array([4.0], np.float32))
     assert folded_mean.tolist() == [0.5, -0.25] and folded_var.tolist() == [2.0, 0.125]
-    assert [a.tolist() for a in detector_weights.fold_batch_norm(mean, var, np.array([0.0]))] == [[0, 0], [0, 0]]
+    assert [a.tolist() for a in weight_files.fold_batch_norm(mean, var, np.array([0.0]))] == [[0, 0], [0, 0]]
     norm = detector.FrozenBatchNorm(2)
     norm.running_mean.copy_(torch.from_numpy(folded_mean))
     norm.running_var.copy_(torch.from_numpy(folded_var))
@@ -94,7 +93,7 @@ def assert_same_state(model_a, model_b):
 
 
 def test_caffemodel_weights_land_in_the_right_tensors(blobs, caffemodel):
-    model = detector_weights.load_detector(caffemodel, arch=TINY)
+    model = weight_files.load_detector(caffemodel, arch=TINY)
     assert torch.equal(model.conv1.conv.weight, torch.from_numpy(blobs['conv1'][0]))
     block = model.res4[22]
     assert torch.equal(block.branch2c.conv.weight, torch.from_numpy(blobs['res4b22_branch2c'][0]))
@@ -108,8 +107,8 @@ def test_caffemodel_weights_land_in_the_right_tensors(blobs, caffemodel):
 
 
 def test_caffemodel_and_pth_give_identical_networks_and_outputs(caffemodel, milvlg_pth):
-    from_caffe = detector_weights.load_detector(caffemodel, arch=TINY)
-    from_pth = detector_weights.load_detector(milvlg_pth, arch=TINY)
+    from_caffe = weight_files.load_detector(caffemodel, arch=TINY)
+    from_pth = weight_files.load_detector(milvlg_pth, arch=TINY)
     assert_same_state(from_caffe, from_pth)
     image = tiny_detector.photo(120, 160)[:, :, ::-1].copy()
     regions_caffe = detector.extract_regions(from_caffe, image)
@@ -129,22 +128,22 @@ def test_older_caffe_encodings_load_the_same(blobs, caffemodel, tmp_path, varian
         data = tiny_detector.encode_caffemodel(blobs, blob_options={name: option for name in blobs})
     path = tmp_path / 'variant.caffemodel'
     path.write_bytes(data)
-    assert_same_state(detector_weights.load_detector(str(path), arch=TINY),
-                      detector_weights.load_detector(caffemodel, arch=TINY))
+    assert_same_state(weight_files.load_detector(str(path), arch=TINY),
+                      weight_files.load_detector(caffemodel, arch=TINY))
 
 
 def test_plain_state_dict_and_module_prefix_load(blobs, milvlg_pth, tmp_path):
     path = tmp_path / 'plain.pt'
     torch.save({'module.' + key: value for key, value in tiny_detector.milvlg_state(blobs).items()}, path)
-    assert_same_state(detector_weights.load_detector(str(path), arch=TINY),
-                      detector_weights.load_detector(milvlg_pth, arch=TINY))
+    assert_same_state(weight_files.load_detector(str(path), arch=TINY),
+                      weight_files.load_detector(milvlg_pth, arch=TINY))
 
 
 def test_format_is_sniffed_without_a_known_extension(caffemodel, milvlg_pth, tmp_path):
     for source, name in ((caffemodel, 'a.weights'), (milvlg_pth, 'b.weights')):
         path = tmp_path / name
         path.write_bytes(open(source, 'rb').read())
-        assert detector_weights.weights_format(str(path)) == ('caffe' if source == caffemodel else 'torch')
+        assert weight_files.weights_format(str(path)) == ('caffe' if source == caffemodel else 'torch')
 
 
 # ----------------------------------------------------------------- files that do not fit
@@ -166,25 +165,25 @@ def test_caffemodel_that_does_not_fit_names_the_layer(blobs, tmp_path, edit, mes
     edited = dict(blobs)
     edit(edited)
     with pytest.raises(UserError, match=message + '.*peteanderson80/bottom-up-attention.*MILVLG'):
-        detector_weights.load_detector(write_caffemodel(tmp_path, edited), arch=TINY)
+        weight_files.load_detector(write_caffemodel(tmp_path, edited), arch=TINY)
 
 
 def test_full_size_network_rejects_a_narrow_file(caffemodel):
     with pytest.raises(UserError, match=r'layer conv1 has blobs \[\[4, 3, 7, 7\]\], '
                                         r'the network needs \[\[64, 3, 7, 7\]\]'):
-        detector_weights.load_detector(caffemodel)
+        weight_files.load_detector(caffemodel)
 
 
 def test_truncated_or_foreign_caffemodel(caffemodel, tmp_path):
     truncated = tmp_path / 'truncated.caffemodel'
     truncated.write_bytes(open(caffemodel, 'rb').read()[:-1000])
     with pytest.raises(UserError, match='truncated.caffemodel: '):
-        detector_weights.load_detector(str(truncated), arch=TINY)
+        weight_files.load_detector(str(truncated), arch=TINY)
     foreign = tmp_path / 'photo.caffemodel'
     tiny_detector.write_photo(foreign.with_suffix('.jpg'))
     foreign.write_bytes(foreign.with_suffix('.jpg').read_bytes())
     with pytest.raises(UserError, match='photo.caffemodel: (not a Caffe model|layer conv1 .* is missing)'):
-        detector_weights.load_detector(str(foreign), arch=TINY)
+        weight_files.load_detector(str(foreign), arch=TINY)
 
 
 def test_blob_with_too_few_values_is_named(blobs, tmp_path):
@@ -195,7 +194,7 @@ def test_blob_with_too_few_values_is_named(blobs, tmp_path):
     path.write_bytes(tiny_detector.encode_caffemodel(edited) + tiny_detector.encode_layer(
         b'rpn_bbox_pred', b'Convolution', [short, tiny_detector.encode_blob(bias)]))
     with pytest.raises(UserError, match=r'layer rpn_bbox_pred holds 382 values in a blob of shape \[48, 8, 1, 1\]'):
-        detector_weights.load_detector(str(path), arch=TINY)
+        weight_files.load_detector(str(path), arch=TINY)
 
 
 @pytest.mark.parametrize('edit, message', [
@@ -210,7 +209,7 @@ def test_pth_that_does_not_fit_names_the_key(blobs, tmp_path, edit, message):
     path = tmp_path / 'bad.pth'
     torch.save(state, path)
     with pytest.raises(UserError, match=message + '.*MILVLG/bottom-up-attention.pytorch'):
-        detector_weights.load_detector(str(path), arch=TINY)
+        weight_files.load_detector(str(path), arch=TINY)
 
 
 class _Payload:
@@ -229,10 +228,10 @@ def test_pth_is_never_unpickled_beyond_tensors(tmp_path):
     with open(path, 'wb') as handle:
         pickle.dump({'model': _Payload(str(marker))}, handle, protocol=2)
     with pytest.raises(UserError, match='evil.pth: cannot read it as a weights-only torch checkpoint'):
-        detector_weights.load_detector(str(path), arch=TINY)
+        weight_files.load_detector(str(path), arch=TINY)
     assert not marker.exists()
 
 
 def test_missing_weights_file_says_where_to_download(tmp_path):
     with pytest.raises(UserError, match=r'missing file .*none.caffemodel: download resnet101_faster_rcnn_final'):
-        detector_weights.load_detector(str(tmp_path / 'none.caffemodel'))
+        weight_files.load_detector(str(tmp_path / 'none.caffemodel'))

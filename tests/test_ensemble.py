@@ -10,23 +10,23 @@ from pathlib import Path
 import pytest
 import torch
 
+from formats import predictions
 from tools import ensemble
-import predictions as prediction_files
 from utils import UserError
 
 REPO = Path(__file__).resolve().parents[1]
 LABEL2ANS = ['yes', 'no', '2']
 
 
-def predictions(question_ids, logits, label2ans=LABEL2ANS):
+def made_predictions(question_ids, logits, label2ans=LABEL2ANS):
     return {'question_ids': torch.tensor(question_ids, dtype=torch.long),
             'logits': torch.tensor(logits, dtype=torch.float32), 'label2ans': list(label2ans)}
 
 
 # Model A is very sure of "yes" for question 10, model B very sure against it;
 # both mildly like "no". Mean logits pick "yes" (5 > 2), mean probabilities "no".
-MODEL_A = predictions([10, 11], [[20.0, 2.0, -5.0], [0.0, 0.0, 3.0]])
-MODEL_B = predictions([10, 11], [[-10.0, 2.0, -5.0], [1.0, 0.0, 0.0]])
+MODEL_A = made_predictions([10, 11], [[20.0, 2.0, -5.0], [0.0, 0.0, 3.0]])
+MODEL_B = made_predictions([10, 11], [[-10.0, 2.0, -5.0], [1.0, 0.0, 0.0]])
 
 
 def test_prob_average_is_mean_of_sigmoids():
@@ -45,7 +45,7 @@ def test_logit_average_is_mean_of_logits():
 
 
 def test_inputs_in_another_question_order_are_aligned():
-    shuffled_b = predictions([11, 10], MODEL_B['logits'].flip(0).tolist())
+    shuffled_b = made_predictions([11, 10], MODEL_B['logits'].flip(0).tolist())
     aligned = ensemble.ensemble_logits([MODEL_A, MODEL_B], 'prob')
     realigned = ensemble.ensemble_logits([MODEL_A, shuffled_b], 'prob')
     assert torch.equal(aligned['scores'], realigned['scores'])
@@ -58,21 +58,21 @@ def test_single_model_gives_its_own_argmax():
 
 
 def test_different_question_sets_are_rejected():
-    other = predictions([10, 12], MODEL_B['logits'].tolist())
+    other = made_predictions([10, 12], MODEL_B['logits'].tolist())
     with pytest.raises(UserError, match=r'predictions\[1\]: its question ids differ .*1 missing, 1 extra'):
         ensemble.ensemble_logits([MODEL_A, other])
 
 
 def test_different_vocabularies_are_rejected():
-    other = predictions([10, 11], MODEL_B['logits'].tolist(), ['yes', '2', 'no'])
+    other = made_predictions([10, 11], MODEL_B['logits'].tolist(), ['yes', '2', 'no'])
     with pytest.raises(UserError, match=r'predictions\[1\]: its label2ans differs'):
         ensemble.ensemble_logits([MODEL_A, other])
 
 
 @pytest.mark.parametrize('broken, message', [
     ({'question_ids': torch.tensor([1]), 'logits': torch.zeros(1, 3)}, 'missing key "label2ans"'),
-    (predictions([1, 2], [[0.0, 0.0, 0.0]]), r'shape \(1, 3\) but there are 2 question ids'),
-    (predictions([1, 1], [[0.0] * 3] * 2), 'question_id 1 appears more than once'),
+    (made_predictions([1, 2], [[0.0, 0.0, 0.0]]), r'shape \(1, 3\) but there are 2 question ids'),
+    (made_predictions([1, 1], [[0.0] * 3] * 2), 'question_id 1 appears more than once'),
     ({'question_ids': torch.tensor([1.0]), 'logits': torch.zeros(1, 3), 'label2ans': LABEL2ANS},
      '1-d int64'),
 ])
@@ -88,6 +88,7 @@ def test_unknown_average_is_rejected():
 
 def test_help_names_the_files_test_py_writes(capsys):
     from types import SimpleNamespace
+
     import test as submission
     with pytest.raises(SystemExit):
         ensemble.main(['--help'])
@@ -100,7 +101,7 @@ def test_help_names_the_files_test_py_writes(capsys):
 def test_cli_writes_submission(tmp_path):
     path_a, path_b = str(tmp_path / 'a_logits.pth'), str(tmp_path / 'b_logits.pth')
     for path, model in ((path_a, MODEL_A), (path_b, MODEL_B)):
-        prediction_files.save_predictions(path, model['question_ids'], model['logits'], model['label2ans'])
+        predictions.save_predictions(path, model['question_ids'], model['logits'], model['label2ans'])
     output = tmp_path / 'results' / 'ensemble.json'
     completed = subprocess.run(
         [sys.executable, 'tools/ensemble.py', '--inputs', path_a, path_b, '--output', str(output)],
@@ -115,8 +116,8 @@ def test_cli_writes_submission(tmp_path):
 
 def test_cli_names_the_inconsistent_file(tmp_path):
     path_a, path_b = str(tmp_path / 'a_logits.pth'), str(tmp_path / 'b_logits.pth')
-    prediction_files.save_predictions(path_a, MODEL_A['question_ids'], MODEL_A['logits'], LABEL2ANS)
-    prediction_files.save_predictions(path_b, MODEL_B['question_ids'], MODEL_B['logits'], ['yes', 'no', '3'])
+    predictions.save_predictions(path_a, MODEL_A['question_ids'], MODEL_A['logits'], LABEL2ANS)
+    predictions.save_predictions(path_b, MODEL_B['question_ids'], MODEL_B['logits'], ['yes', 'no', '3'])
     completed = subprocess.run(
         [sys.executable, 'tools/ensemble.py', '--inputs', path_a, path_b, '--output',
          str(tmp_path / 'out.json')], cwd=REPO, capture_output=True, text=True, timeout=60)
@@ -130,9 +131,9 @@ def test_unreadable_file_is_a_user_error(tmp_path):
     corrupt = tmp_path / 'x_logits.pth'
     corrupt.write_bytes(b'not a torch file')
     with pytest.raises(UserError, match='x_logits.pth: cannot read prediction file'):
-        prediction_files.load_predictions(str(corrupt))
+        predictions.load_predictions(str(corrupt))
     with pytest.raises(UserError, match='missing file'):
-        prediction_files.load_predictions(str(tmp_path / 'absent.pth'))
+        predictions.load_predictions(str(tmp_path / 'absent.pth'))
 
 
 # ----------------------------------------------------------------- the original's bare logits tensors
@@ -154,8 +155,8 @@ def test_bare_logits_take_ids_in_dataset_order_from_the_question_file(tmp_path):
     bare = tmp_path / 'original_logits0.pth'
     torch.save(MODEL_B['logits'].clone(), bare, _use_new_zipfile_serialization=False)  # pre-1.6 format too
     ours = tmp_path / 'a_logits.pth'
-    prediction_files.save_predictions(str(ours), [11, 10], MODEL_A['logits'].flip(0), LABEL2ANS)
-    loaded = prediction_files.load_predictions(str(bare), root)
+    predictions.save_predictions(str(ours), [11, 10], MODEL_A['logits'].flip(0), LABEL2ANS)
+    loaded = predictions.load_predictions(str(bare), root)
     assert loaded['question_ids'].tolist() == [10, 11] and loaded['label2ans'] == LABEL2ANS
     assert torch.equal(loaded['logits'], MODEL_B['logits'])
     output = tmp_path / 'ensemble.json'
@@ -185,4 +186,4 @@ def test_bare_tensor_that_is_not_logits_is_refused(tmp_path):
     bare = tmp_path / 'logits0.pth'
     torch.save(torch.zeros(4, dtype=torch.long), bare)
     with pytest.raises(UserError, match=r'logits0.pth: a bare tensor must be 2-d floating logits'):
-        prediction_files.load_predictions(str(bare), str(tmp_path))
+        predictions.load_predictions(str(bare), str(tmp_path))

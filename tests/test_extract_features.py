@@ -7,9 +7,9 @@ import os
 import h5py
 import numpy as np
 import pytest
-
-import detector
 import tiny_detector
+
+from detection import detector
 from tools import extract_features
 from tools.features_tsv import iter_tsv_records
 from utils import UserError
@@ -76,7 +76,7 @@ class StubDetector:
 def stub(monkeypatch):
     fake = StubDetector()
     monkeypatch.setattr(detector, 'extract_regions', fake)
-    monkeypatch.setattr('detector_weights.load_detector', lambda path, device='cpu', arch=None: 'model')
+    monkeypatch.setattr('detection.weight_files.load_detector', lambda path, device='cpu', arch=None: 'model')
     return fake
 
 

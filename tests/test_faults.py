@@ -17,17 +17,14 @@ import tracemalloc
 from pathlib import Path
 
 import pytest
-import torch
-
-import checkpoints
-import flags
-import runtime
-import temporaries
 import tiny_flickr
-import utils
-from dictionary import Dictionary
-from vqa_files import load_targets
+import torch
 from test_data_helpers import FEATURE_DIM, GLOVE_DIM, prepared_root
+
+import utils
+from formats.dictionary import Dictionary
+from formats.vqa_files import load_targets
+from runs import checkpoints, flags, runtime
 from utils import UserError
 
 REPO = Path(__file__).resolve().parents[1]
@@ -178,8 +175,8 @@ def test_conversion_stopped_by_a_signal_leaves_nothing_and_its_temporary_goes_ne
     assert stopped.stderr == 'stopped by Ctrl-C or SIGTERM; unfinished outputs were removed\n'
     assert contents(root) == before and temporary_files(root) == []
     # a run killed with SIGKILL cleans up nothing: the next writer of the same file does
-    stale = os.path.join(root, '.val.hdf5.%s.%d.abc_12.tmp' % (temporaries.HOST, dead_pid()))
-    alive = os.path.join(root, '.val.hdf5.%s.%d.abc_12.tmp' % (temporaries.HOST, os.getpid()))
+    stale = os.path.join(root, '.val.hdf5.%s.%d.abc_12.tmp' % (utils.HOST, dead_pid()))
+    alive = os.path.join(root, '.val.hdf5.%s.%d.abc_12.tmp' % (utils.HOST, os.getpid()))
     for path in (stale, alive):
         Path(path).write_bytes(b'half an HDF5 file')
     from tools import adaptive_detection_features_converter as converter
@@ -206,9 +203,9 @@ def test_sigterm_handler_is_restored_after_a_command(capsys):
 
 def test_stale_temporaries_of_other_files_and_hosts_are_kept(tmp_path):
     pid = dead_pid()
-    names = ['.model.pth.%s.%d.a1.tmp' % (temporaries.HOST, pid),        # this file, dead writer: removed
+    names = ['.model.pth.%s.%d.a1.tmp' % (utils.HOST, pid),        # this file, dead writer: removed
              '.model.pth.other-host.%d.a1.tmp' % pid,                # another host's writer: unknown, kept
-             '.model_last.pth.%s.%d.a1.tmp' % (temporaries.HOST, pid)]    # another file: kept
+             '.model_last.pth.%s.%d.a1.tmp' % (utils.HOST, pid)]    # another file: kept
     for name in names:
         (tmp_path / name).write_bytes(b'x')
     utils.torch_save_atomic({'epoch': 1}, str(tmp_path / 'model.pth'))
@@ -310,7 +307,7 @@ def test_a_bad_byte_is_named_on_its_own_line(tmp_path):
     lines[399] = 'w\xe9rd 0.5 0.5 0.5 0.5 0.5'
     path = tmp_path / 'glove.txt'
     path.write_bytes('\n'.join(lines).encode('latin-1'))
-    from glove import create_glove_embedding_init
+    from formats.glove import create_glove_embedding_init
     with pytest.raises(UserError, match=r'glove.txt:400: not UTF-8 text \(byte 2: invalid continuation byte\)'):
         create_glove_embedding_init(['word1'], str(path))
 

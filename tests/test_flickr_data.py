@@ -10,11 +10,10 @@ import pytest
 import torch
 from torch.utils.data import DataLoader
 
-import dataset_flickr as df
-import flickr_files
-import grounding
-from collate import flickr_collate
-from dictionary import PICKLE_PROTOCOL, Dictionary
+import dataset
+from formats import flickr_files, grounding
+from formats.dictionary import PICKLE_PROTOCOL, Dictionary
+from runs.collate import flickr_collate
 from utils import UserError, safe_pickle_load
 
 REFERENCE = Path(__file__).resolve().parent / 'golden'
@@ -126,7 +125,7 @@ def make_dictionary(root):
 
 
 def load(root, **kwargs):
-    return df.Flickr30kFeatureDataset('train', make_dictionary(root), dataroot=str(root), **kwargs)
+    return dataset.Flickr30kFeatureDataset('train', make_dictionary(root), dataroot=str(root), **kwargs)
 
 
 # ----------------------------------------------------------------- parsing
@@ -256,7 +255,7 @@ def test_more_than_16_entities_is_an_error(tmp_path):
     write_image(root, 7, [line], [([str(i)], [0, 0, 5, 5]) for i in range(1, 18)])
     write_split(root, 'train', [(7, [[0, 0, 5, 5]])])
     with pytest.raises(UserError, match=r'Sentences/7\.txt:1: 17 phrases'):
-        df.Flickr30kFeatureDataset('train', Dictionary(), dataroot=str(root))
+        dataset.Flickr30kFeatureDataset('train', Dictionary(), dataroot=str(root))
 
 
 @pytest.mark.parametrize('line, message', [
@@ -270,7 +269,7 @@ def test_malformed_sentences_name_file_and_line(tmp_path, line, message):
     write_image(root, 7, ['[/EN#1/people A man] .', line], [(['1'], [0, 0, 5, 5])])
     write_split(root, 'train', [(7, [[0, 0, 5, 5]])])
     with pytest.raises(UserError, match=message):
-        df.Flickr30kFeatureDataset('train', Dictionary(), dataroot=str(root))
+        dataset.Flickr30kFeatureDataset('train', Dictionary(), dataroot=str(root))
 
 
 def test_malformed_xml_names_the_file(tmp_path):
@@ -279,7 +278,7 @@ def test_malformed_xml_names_the_file(tmp_path):
     (root / 'Flickr30kEntities/Annotations/7.xml').write_text('<annotation><object>')
     write_split(root, 'train', [(7, [[0, 0, 5, 5]])])
     with pytest.raises(UserError, match=r'Annotations/7\.xml: malformed XML'):
-        df.Flickr30kFeatureDataset('train', Dictionary(), dataroot=str(root))
+        dataset.Flickr30kFeatureDataset('train', Dictionary(), dataroot=str(root))
 
 
 def test_missing_features_name_the_fix(flickr_root):
@@ -311,7 +310,7 @@ def words_of_images(root, image_ids):
 def test_create_flickr_dictionary_writes_pickle_and_glove(flickr_root, capsys):
     glove = flickr_root / 'glove.txt'
     glove.write_text('man 1 2 3\nhat 4 5 6\n. 7 8 9\n')
-    dictionary = df.create_flickr_dictionary(str(flickr_root), str(glove))
+    dictionary = dataset.create_flickr_dictionary(str(flickr_root), str(glove))
     assert 'note: no %s' % (flickr_root / 'flickr30k_images') in capsys.readouterr().out
     word2idx, idx2word = safe_pickle_load(str(flickr_root / 'dictionary.pkl'))
     image_order = list(pickle.loads(pickle.dumps(original_id_set(['100.jpg', '200.jpg', '300.jpg', '400.jpg']))))
@@ -342,13 +341,13 @@ def order_root(tmp_path):
 
 
 def dictionary_words(root):
-    return df.create_flickr_dictionary(str(root), 'kumo').idx2word
+    return dataset.create_flickr_dictionary(str(root), 'kumo').idx2word
 
 
 @pytest.fixture()
 def no_glove(monkeypatch):
     """create_flickr_dictionary without GloVe: zero rows of width 2."""
-    monkeypatch.setattr(df, 'create_glove_embedding_init', lambda words, path: (np.zeros((len(words), 2)), {}))
+    monkeypatch.setattr(dataset, 'create_glove_embedding_init', lambda words, path: (np.zeros((len(words), 2)), {}))
 
 
 def test_dictionary_follows_the_unpickled_ids_files(order_root, no_glove, capsys):

@@ -1,6 +1,7 @@
 """Model core: parity with the original implementation's golden values,
 released-checkpoint layout, training on current PyTorch, and invariants."""
 import re
+from types import SimpleNamespace
 
 import pytest
 import torch
@@ -9,12 +10,13 @@ from torch.utils._python_dispatch import TorchDispatchMode
 
 import base_model
 from counting import Counter
-from flickr_files import pad_entity_positions
+from formats.flickr_files import pad_entity_positions
 
 
 def sizes(ntoken, v_dim, n_ans=100):
-    """build_ban's leading arguments (vocabulary, feature width, answers)."""
-    return ntoken, v_dim, n_ans
+    """What the original's build_ban reads from its dataset argument: the
+    vocabulary, the feature width and the answers."""
+    return SimpleNamespace(dictionary=SimpleNamespace(ntoken=ntoken), v_dim=v_dim, num_ans_candidates=n_ans)
 
 
 def rel_err(actual, expected):
@@ -29,7 +31,7 @@ def vqa_bce(logits, targets):
 @pytest.fixture()
 def reference_vqa(reference_dir, reference_config):
     cfg = reference_config['vqa']
-    model = base_model.build_ban(*sizes(cfg['ntoken'], cfg['v_dim'], cfg['n_ans']),
+    model = base_model.build_ban(sizes(cfg['ntoken'], cfg['v_dim'], cfg['n_ans']),
                                  cfg['num_hid'], cfg['op'], cfg['gamma'])
     ckpt = torch.load(reference_dir / 'vqa_checkpoint.pth', weights_only=True)
     model.load_state_dict(ckpt['model_state'])  # strict, `module.` keys
@@ -40,7 +42,7 @@ def reference_vqa(reference_dir, reference_config):
 @pytest.fixture()
 def reference_flickr(reference_dir, reference_config):
     cfg = reference_config['flickr']
-    model = base_model.build_ban(*sizes(cfg['ntoken'], cfg['v_dim']), cfg['num_hid'],
+    model = base_model.build_ban(sizes(cfg['ntoken'], cfg['v_dim']), cfg['num_hid'],
                                  cfg['op'], cfg['gamma'], task='flickr')
     ckpt = torch.load(reference_dir / 'flickr_checkpoint.pth', weights_only=True)
     model.load_state_dict(ckpt['model_state'])
@@ -124,7 +126,7 @@ def parse_layout(path):
 def test_released_layout_loads_strictly(reference_dir, task, layout_file, op, gamma):
     layout = parse_layout(reference_dir / layout_file)
     with torch.device('meta'):
-        model = base_model.build_ban(*sizes(19901, 2048, 3129), 1280, op, gamma, task=task)
+        model = base_model.build_ban(sizes(19901, 2048, 3129), 1280, op, gamma, task=task)
     ours = {name: tuple(t.shape) for name, t in base_model.checkpoint_state(model).items()}
     assert ours == layout
     assert list(ours) == list(layout)  # same order, hence same optimizer-state indices
@@ -155,9 +157,9 @@ def test_saved_checkpoint_round_trip(reference_vqa, tmp_path):
     torch.save({'epoch': 0, 'model_state': base_model.checkpoint_state(model)}, path)
     saved = torch.load(path, weights_only=True)
     assert all(key.startswith('module.') for key in saved['model_state'])
-    fresh = base_model.build_ban(*sizes(50, 32, 20), 24, 'c', 2).eval()
+    fresh = base_model.build_ban(sizes(50, 32, 20), 24, 'c', 2).eval()
     fresh.load_state_dict(saved['model_state'])
-    fresh_plain = base_model.build_ban(*sizes(50, 32, 20), 24, 'c', 2).eval()
+    fresh_plain = base_model.build_ban(sizes(50, 32, 20), 24, 'c', 2).eval()
     fresh_plain.load_state_dict(base_model.unwrap(model).state_dict())  # keys without prefix too
     for candidate in (fresh, fresh_plain):
         logits, _ = candidate(case['v'], case['b'], case['q'], None)
@@ -188,7 +190,7 @@ def tiny_c_model(tmp_path, tfidf):
     """A BAN with op 'c' (5 words, 4-d embeddings) after init_embedding, with
     a uniform tf-idf matrix over the 5 words and one new word, or without."""
     import numpy as np
-    model = base_model.build_ban(*sizes(5, 8, 3), 8, 'c', 1, emb_dim=4)
+    model = base_model.build_ban(sizes(5, 8, 3), 8, 'c', 1, emb_dim=4)
     np.save(tmp_path / 'glove.npy', np.arange(20, dtype=np.float32).reshape(5, 4))
     extra = np.ones((1, 4), np.float32) if tfidf is not None else None
     model.w_emb.init_embedding(str(tmp_path / 'glove.npy'), tfidf, extra)
@@ -249,7 +251,7 @@ def random_batch(batch, num_boxes, v_dim, ntoken, n_pad_boxes, q_len=14):
 @pytest.mark.parametrize('gamma,num_boxes', [(1, 10), (2, 37), (4, 64), (8, 100)])
 def test_shapes_masking_and_normalisation(gamma, num_boxes):
     torch.manual_seed(gamma)
-    model = base_model.build_ban(*sizes(30, 16, 7), 12, 'c', gamma).eval()
+    model = base_model.build_ban(sizes(30, 16, 7), 12, 'c', gamma).eval()
     v, b, q = random_batch(3, num_boxes, 16, 30, n_pad_boxes=4)
     logits, att = model(v, b, q, None)
     assert logits.shape == (3, 7)
@@ -265,7 +267,7 @@ def test_flickr_entity_slot_0_is_never_masked():
     position 0: slot 0 keeps that word's logits (the original clears slot 0 of
     the mask); later slots at position 0 and padded boxes read -99."""
     torch.manual_seed(0)
-    model = base_model.build_ban(*sizes(30, 16), 12, '', 1, task='flickr').eval()
+    model = base_model.build_ban(sizes(30, 16), 12, '', 1, task='flickr').eval()
     v, b, q = random_batch(3, 10, 16, 30, n_pad_boxes=4, q_len=82)
     e = torch.tensor([pad_entity_positions(positions) for positions in ([0, 5], [3], [0])])  # [3,16]
     with torch.no_grad():
@@ -331,7 +333,7 @@ class LargestTensor(TorchDispatchMode):
 
 def test_no_boxes_by_words_by_hidden_tensor():
     batch, num_boxes, q_len, num_hid = 16, 50, 14, 128
-    model = base_model.build_ban(*sizes(30, 32, 10), num_hid, '', 2).train()
+    model = base_model.build_ban(sizes(30, 32, 10), num_hid, '', 2).train()
     v, b, q = random_batch(batch, num_boxes, 32, 30, n_pad_boxes=3)
     with LargestTensor() as tracker:
         logits, _ = model(v, b, q, None)
@@ -342,7 +344,7 @@ def test_no_boxes_by_words_by_hidden_tensor():
 
 def test_unknown_task_is_rejected():
     with pytest.raises(ValueError, match='unknown task'):
-        base_model.build_ban(*sizes(5, 8), 8, '', 1, task='gqa')
+        base_model.build_ban(sizes(5, 8), 8, '', 1, task='gqa')
 
 
 def test_layout_names_use_legacy_weight_norm(reference_dir):

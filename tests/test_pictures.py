@@ -12,10 +12,10 @@ import torch
 pytest.importorskip('matplotlib')
 from PIL import Image  # noqa: E402  (a matplotlib dependency)
 
-import curves  # noqa: E402
 import main  # noqa: E402
 import visualize  # noqa: E402
-from dictionary import Dictionary  # noqa: E402
+from formats.dictionary import Dictionary  # noqa: E402
+from runs import curves  # noqa: E402
 from tools import plot_log  # noqa: E402
 from utils import UserError  # noqa: E402
 

@@ -9,17 +9,14 @@ import re
 
 import numpy as np
 import pytest
-from hypothesis import HealthCheck, given, settings, strategies as st
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 import dataset
-import flickr_files
-import glove
 import utils
-import paths
-import vqa_files
-import vqa_metric
-from answers import SCORE_OF_COUNT, answers_for_metric, get_score
-from dictionary import Dictionary, split_words
+from formats import flickr_files, glove, paths, vqa_files, vqa_metric
+from formats.answers import SCORE_OF_COUNT, answers_for_metric, get_score
+from formats.dictionary import Dictionary, split_words
 from tools import compute_softscore
 from tools.features_tsv import encode_record, iter_tsv_records
 from utils import UserError

@@ -8,9 +8,8 @@ import json
 import os
 
 import pytest
-import torch
-
 import tiny_vqa
+import torch
 
 FLAGS = ['--emb_dim', str(tiny_vqa.GLOVE_DIM), '--num_hid', '16', '--gamma', '2', '--batch_size', '256',
          '--device', 'cpu']
@@ -54,8 +53,8 @@ def test_another_seed_trains_other_weights(root, tmp_path):
 
 
 def test_counter_backward_repeats_in_deterministic_mode():
-    import runtime
     from counting import Counter
+    from runs import runtime
     counter = Counter(10)
     generator = torch.Generator().manual_seed(0)
     corners = torch.rand(256, 2, 30, generator=generator)
@@ -73,7 +72,7 @@ def test_counter_backward_repeats_in_deterministic_mode():
 
 
 def test_deterministic_mode_is_scoped_and_cpu_only():
-    import runtime
+    from runs import runtime
     before = torch.are_deterministic_algorithms_enabled()
     with runtime.deterministic_on_cpu(torch.device('cpu')):
         assert torch.are_deterministic_algorithms_enabled()

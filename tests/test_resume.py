@@ -10,11 +10,11 @@ from pathlib import Path
 
 import pytest
 import torch
-
-import checkpoints
-import utils
 from robust_helpers import snapshot, temporary_files
 from test_data_helpers import TRAIN_FLAGS
+
+import utils
+from runs import checkpoints
 from utils import UserError
 
 REPO = Path(__file__).resolve().parents[1]
@@ -60,7 +60,7 @@ def test_crash_between_logging_and_saving_an_epoch_resumes_exactly(vqa_root, tmp
 def test_sigterm_saves_a_resumable_checkpoint_like_ctrl_c(vqa_root, tmp_path, monkeypatch):
     """A scheduler's SIGTERM takes the Ctrl-C path (whose exact mid-epoch resume
     is tested in test_cli.py): the step finishes, model_interrupted.pth is saved."""
-    import tasks
+    from runs import tasks
     stopped = tmp_path / 'stopped'
     original_step, calls = tasks.VQATask.train_step, []
 
@@ -137,8 +137,8 @@ def test_a_second_ctrl_c_stops_at_once_and_saves_nothing(vqa_root, tmp_path, mon
     """A second Ctrl-C in the middle of a step stops there: a checkpoint of a
     half-applied step must not be saved. A SIGTERM delivered twice (by the
     scheduler and by a launcher forwarding it) is one request."""
-    import tasks
     import train
+    from runs import tasks
     output = tmp_path / 'out'
     original_step, calls = tasks.VQATask.train_step, []
 
@@ -160,7 +160,7 @@ def test_a_second_ctrl_c_stops_at_once_and_saves_nothing(vqa_root, tmp_path, mon
 
 
 def test_sigterm_during_evaluation_saves_the_trained_epoch_and_resumes_exactly(vqa_root, tmp_path, monkeypatch):
-    import tasks
+    from runs import tasks
     stopped, straight = tmp_path / 'stopped', tmp_path / 'straight'
     run_training(vqa_root, straight, '--epochs', '2', '--use_both', 'false')
     original_eval, calls = tasks.VQATask.eval_step, []

@@ -8,17 +8,17 @@ import h5py
 import numpy as np
 import pytest
 import torch
-
-import utils
 from robust_helpers import snapshot
 from test_data_helpers import TRAIN_FLAGS
 from test_resume import json_log, run_training
+
+import utils
 from utils import UserError
 
 
 def test_a_folder_in_use_by_another_training_is_refused(vqa_root, tmp_path, capsys):
     import main
-    import rundir
+    from runs import rundir
     output = tmp_path / 'busy'
     with rundir.OutputFolder(str(output)):  # what a training holds while it runs
         with pytest.raises(SystemExit) as status:

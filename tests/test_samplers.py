@@ -5,7 +5,7 @@ import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from samplers import BucketBatchSampler, padding_waste
+from runs.samplers import BucketBatchSampler, padding_waste
 from tools.benchmark import sample_box_counts
 
 

@@ -7,11 +7,11 @@ from pathlib import Path
 
 import pytest
 import torch
-
-import checkpoints
-import flickr_files
-import utils
 from robust_helpers import RunsCode
+
+import utils
+from formats import flickr_files
+from runs import checkpoints
 from utils import UserError
 
 REPO = Path(__file__).resolve().parents[1]
@@ -45,7 +45,8 @@ def test_xml_entity_tricks_are_refused(tmp_path, xml, message):
         flickr_files.parse_annotation_file(str(path))
 
 
-PROJECT_FILES = sorted(path for path in list(REPO.glob('*.py')) + list(REPO.glob('tools/*.py')))
+PROJECT_FILES = sorted(path for pattern in ('*.py', 'formats/*.py', 'runs/*.py', 'detection/*.py', 'tools/*.py')
+                       for path in REPO.glob(pattern))
 
 
 def unsafe_calls(source, filename):

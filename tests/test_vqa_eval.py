@@ -8,10 +8,11 @@ import sys
 from pathlib import Path
 
 import pytest
-from hypothesis import given, settings, strategies as st
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
-import vqa_metric
-from answers import answers_for_metric
+from formats import vqa_metric
+from formats.answers import answers_for_metric
 from tools import vqa_eval
 from utils import UserError
 

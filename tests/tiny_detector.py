@@ -10,7 +10,7 @@ import struct
 import numpy as np
 import torch
 
-import detector
+from detection import detector
 
 # a narrow network with the full depth and every layer of the released one; pool5 has 16 values
 TINY = detector.Architecture(stem=4, widths=(2, 2, 4, 4), rpn=8)

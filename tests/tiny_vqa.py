@@ -129,8 +129,7 @@ def _write_vg_and_captions(root):
 def prepare(root):
     """Run the real preparation tools on a raw tiny root."""
     from tools import adaptive_detection_features_converter as converter
-    from tools import compute_softscore
-    from tools import create_dictionary
+    from tools import compute_softscore, create_dictionary
     root = str(root)
     create_dictionary.main(['--dataroot', root, '--glove', os.path.join(root, 'glove', 'glove.6B.%dd.txt'
                                                                         % GLOVE_DIM)])

@@ -36,11 +36,13 @@ import numpy as np
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
-import dictionary  # noqa: E402
-import features  # noqa: E402
-import flickr_files  # noqa: E402
-import vqa_files  # noqa: E402
-from paths import feature_files, question_path  # noqa: E402
+from formats import (
+    dictionary,  # noqa: E402
+    features,  # noqa: E402
+    flickr_files,  # noqa: E402
+    vqa_files,  # noqa: E402
+)
+from formats.paths import feature_files, question_path  # noqa: E402
 from tools.features_tsv import FEATURES_FIX, iter_tsv_records  # noqa: E402
 from utils import UserError, atomic_path, atomic_write, require_file, run_cli  # noqa: E402
 

@@ -28,10 +28,16 @@ from torch.utils.data import DataLoader
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, REPO)
 
-from collate import pad_collate  # noqa: E402
 from dataset import VQAFeatureDataset  # noqa: E402
-from dictionary import Dictionary  # noqa: E402
-from paths import answer_cache_files, dictionary_file, feature_files, question_path, target_file  # noqa: E402
+from formats.dictionary import Dictionary  # noqa: E402
+from formats.paths import (  # noqa: E402
+    answer_cache_files,
+    dictionary_file,
+    feature_files,
+    question_path,
+    target_file,
+)
+from runs.collate import pad_collate  # noqa: E402
 from utils import atomic_path, atomic_write, run_cli, save_json  # noqa: E402
 
 CONFIGURATIONS = [  # (label, load_in_memory, num_workers)

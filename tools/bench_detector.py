@@ -31,10 +31,12 @@ import numpy as np  # noqa: E402
 import torch  # noqa: E402
 import torch.nn.functional as F  # noqa: E402
 
-import detector  # noqa: E402
-import detector_boxes  # noqa: E402
-import detector_weights  # noqa: E402
-import runtime  # noqa: E402
+from detection import (
+    detector,  # noqa: E402
+    regions,  # noqa: E402
+    weight_files,  # noqa: E402
+)
+from runs import runtime  # noqa: E402
 from tools.benchmark import OtherLoad, machine_info  # noqa: E402
 from utils import UserError, run_cli, save_json  # noqa: E402
 
@@ -117,16 +119,16 @@ def timed_extraction(model, path, device):
     clock.lap('backbone')
     rpn_cls_prob, rpn_bbox_pred = model.rpn(features)
     clock.lap('rpn')
-    rois = detector_boxes.propose(rpn_cls_prob, rpn_bbox_pred, im_info)
+    rois = regions.propose(rpn_cls_prob, rpn_bbox_pred, im_info)
     clock.lap('propose')
-    pooled = detector_boxes.roi_pool(features, rois)
+    pooled = regions.roi_pool(features, rois)
     clock.lap('roi_pool')
     pool5 = model.head(pooled)
     clock.lap('res5_pool5')
     cls_prob = F.softmax(model.cls_score(pool5), dim=1)
     clock.lap('heads')
     boxes = rois.float().cpu() / torch.tensor(scale, dtype=torch.float32)
-    keep = detector_boxes.select_regions(boxes, cls_prob.float().cpu())
+    keep = regions.select_regions(boxes, cls_prob.float().cpu())
     pool5[keep.to(device)].float().cpu()
     clock.lap('select')
     return clock.times, len(rois), len(keep)
@@ -152,7 +154,7 @@ def run(args):
     if args.threads:
         torch.set_num_threads(args.threads)
     if args.detector_weights:
-        model = detector_weights.load_detector(args.detector_weights, device)
+        model = weight_files.load_detector(args.detector_weights, device)
     else:
         model = randomize(detector.Detector()).to(device, memory_format=torch.channels_last).eval()
     with tempfile.TemporaryDirectory() as folder:

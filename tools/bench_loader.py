@@ -27,11 +27,11 @@ from torch.utils.data import BatchSampler, DataLoader, RandomSampler
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, REPO)
 
-from collate import pad_collate  # noqa: E402
 from dataset import VQAFeatureDataset  # noqa: E402
-from dictionary import Dictionary  # noqa: E402
-from paths import dictionary_file, feature_files  # noqa: E402
-from samplers import BucketBatchSampler  # noqa: E402
+from formats.dictionary import Dictionary  # noqa: E402
+from formats.paths import dictionary_file, feature_files  # noqa: E402
+from runs.collate import pad_collate  # noqa: E402
+from runs.samplers import BucketBatchSampler  # noqa: E402
 from tools.bench_data_memory import add_split_flags, generate  # noqa: E402
 from utils import UserError, run_cli, save_json  # noqa: E402
 

@@ -27,12 +27,18 @@ import numpy as np  # noqa: E402
 import torch  # noqa: E402
 
 import base_model  # noqa: E402
-import flags  # noqa: E402
-from dictionary import QUESTION_LENGTH  # noqa: E402
-from samplers import DEFAULT_BUCKET_SIZE, BucketBatchSampler, padding_waste  # noqa: E402
-from tasks import instance_bce_with_logits  # noqa: E402
-from tools.bench_timing import (OtherLoad, PeakMemory, machine_info, matmul_gflops, synchronize,  # noqa: E402
-                                time_calls)
+from formats.dictionary import QUESTION_LENGTH  # noqa: E402
+from runs import flags  # noqa: E402
+from runs.samplers import DEFAULT_BUCKET_SIZE, BucketBatchSampler, padding_waste  # noqa: E402
+from runs.tasks import instance_bce_with_logits  # noqa: E402
+from tools.bench_timing import (  # noqa: E402
+    OtherLoad,
+    PeakMemory,
+    machine_info,
+    matmul_gflops,
+    synchronize,
+    time_calls,
+)
 from train import GRAD_CLIP  # noqa: E402
 from utils import UserError, run_cli, save_json  # noqa: E402
 
@@ -128,8 +134,9 @@ def configure_backend(args, device):
 
 def build_model(args, device):
     torch.manual_seed(args.seed)
-    model = base_model.build_ban(args.ntoken, args.v_dim, args.n_ans, args.num_hid, args.op, args.gamma,
-                                 emb_dim=args.emb_dim)
+    model = base_model.build_model(base_model.ModelConfig(task='vqa', num_hid=args.num_hid, gamma=args.gamma, op=args.op,
+                                                          emb_dim=args.emb_dim, ntoken=args.ntoken, v_dim=args.v_dim,
+                                                          num_answers=args.n_ans))
     if 'c' in args.op:
         model.w_emb.set_table_trainable(True)  # the recipe trains the tf-idf table
     return model.to(device)

@@ -26,11 +26,11 @@ import sys
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
-from answers import get_score, preprocess_answer  # noqa: E402
-from dictionary import PICKLE_PROTOCOL  # noqa: E402
-from paths import annotation_path, answer_cache_files, target_file  # noqa: E402
+from formats.answers import get_score, preprocess_answer  # noqa: E402
+from formats.dictionary import PICKLE_PROTOCOL  # noqa: E402
+from formats.paths import annotation_path, answer_cache_files, target_file  # noqa: E402
+from formats.vqa_files import ANNOTATED_SPLITS, load_annotations, target_meta  # noqa: E402
 from utils import UserError, atomic_write, run_cli, safe_pickle_load, save_json  # noqa: E402
-from vqa_files import ANNOTATED_SPLITS, load_annotations, target_meta  # noqa: E402
 
 
 def filter_answers(annotations, min_occurrence):

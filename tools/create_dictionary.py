@@ -23,11 +23,11 @@ import numpy as np
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
-from dataset_flickr import create_flickr_dictionary  # noqa: E402
-from dictionary import Dictionary  # noqa: E402
-from glove import create_glove_embedding_init  # noqa: E402
-from paths import dictionary_file, glove_init_file, glove_text_file  # noqa: E402
-from vqa_files import load_questions  # noqa: E402
+from dataset import create_flickr_dictionary  # noqa: E402
+from formats.dictionary import Dictionary  # noqa: E402
+from formats.glove import create_glove_embedding_init  # noqa: E402
+from formats.paths import dictionary_file, glove_init_file, glove_text_file  # noqa: E402
+from formats.vqa_files import load_questions  # noqa: E402
 from utils import atomic_write, run_cli  # noqa: E402
 
 QUESTION_SPLITS = ('train', 'val', 'test2015', 'test-dev2015')

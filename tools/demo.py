@@ -31,9 +31,18 @@ import time
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, REPO)
 
-from flags import SEED  # noqa: E402
-from paths import (annotation_path, answer_cache_files, dictionary_file, feature_files, glove_init_file,  # noqa: E402
-                   glove_text_file, question_path, target_file, task_root)
+from formats.paths import (  # noqa: E402
+    annotation_path,
+    answer_cache_files,
+    dictionary_file,
+    feature_files,
+    glove_init_file,
+    glove_text_file,
+    question_path,
+    target_file,
+    task_root,
+)
+from runs.flags import SEED  # noqa: E402
 from utils import UserError, load_json, run_cli, save_json  # noqa: E402
 
 DATAROOT = 'data/demo'

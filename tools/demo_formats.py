@@ -2,7 +2,7 @@
 annotation records, Flickr30k Entities captions and box XML, GloVe text."""
 import numpy as np
 
-from dictionary import split_words
+from formats.dictionary import split_words
 
 VERSION = 'easy-vqa-demo-v1'
 

@@ -6,7 +6,7 @@ from collections.abc import Callable
 
 import numpy as np
 
-from glove import glove_rows_from_kumo
+from formats.glove import glove_rows_from_kumo
 from utils import UserError
 
 

@@ -25,7 +25,7 @@ import torch
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
-from predictions import TEST_SPLITS, load_predictions, validate_predictions  # noqa: E402
+from formats.predictions import TEST_SPLITS, load_predictions, validate_predictions  # noqa: E402
 from utils import UserError, run_cli, save_json  # noqa: E402
 
 AVERAGES = ('prob', 'logit')

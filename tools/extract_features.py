@@ -31,10 +31,12 @@ import sys
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
-import detector  # noqa: E402
-import detector_boxes  # noqa: E402
-import detector_weights  # noqa: E402
-import runtime  # noqa: E402
+from detection import (
+    detector,  # noqa: E402
+    regions,  # noqa: E402
+    weight_files,  # noqa: E402
+)
+from runs import runtime  # noqa: E402
 from tools.features_tsv import RELEASE_LINE_END, encode_record, iter_tsv_records  # noqa: E402
 from utils import UserError, run_cli  # noqa: E402
 
@@ -177,9 +179,9 @@ def build_parser():
     parser.add_argument('--output', required=True, help='the TSV file to write (or to complete)')
     parser.add_argument('--detector_weights', required=True,
                         help='resnet101_faster_rcnn_final.caffemodel or bua-caffe-frcn-r101-k10-100.pth')
-    parser.add_argument('--min_boxes', type=int, default=detector_boxes.MIN_BOXES, help='default 10 (fixed variant: 36)')
-    parser.add_argument('--max_boxes', type=int, default=detector_boxes.MAX_BOXES, help='default 100 (fixed variant: 36)')
-    parser.add_argument('--conf_thresh', type=float, default=detector_boxes.CONF_THRESH, help='default 0.2')
+    parser.add_argument('--min_boxes', type=int, default=regions.MIN_BOXES, help='default 10 (fixed variant: 36)')
+    parser.add_argument('--max_boxes', type=int, default=regions.MAX_BOXES, help='default 100 (fixed variant: 36)')
+    parser.add_argument('--conf_thresh', type=float, default=regions.CONF_THRESH, help='default 0.2')
     parser.add_argument('--device', default='auto', help='auto (a GPU when present), cpu, cuda or cuda:N')
     parser.add_argument('--skip_unreadable', action='store_true',
                         help='warn about an image that cannot be decoded and go on (default: stop with an error)')
@@ -209,7 +211,7 @@ def main(argv=None, log=print):
         return args.output
     model = None
     if pending:
-        model = detector_weights.load_detector(args.detector_weights, runtime.resolve_device(args.device))
+        model = weight_files.load_detector(args.detector_weights, runtime.resolve_device(args.device))
     partial = start_partial(args.output)
     written, skipped = extract_all(model, pending, partial, args)
     os.replace(partial, args.output)

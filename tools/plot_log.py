@@ -14,7 +14,7 @@ import sys
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
-from curves import write_curves  # noqa: E402
+from runs.curves import write_curves  # noqa: E402
 from utils import run_cli  # noqa: E402
 
 

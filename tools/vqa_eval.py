@@ -10,10 +10,10 @@ import sys
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
+from formats.paths import annotation_path, question_path  # noqa: E402
+from formats.vqa_files import ANNOTATED_SPLITS  # noqa: E402
+from formats.vqa_metric import evaluate_results  # noqa: E402
 from utils import run_cli, save_json  # noqa: E402
-from paths import annotation_path, question_path  # noqa: E402
-from vqa_files import ANNOTATED_SPLITS  # noqa: E402
-from vqa_metric import evaluate_results  # noqa: E402
 
 ANSWER_TYPE_ORDER = ('yes/no', 'number', 'other')
 

@@ -4,7 +4,7 @@ import os
 import pickle
 
 import utils
-from paths import dictionary_file, task_root
+from formats.paths import dictionary_file, task_root
 from utils import UserError
 
 QUESTION_LENGTH = 14

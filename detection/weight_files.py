@@ -17,7 +17,7 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-import detector
+from detection import detector
 from utils import UserError, require_file
 
 CAFFEMODEL_SOURCE = ('resnet101_faster_rcnn_final.caffemodel (github.com/peteanderson80/bottom-up-attention, '

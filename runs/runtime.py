@@ -9,7 +9,6 @@ import torch.distributed as dist
 
 from utils import UserError
 
-
 # ----------------------------------------------------------------- devices
 
 def resolve_device(name='auto', local_rank=0):

@@ -5,7 +5,7 @@ import os
 import numpy as np
 
 import utils
-from paths import glove_init_file, task_root
+from formats.paths import glove_init_file, task_root
 from utils import UserError
 
 GLOVE_FIX = 'download GloVe with tools/download.sh, or pass --glove kumo'

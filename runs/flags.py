@@ -4,6 +4,7 @@ import argparse
 import os
 import sys
 
+import base_model
 from utils import UserError
 
 
@@ -120,4 +121,17 @@ def apply_task_overrides(args):
     if args.task == 'flickr':
         args.op = ''
         args.gamma = 1
+    return args
+
+
+def parse_command_line(parser, argv=None):
+    """parser.parse_args(argv), noting in `args.given_flags` which of
+    base_model.MODEL_FLAGS the command line gave (a flag given with its default value
+    counts as given)."""
+    unset = object()
+    args = parser.parse_args(argv, namespace=argparse.Namespace(**{name: unset for name in base_model.MODEL_FLAGS}))
+    args.given_flags = frozenset(name for name in base_model.MODEL_FLAGS if getattr(args, name) is not unset)
+    for name in base_model.MODEL_FLAGS:
+        if name not in args.given_flags:
+            setattr(args, name, parser.get_default(name))
     return args

@@ -6,8 +6,8 @@ import signal
 import torch
 from torch.utils.data import DataLoader
 
-from collate import flickr_collate, pad_collate
-from samplers import ShardedBatches
+from runs.collate import flickr_collate, pad_collate
+from runs.samplers import ShardedBatches
 
 
 def collate_for(task):

@@ -3,7 +3,7 @@ trainer's Flickr task and the evaluator."""
 import torch
 import torch.nn.functional as F
 
-from flickr_files import ENTITY_TYPES
+from formats.flickr_files import ENTITY_TYPES
 
 
 def merge_entity_logits(att_logits, e_num, targets):

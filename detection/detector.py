@@ -20,7 +20,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from detector_boxes import CONF_THRESH, MAX_BOXES, MIN_BOXES, NUM_ANCHORS, propose, roi_pool, select_regions
+from detection.regions import CONF_THRESH, MAX_BOXES, MIN_BOXES, NUM_ANCHORS, propose, roi_pool, select_regions
 from utils import UserError
 
 # §2: image preprocessing

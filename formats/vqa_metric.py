@@ -20,9 +20,9 @@ The command line is tools/vqa_eval.py.
 """
 import os
 
-from answers import answers_for_metric
+from formats.answers import answers_for_metric
+from formats.vqa_files import check_annotations, check_questions
 from utils import UserError, is_id, load_json
-from vqa_files import check_annotations, check_questions
 
 MATCHES_FOR_FULL_CREDIT = 3
 RESULTS_FIX = 'write it with test.py: a JSON list of {"question_id": int, "answer": str}'

@@ -14,7 +14,7 @@ import numpy as np
 import torch
 
 import utils
-from paths import feature_files
+from formats.paths import feature_files
 from utils import UserError
 
 FEATURE_SPLITS = ('train', 'val', 'test2015')

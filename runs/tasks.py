@@ -4,8 +4,8 @@ score; Flickr30k: the grounding loss and Recall@k (FORMATS §7, §9)."""
 import torch
 import torch.nn.functional as F
 
-import grounding
-from flickr_files import ENTITY_TYPES
+from formats import grounding
+from formats.flickr_files import ENTITY_TYPES
 
 
 def instance_bce_with_logits(logits, labels, reduction='mean'):

@@ -1,30 +1,48 @@
-"""Checkpoints: building BAN from the flags, loading released and saved
-checkpoints (weights_only), saving ours atomically, and the resume fields
-(epoch, optimizer state, the tf-idf table's trainability)."""
+"""Checkpoints: their file names, which file `--input` and `--epoch` name,
+the model settings saved in them, loading released and saved checkpoints
+(weights_only), saving ours atomically, and the resume fields (epoch,
+optimizer state, the tf-idf table's trainability).
+
+`--input` is a checkpoint file, or a folder main.py wrote (`--output`):
+  * test.py, evaluate.py, ask.py, visualize.py, main.py --evaluate: in a
+    folder, `--epoch N` picks model_epoch<N>.pth (0 or less: model.pth, the
+    original's name for a hand-picked model; 0 falls back to
+    model_epoch0.pth). Without --epoch: the highest N there. Training with a
+    validation split keeps an epoch only when it beats the ones before, so
+    that is the best epoch; training on train+val keeps every epoch from 3,
+    so it is the last, as the released model_epoch12.pth. A folder with no
+    model_epoch<N>.pth falls back to model.pth, then model_last.pth.
+  * main.py (resume): in a folder, the newer of model_interrupted.pth and
+    model_last.pth, else the checkpoint the rule above picks.
+A missing file is an error listing the checkpoints the folder holds.
+"""
 import math
 import os
+import re
+import zipfile
 
 import torch
 
 import base_model
-import model_config
-from utils import UserError, describe_torch_load_error, refused_global, require_file, torch_save_atomic
+from utils import (
+    UserError,
+    describe_torch_load_error,
+    note,
+    refused_global,
+    require_file,
+    torch_save_atomic,
+)
 
 EMPTY_SUMS = {'loss': 0.0, 'norm': 0.0, 'steps': 0, 'score': 0.0, 'samples': 0}  # an epoch's running sums
 # What a checkpoint saved mid-epoch must share with the run resuming it (its "run" field), and what sets each.
 RUN_FIELDS = {'batch_size': '--batch_size', 'world_size': 'number of torchrun processes', 'seed': '--seed',
               'bucket': '--bucket', 'train_items': '--use_both, --use_vg and --dataroot',
               'batches_per_epoch': '--batch_size and --bucket'}
-LAST_CHECKPOINT = 'model_last.pth'
-INTERRUPTED_CHECKPOINT = 'model_interrupted.pth'
-
-
-def build_model(args, task, ntoken, v_dim, num_answers, emb_dim=None):
-    """BAN from the original's flags (--model --num_hid --op --gamma --emb_dim)
-    and the data sizes: vocabulary, feature width and answers. `emb_dim`
-    overrides --emb_dim (a checkpoint's own width). The model keeps its
-    ModelConfig for the checkpoints."""
-    return model_config.build(model_config.ModelConfig.from_flags(args, task, ntoken, v_dim, num_answers, emb_dim))
+# The file names of a run folder.
+EPOCH_FILE = re.compile(r'model_epoch(\d+)\.pth$')  # model_epoch<N>.pth: a finished epoch
+ORIGINAL_CHECKPOINT = 'model.pth'  # the original's name for a hand-picked model
+LAST_CHECKPOINT = 'model_last.pth'  # rewritten after every epoch
+INTERRUPTED_CHECKPOINT = 'model_interrupted.pth'  # saved on Ctrl-C / SIGTERM
 
 
 def load_checkpoint(path, map_location='cpu'):
@@ -137,23 +155,24 @@ def model_from_checkpoint(args, task, path, device, ntoken, v_dim, num_answers):
     word-embedding width taken from the weights (300 for released models),
     whatever --emb_dim says."""
     ckpt = load_checkpoint(path, map_location='cpu')
-    config = model_config.saved_config(ckpt, path)
+    config = saved_config(ckpt, path)
     if config is None:
         state = strip_module_prefix(ckpt['model_state'])
         emb_dim = int(state['w_emb.emb.weight'].shape[1]) if 'w_emb.emb.weight' in state else None
-        model = build_model(args, task, ntoken, v_dim, num_answers, emb_dim)
+        model = base_model.build_model(base_model.ModelConfig.from_flags(args, task, ntoken, v_dim, num_answers,
+                                                                          emb_dim))
     else:
-        model_config.adopt(args, config, path)
-        wanted = model_config.ModelConfig.from_flags(args, config.task, ntoken, v_dim, num_answers)
-        model_config.check_data(config, wanted, path, getattr(args, 'dataroot', 'data'))
-        model = model_config.build(config)
+        adopt(args, config, path)
+        wanted = base_model.ModelConfig.from_flags(args, config.task, ntoken, v_dim, num_answers)
+        check_data(config, wanted, path, getattr(args, 'dataroot', 'data'))
+        model = base_model.build_model(config)
     load_model_state(model, ckpt['model_state'], path)
     return model.to(device), ckpt
 
 
 def save_checkpoint(path, model, optimizer, epoch, extra=None):
     """The original's layout {epoch, model_state (module. keys), optimizer_state}
-    plus the model's config (model_config.py) and our resume fields; written
+    plus the model's config (base_model.py) and our resume fields; written
     atomically."""
     state = {'epoch': epoch, 'model_state': base_model.checkpoint_state(model),
              'optimizer_state': optimizer.state_dict()}
@@ -162,6 +181,184 @@ def save_checkpoint(path, model, optimizer, epoch, extra=None):
         state['config'] = config.to_dict()
     state.update(extra or {})
     torch_save_atomic(state, path)
+
+
+# ----------------------------------------------------------------- which file --input names
+
+def saved_epochs(folder):
+    """Sorted N of the model_epoch<N>.pth files in `folder`."""
+    return sorted(int(match.group(1)) for match in map(EPOCH_FILE.match, os.listdir(folder)) if match)
+
+
+def epoch_of(path):
+    """N of a model_epoch<N>.pth path, else None."""
+    match = EPOCH_FILE.match(os.path.basename(path))
+    return int(match.group(1)) if match else None
+
+
+def describe(folder):
+    """What checkpoints `folder` holds, for error messages."""
+    epochs = saved_epochs(folder)
+    others = [name for name in (ORIGINAL_CHECKPOINT, LAST_CHECKPOINT, INTERRUPTED_CHECKPOINT) if os.path.isfile(os.path.join(folder, name))]
+    parts = (['epochs %s (model_epoch<N>.pth)' % ', '.join(map(str, epochs))] if epochs else []) + others
+    return ' and '.join([', '.join(parts[:-1]), parts[-1]]) if len(parts) > 1 else (parts[0] if parts else '')
+
+
+def _missing(folder, wanted=None):
+    """The error for a checkpoint `wanted` (None: any finished one) that `folder` lacks."""
+    held = describe(folder)
+    if not held:
+        return UserError('%s holds no checkpoint (model_epoch<N>.pth, %s, %s): train one with main.py --output %s, '
+                         'or download the released model (README)' % (folder, ORIGINAL_CHECKPOINT, LAST_CHECKPOINT, folder))
+    if wanted is None:
+        return UserError('%s holds no model_epoch<N>.pth, %s or %s, only %s: pass that file as --input'
+                         % (folder, ORIGINAL_CHECKPOINT, LAST_CHECKPOINT, held))
+    return UserError('%s does not exist; %s holds %s: pass one of those epochs with --epoch, or omit --epoch for the '
+                     'highest' % (wanted, folder, held))
+
+
+def _check_input(path):
+    if not os.path.exists(path):
+        raise UserError('--input %s does not exist; pass a checkpoint file or the folder a training run saved into '
+                        '(main.py --output), or download the released model (README)' % path)
+
+
+def choose(path, epoch=None):
+    """(checkpoint file, its epoch N or None) for `--input path --epoch epoch`
+    (the rule in this module's docstring); `note` lines say what was picked
+    when --epoch was not given."""
+    _check_input(path)
+    if os.path.isfile(path):
+        if epoch is not None:
+            raise UserError('--input %s is a file, and --epoch picks a file in a folder: drop --epoch, or pass the '
+                            'folder as --input' % path)
+        return path, epoch_of(path)
+    if epoch is not None:
+        return _chosen_epoch(path, epoch)
+    epochs = saved_epochs(path)
+    if epochs:
+        chosen = checkpoint_path(path, epochs[-1])
+        note('using %s, the highest epoch in %s (--epoch picks another)' % (chosen, path))
+        return chosen, epochs[-1]
+    for name in (ORIGINAL_CHECKPOINT, LAST_CHECKPOINT):
+        if os.path.isfile(os.path.join(path, name)):
+            note('%s has no model_epoch<N>.pth; using %s' % (path, name))
+            return os.path.join(path, name), None
+    raise _missing(path)
+
+
+def _chosen_epoch(folder, epoch):
+    original, numbered = os.path.join(folder, ORIGINAL_CHECKPOINT), checkpoint_path(folder, epoch)
+    if epoch < 0 or (epoch == 0 and os.path.isfile(original)):
+        if not os.path.isfile(original):
+            raise _missing(folder, original)
+        return original, None
+    if not os.path.isfile(numbered):
+        raise _missing(folder, numbered)
+    return numbered, epoch
+
+
+def resume_file(path):
+    """The checkpoint main.py --input resumes from: a file as it is; in a
+    folder the newer of model_interrupted.pth and model_last.pth, else the
+    highest model_epoch<N>.pth (or model.pth)."""
+    _check_input(path)
+    if os.path.isfile(path):
+        return path
+    states = [os.path.join(path, name) for name in (INTERRUPTED_CHECKPOINT, LAST_CHECKPOINT) if os.path.isfile(os.path.join(path, name))]
+    if states:
+        newest = max(states, key=os.path.getmtime)
+        note('resuming from %s, the newest of %s in %s' % (newest, ' and '.join(os.path.basename(s) for s in
+                                                                                        states), path))
+        return newest
+    return choose(path)[0]
+
+
+def settle(args):
+    """Resolve `args.input`/`args.epoch` to `args.checkpoint` (a file) and
+    `args.epoch` (its N, or -1 when the file has none), and take the model
+    flags from the config saved in it (adopt)."""
+    args.checkpoint, epoch = choose(args.input, args.epoch)
+    args.epoch = -1 if epoch is None else epoch
+    adopt_from_file(args, args.checkpoint)
+    return args
+
+
+def add_epoch_flag(parser):
+    parser.add_argument('--epoch', type=int, default=None,
+                        help='in an --input folder: model_epoch<N>.pth (default: the highest N, i.e. the best epoch '
+                             'of a run with validation, the last of a --use_both run); 0 or less: model.pth')
+
+
+# ----------------------------------------------------------------- settings saved in a checkpoint
+
+def saved_config(checkpoint, source):
+    """The ModelConfig of a loaded checkpoint dict, or None (the original's checkpoints)."""
+    if 'config' not in checkpoint:
+        return None
+    return base_model.ModelConfig.from_dict(checkpoint['config'], source)
+
+
+def read_saved_config(path):
+    """The ModelConfig saved in the checkpoint file at `path`, read without
+    loading the weights; None for a checkpoint without one (the original's:
+    those are not zip files) or a file that does not load (the full load
+    then names the problem)."""
+    if not zipfile.is_zipfile(path):
+        return None
+    try:
+        checkpoint = torch.load(path, map_location='cpu', weights_only=True, mmap=True)
+    except Exception:  # corrupt or foreign: load_checkpoint reports it
+        return None
+    return saved_config(checkpoint, path) if isinstance(checkpoint, dict) else None
+
+
+def adopt(args, config, source):
+    """Set the model flags in `args` to `config`'s (the checkpoint `source`
+    was trained with); a flag the command line gave with another value is a
+    UserError naming both. Returns the names of the flags that changed."""
+    given = getattr(args, 'given_flags', frozenset())
+    conflicts = ['--%s %s (it was trained with --%s %s)' % (name, _shown(getattr(args, name)), name,
+                                                           _shown(getattr(config, name)))
+                 for name in base_model.MODEL_FLAGS if name in given and getattr(args, name) != getattr(config, name)]
+    if conflicts:
+        raise UserError('%s cannot be loaded with %s: its weights fit only the settings saved in it; drop %s'
+                        % (source, ', '.join(conflicts), 'those flags' if len(conflicts) > 1 else 'the flag'))
+    changed = [name for name in base_model.MODEL_FLAGS if getattr(args, name) != getattr(config, name)]
+    for name in base_model.MODEL_FLAGS:
+        setattr(args, name, getattr(config, name))
+    return changed
+
+
+def adopt_from_file(args, path):
+    """`adopt` the config saved in the checkpoint file `path`, if any,
+    printing a note when that changed a flag's value. Returns the config."""
+    config = read_saved_config(path)
+    if config is not None:
+        changed = adopt(args, config, path)
+        if changed:
+            note('settings saved in %s: %s' % (path, ' '.join('--%s %s' % (name, _shown(getattr(config, name)))
+                                                                     for name in changed)))
+    return config
+
+
+def check_data(config, wanted, source, dataroot):
+    """The checkpoint `source` (of `config`) must fit the data under
+    `dataroot`, for which the model `wanted` is built: the same dictionary,
+    features and answers. Otherwise a UserError names what differs."""
+    vqa = config.task == 'vqa'
+    sizes = (('ntoken', 'a dictionary of %d words', 'the dictionary of --dataroot %s has %d'),
+             ('v_dim', 'features of width %d', 'the features of --dataroot %s have width %d'),
+             ('num_answers', '%d answers' if vqa else '%d boxes per image',
+              'the answer vocabulary of --dataroot %s has %d' if vqa else '--dataroot %s has %d'))
+    for name, trained, found in sizes:
+        if getattr(config, name) != getattr(wanted, name):
+            raise UserError('%s was trained with %s, but %s; pass the --dataroot it was trained on'
+                            % (source, trained % getattr(config, name), found % (dataroot, getattr(wanted, name))))
+
+
+def _shown(value):
+    return "''" if value == '' else str(value)
 
 
 # ----------------------------------------------------------------- resume checks

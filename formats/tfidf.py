@@ -5,10 +5,10 @@ import numpy as np
 import torch
 
 import utils
-from glove import create_glove_embedding_init
-from paths import glove_text_file
+from formats.glove import create_glove_embedding_init
+from formats.paths import glove_text_file
+from formats.vqa_files import DOWNLOAD_FIX, VG_FIX, load_questions
 from utils import UserError
-from vqa_files import DOWNLOAD_FIX, VG_FIX, load_questions
 
 TFIDF_GLOVE_FIX = ('download GloVe with tools/download.sh: the tf-idf table of --op c needs the vectors of the words '
                    'that Visual Genome questions and COCO captions add; or train without the table: --tfidf false')

@@ -19,9 +19,9 @@ import zipfile
 
 import torch
 
+from formats.paths import answer_cache_files, question_path
+from formats.vqa_files import load_answer_maps, load_questions
 from utils import UserError, describe_torch_load_error, require_file, torch_save_atomic
-from paths import answer_cache_files, question_path
-from vqa_files import load_answer_maps, load_questions
 
 PREDICTION_FIX = 'write it with test.py --logits'
 TEST_SPLITS = ('test2015', 'test-dev2015')

@@ -5,8 +5,13 @@ import json
 import os
 
 import utils
-from dictionary import split_words
-from paths import annotation_path, answer_cache_files, question_path, target_file
+from formats.dictionary import split_words
+from formats.paths import (
+    annotation_path,
+    answer_cache_files,
+    question_path,
+    target_file,
+)
 from utils import UserError
 
 VQA_SPLITS = ('train', 'val', 'test2015', 'test-dev2015')
