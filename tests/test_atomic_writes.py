@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 import torch
 from robust_helpers import converter_cmd, read_json, snapshot, temporary_files
-from test_data_helpers import FEATURE_DIM
+from data_helpers import FEATURE_DIM
 
 import utils
 from dataset import VQAFeatureDataset

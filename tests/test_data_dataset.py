@@ -13,7 +13,7 @@ import h5py
 import numpy as np
 import pytest
 import torch
-from test_data_helpers import (
+from data_helpers import (
     FEATURE_DIM,
     LABELS_MIN1,
     TARGETS_MIN1,

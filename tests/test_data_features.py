@@ -9,7 +9,7 @@ import sys
 import h5py
 import numpy as np
 import pytest
-from test_data_helpers import (
+from data_helpers import (
     FEATURE_DIM,
     TEST_ORDER,
     TRAIN_ORDER,

@@ -5,7 +5,7 @@ import os
 import pickle
 
 import pytest
-from test_data_helpers import (
+from data_helpers import (
     LABELS_MIN1,
     TARGETS_MIN1,
     TRAIN_QUESTIONS,

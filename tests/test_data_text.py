@@ -8,7 +8,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from test_data_helpers import GLOVE_DIM, glove_vectors, write_raw_root
+from data_helpers import GLOVE_DIM, glove_vectors, write_raw_root
 
 from formats.dictionary import Dictionary
 from formats.glove import create_glove_embedding_init

@@ -19,7 +19,7 @@ from pathlib import Path
 import pytest
 import tiny_flickr
 import torch
-from test_data_helpers import FEATURE_DIM, GLOVE_DIM, prepared_root
+from data_helpers import FEATURE_DIM, GLOVE_DIM, prepared_root
 
 import utils
 from formats.dictionary import Dictionary

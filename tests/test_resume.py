@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 import torch
 from robust_helpers import snapshot, temporary_files
-from test_data_helpers import TRAIN_FLAGS
+from data_helpers import TRAIN_FLAGS
 
 import utils
 from runs import checkpoints

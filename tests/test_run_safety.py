@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 import torch
 from robust_helpers import snapshot
-from test_data_helpers import TRAIN_FLAGS
+from data_helpers import TRAIN_FLAGS
 from test_resume import json_log, run_training
 
 import utils

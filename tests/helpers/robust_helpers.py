@@ -6,7 +6,7 @@ import json
 import os
 
 import pytest
-from test_data_helpers import FEATURE_DIM
+from data_helpers import FEATURE_DIM
 
 CONVERTER = 'tools/adaptive_detection_features_converter.py'
 
