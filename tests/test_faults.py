@@ -3,7 +3,7 @@
 errors on the user's paths, Ctrl-C and SIGTERM,
 temporary files of killed runs, the limits of the restricted unpickler,
 flags a run would ignore, and the GloVe look-up of tools/process_flickr.sh.
-The data-file rows are the `@case` table of tests/test_bad_inputs.py."""
+The data-file rows are the `@case` tables of tests/test_bad_*.py."""
 import argparse
 import errno
 import os
