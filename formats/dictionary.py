@@ -1,4 +1,4 @@
-"""The question dictionary (FORMATS.md section 3): word <-> index maps, the
+"""The question dictionary (FORMATS.md section 4): word <-> index maps, the
 original's word splitting, and tokenise-and-pad."""
 import os
 import pickle

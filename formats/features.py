@@ -1,5 +1,5 @@
 """The region-feature store: `{split}.hdf5` + `{split}_imgid2idx.pkl`
-written by the converters (FORMATS.md section 2).
+written by the converters (FORMATS.md section 3).
 
 Features stay in their HDF5 file and are read on demand (one handle per
 process, reopened after a fork), so host memory does not grow with the

