@@ -204,3 +204,17 @@ def test_tests_see_tools_only_as_the_tools_package():
     assert str(REPO / 'tools') not in [str(Path(entry).resolve()) for entry in sys.path if entry]
     with pytest.raises(ImportError):
         __import__('vqa_eval')
+
+
+def test_tests_hold_test_files_and_their_helpers_sit_in_helpers():
+    """tests/ holds conftest.py and test_*.py files; shared test code (tiny data roots, the bad-input
+    machinery) sits in tests/helpers/, which holds no test file and which conftest puts on sys.path."""
+    tests = REPO / 'tests'
+    stray = sorted(path.name for path in tests.glob('*.py') if path.name != 'conftest.py'
+                   and not path.name.startswith('test_'))
+    assert not stray, 'helpers belong in tests/helpers/: %s' % stray
+    helpers = sorted(path.name for path in (tests / 'helpers').glob('*.py'))
+    assert {'tiny_vqa.py', 'tiny_flickr.py', 'tiny_detector.py', 'robust_helpers.py', 'data_helpers.py',
+            'bad_inputs.py'} <= set(helpers), helpers
+    assert not [name for name in helpers if name.startswith('test_')], helpers
+    assert str(tests / 'helpers') in [str(Path(entry).resolve()) for entry in sys.path if entry]
