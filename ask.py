@@ -6,7 +6,7 @@ about your own photo.
         --detector_weights resnet101_faster_rcnn_final.caffemodel --question "What color is the bus?"
 
 With --image and no --image_id the photo's bottom-up-attention region
-features are extracted on the fly (detector.py; needs opencv-python-headless
+features are extracted on the fly (detection/detector.py; needs opencv-python-headless
 and protobuf, see requirements-detector.txt).
 
 Prints the top-5 answers with their probabilities (sigmoid of the logits:

@@ -10,7 +10,7 @@ split, py-faster-rcnn's +1 box arithmetic, Caffe ROI max pooling 14x14, res5
 at stride 1 with dilation 2, average pool5 and the 1601-class head. The
 attribute head is omitted (its output is not part of the features).
 
-Weights: detector_weights.py reads the original .caffemodel or MILVLG's .pth.
+Weights: detection/weight_files.py reads the original .caffemodel or MILVLG's .pth.
 Images are decoded and resized with OpenCV, as the original did.
 """
 from dataclasses import dataclass

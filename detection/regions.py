@@ -1,4 +1,4 @@
-"""The box arithmetic of the bottom-up-attention detector (detector.py):
+"""The box arithmetic of the bottom-up-attention detector (detection/detector.py):
 anchors, box decoding and clipping, NMS, the proposal layer, Caffe ROI max
 pooling and the region selection of generate_tsv.py (docs/FEATURE_EXTRACTION.md,
 sections cited as §N)."""

@@ -154,7 +154,7 @@ def test_glove_kumo_without_package_says_what_to_install(monkeypatch):
         create_glove_embedding_init(['what'], 'kumo')
 
 
-def test_flickr_task_delegates_to_dataset_flickr(tmp_path, monkeypatch):
+def test_flickr_task_delegates_to_the_flickr_dictionary_builder(tmp_path, monkeypatch):
     calls = []
     monkeypatch.setattr(create_dictionary, 'create_flickr_dictionary',
                         lambda dataroot, glove_path=None: calls.append((dataroot, glove_path)) or 'made')

@@ -1,4 +1,4 @@
-"""detector.py against docs/FEATURE_EXTRACTION.md: each Caffe / py-faster-rcnn
+"""detection/detector.py against docs/FEATURE_EXTRACTION.md: each Caffe / py-faster-rcnn
 convention the specification flags (§13), and propose / select_regions /
 roi_pool against plain transcriptions of §6, §7 and §10 written here."""
 import math

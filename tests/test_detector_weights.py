@@ -1,8 +1,8 @@
-"""weight_files.py: the network has every layer of the specification with
+"""detection/weight_files.py: the network has every layer of the specification with
 Caffe's blob shapes, and the two released layouts (a .caffemodel decoded with
 protobuf, MILVLG's .pth) load into identical networks; a file that does not
 fit is named with its first bad layer. The files are written here from the
-specification with random weights (tests/tiny_detector.py)."""
+specification with random weights (tests/helpers/tiny_detector.py)."""
 import pickle
 
 import numpy as np

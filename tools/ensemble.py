@@ -1,6 +1,6 @@
 """Average the saved predictions of several models into one submission.
 
-Inputs are prediction files (see predictions.py: ours, written by
+Inputs are prediction files (see formats/predictions.py: ours, written by
 `test.py --logits` as `logits/<model><op><num_hid>_<label>/logits<index>.pth`,
 e.g. `logits/banc1280_mytest/logits0.pth`, or the original's bare logits
 tensor, whose rows and columns come from `--dataroot` and `--split`), loaded

@@ -11,7 +11,7 @@ list files (.txt: one image per line, `path [image_id]`, paths relative to
 the list). An image's id is the one its list line gives, else the last run of
 digits in its file name (COCO_val2014_000000000042.jpg -> 42).
 
-The detector is docs/FEATURE_EXTRACTION.md's (detector.py); --detector_weights
+The detector is docs/FEATURE_EXTRACTION.md's (detection/detector.py); --detector_weights
 takes the original .caffemodel or MILVLG's .pth. Defaults reproduce the
 10-100 adaptive release (--min_boxes 10 --max_boxes 100 --conf_thresh 0.2);
 --min_boxes 36 --max_boxes 36 the fixed-36 one (whose release used another

@@ -1,4 +1,4 @@
-"""Official VQA accuracy of a results file (the metric is vqa_metric.py).
+"""Official VQA accuracy of a results file (the metric is formats/vqa_metric.py).
 
 Usage:
   python3 tools/vqa_eval.py --results results/val_ban.json [--split val]

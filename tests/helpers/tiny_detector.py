@@ -3,8 +3,8 @@
 two released layouts (a .caffemodel written byte by byte from the protobuf
 wire format, a MILVLG state dict), and a small photo-like test image.
 
-Everything here is derived from the specification, not from detector.py or
-detector_weights.py, so the tests compare two independent readings."""
+Everything here is derived from the specification, not from
+detection/detector.py or detection/weight_files.py, so the tests compare two independent readings."""
 import struct
 
 import numpy as np
