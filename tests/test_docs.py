@@ -138,3 +138,46 @@ def test_robustness_md_names_tests_that_exist():
 @pytest.mark.parametrize('path', sorted((REPO / 'tests').glob('test_bad_*.py')), ids=lambda path: path.name)
 def test_every_bad_input_file_is_in_the_robustness_legend(path):
     assert 'tests/' + path.name in robustness_legend().values(), path.name
+
+
+# ----------------------------------------------------------------- module names in the docs
+
+ORIGINALS_FILES = {'generate_tsv.py'}  # the bottom-up-attention project's script, not ours
+PACKAGES = ('formats', 'runs', 'detection')
+
+
+def named_python_files(text):
+    """[(line, name)] of every `something.py` or `folder/something.py` a text names."""
+    return [(text.count('\n', 0, match.start()) + 1, match.group(1))
+            for match in re.finditer(r'(?<![\w/.-])((?:[\w.-]+/)*[\w-]+\.py)\b', text)]
+
+
+def misnamed(name):
+    """Why the doc's `name` does not lead to a file of ours, or None. A path must exist; a bare name
+    must be a module of the top level, tools/ or tests/: a package's module is named with its folder."""
+    if name in ORIGINALS_FILES:
+        return None
+    if '/' in name:
+        return None if (REPO / name).is_file() else 'no such file'
+    if any((REPO / folder / name).is_file() for folder in ('.', 'tools', 'tests')):
+        return None
+    inside = [package for package in PACKAGES if (REPO / package / name).is_file()]
+    return 'write %s/%s' % (inside[0], name) if inside else 'no such module'
+
+
+def test_the_reader_of_module_names_sees_paths_and_bare_names():
+    assert named_python_files('run `main.py`, see\nruns/checkpoints.py and tools/x-y.py; not a.pyc') == [
+        (1, 'main.py'), (2, 'runs/checkpoints.py'), (2, 'tools/x-y.py')]
+    assert misnamed('checkpoints.py') == 'write runs/checkpoints.py'
+    assert misnamed('model_config.py') == 'no such module'
+    assert misnamed('runs/checkpoints.py') is None and misnamed('compute_softscore.py') is None
+
+
+def test_readme_and_docs_name_modules_that_exist_where_they_are():
+    wrong = []
+    for path in [REPO / 'README.md'] + sorted((REPO / 'docs').glob('*.md')):
+        for line, name in named_python_files(path.read_text(encoding='utf-8')):
+            problem = misnamed(name)
+            if problem:
+                wrong.append('%s:%d: %s (%s)' % (path.relative_to(REPO), line, name, problem))
+    assert not wrong, '\n'.join(wrong)
