@@ -11,7 +11,7 @@ import sys
 
 import pytest
 import torch
-from bad_inputs import CASES, REPO, case, cases_of, check_one_line_error, evaluate_cmd, main_cmd, run_batch
+from bad_inputs import REPO, case, cases_of, check_one_line_error, evaluate_cmd, main_cmd, run_batch
 from robust_helpers import RunsCode
 
 
@@ -134,9 +134,9 @@ def test_bad_input_gives_one_line_error_and_no_output(cli_results, name):
 
 
 def test_batch_runner_matches_a_real_subprocess(vqa_root, tmp_path):
-    """The runpy batch above behaves as `python3 <script>`: same status, same stderr."""
+    """The runpy batch of tests/helpers/bad_inputs.py behaves as `python3 <script>`: same status, same stderr."""
     root = shutil.copytree(vqa_root, str(tmp_path / 'data'))
-    command = CASES['checkpoint_truncated'][0](root)
+    command = checkpoint_truncated(root)
     real = subprocess.run([sys.executable] + command, cwd=str(REPO), capture_output=True, text=True, timeout=120)
     batch = run_batch([(command[0], command[1:], {})], str(tmp_path))[0]
     assert (real.returncode, real.stderr) == (batch['returncode'], batch['stderr'])
