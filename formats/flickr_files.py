@@ -223,11 +223,15 @@ def pad_entity_positions(positions, max_entities=MAX_ENTITIES, max_length=MAX_SE
 
 # ----------------------------------------------------------------- split files
 
+def split_path(dataroot, split):
+    return os.path.join(dataroot, 'Flickr30kEntities', '%s.txt' % split)
+
+
 def read_split_ids(dataroot, split):
     """Image ids of a split from `Flickr30kEntities/<split>.txt` (one per
     line). (The original's `<split>_ids.pkl` are no split lists: each holds
     every image, see `converter_id_set`.)"""
-    txt_path = os.path.join(dataroot, 'Flickr30kEntities', '%s.txt' % split)
+    txt_path = split_path(dataroot, split)
     require_file(txt_path, ANNOTATIONS_FIX)
     image_ids = []
     with open(txt_path, 'r', encoding='utf-8') as handle:
