@@ -6,7 +6,6 @@ and fixed-36) and the Flickr30k converter alike, and so is a Flickr30k
 ground-truth box far outside its image."""
 import os
 
-import h5py
 import numpy as np
 import pytest
 from test_data_helpers import FEATURE_DIM, questions_json, write_json
