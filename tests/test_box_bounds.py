@@ -12,7 +12,7 @@ from test_data_helpers import FEATURE_DIM, questions_json, write_json
 
 from formats import flickr_files
 from formats.features import FeatureStore
-from tools import adaptive_detection_features_converter as converter
+from tools import adaptive_detection_features_converter
 from tools import detection_features_converter
 from tools.features_tsv import write_tsv
 from utils import UserError
@@ -53,7 +53,8 @@ def flickr_root(tmp_path):
 def convert_vqa(tmp_path, boxes_of):
     root, tsv = vqa_root(tmp_path), tmp_path / 'val.tsv'
     write_records(tsv, boxes_of)
-    converter.main(['--dataroot', str(root), '--split', 'val', '--feature_dim', str(FEATURE_DIM), '--tsv', str(tsv)])
+    adaptive_detection_features_converter.main(['--dataroot', str(root), '--split', 'val', '--feature_dim',
+                                                str(FEATURE_DIM), '--tsv', str(tsv)])
     return FeatureStore(str(root), 'val', with_image_bb=True), str(tsv)
 
 
@@ -69,7 +70,8 @@ def convert_flickr(tmp_path, boxes_of):
     root = flickr_root(tmp_path)
     tsv = root / 'val_flickr30k_resnet101_faster_rcnn_genome.tsv.3'
     write_records(tsv, boxes_of)
-    converter.main(['--task', 'flickr', '--dataroot', str(root), '--split', 'val', '--feature_dim', str(FEATURE_DIM)])
+    adaptive_detection_features_converter.main(['--task', 'flickr', '--dataroot', str(root), '--split', 'val',
+                                                '--feature_dim', str(FEATURE_DIM)])
     return FeatureStore(str(root), 'val', with_image_bb=True, splits=flickr_files.SPLITS), str(tsv)
 
 
@@ -117,9 +119,9 @@ def test_a_box_a_whole_width_out_is_the_last_one_kept(tmp_path):
         write_tsv(str(tmp_path / name), [(image_id, WIDTH, HEIGHT, boxes, features(image_id)[:1])
                                          for image_id in IMAGES])
     argv = ['--dataroot', str(root), '--split', 'val', '--feature_dim', str(FEATURE_DIM), '--tsv']
-    converter.main(argv + [str(tmp_path / 'kept.tsv')])
+    adaptive_detection_features_converter.main(argv + [str(tmp_path / 'kept.tsv')])
     with pytest.raises(UserError, match='refused.tsv:1: image 4 box 0'):
-        converter.main(argv + [str(tmp_path / 'refused.tsv')])
+        adaptive_detection_features_converter.main(argv + [str(tmp_path / 'refused.tsv')])
 
 
 def annotation(box, size='<size><width>500</width><height>400</height><depth>3</depth></size>'):

@@ -27,7 +27,7 @@ import utils
 from dataset import Flickr30kFeatureDataset, VisualGenomeFeatureDataset, VQAFeatureDataset
 from formats.dictionary import Dictionary, load_dictionary
 from runs import checkpoints
-from tools import adaptive_detection_features_converter as converter
+from tools import adaptive_detection_features_converter
 from tools.features_tsv import write_tsv
 from utils import UserError
 
@@ -114,9 +114,9 @@ def test_a_full_disk_while_converting_names_the_hdf5_file_and_keeps_the_previous
     def fill_the_disk(writer):
         temporary = writer.datasets['image_features'].file.filename
         raise RuntimeError(HDF5_CLOSE_ERROR % temporary)
-    monkeypatch.setattr(converter._SplitWriter, 'finish', fill_the_disk)
-    status, err = cli_status(capsys, converter.main, ['--dataroot', root, '--split', 'val', '--feature_dim',
-                                                      str(FEATURE_DIM)])
+    monkeypatch.setattr(adaptive_detection_features_converter._SplitWriter, 'finish', fill_the_disk)
+    status, err = cli_status(capsys, adaptive_detection_features_converter.main,
+                             ['--dataroot', root, '--split', 'val', '--feature_dim', str(FEATURE_DIM)])
     assert (status, err) == (2, 'error: %s: %s\n' % (os.path.join(root, 'val.hdf5'), NO_SPACE))
     assert snapshot(root) == before
 
@@ -156,8 +156,8 @@ def test_a_really_full_disk_while_converting_and_while_saving_a_checkpoint(vqa_r
     write_tsv(str(tsv), [image_record(image_id, 50, 2048) for image_id in (4, 5)])
     questions = os.path.join(vqa_root, 'v2_OpenEnded_mscoco_val2014_questions.json')
     converted = run_with_a_full_disk(small, '200k', (
-        'import shutil; shutil.copy(%r, %r); from tools import adaptive_detection_features_converter as converter; '
-        'utils.run_cli(converter.main, ["--dataroot", %r, "--split", "val", "--tsv", %r])'
+        'import shutil; shutil.copy(%r, %r); from tools import adaptive_detection_features_converter; '
+        'utils.run_cli(adaptive_detection_features_converter.main, ["--dataroot", %r, "--split", "val", "--tsv", %r])'
         % (questions, str(small), str(small), str(tsv))), 'val.hdf5')
     assert converted.returncode == 2 and converted.stderr == 'error: %s/val.hdf5: %s\n' % (small, NO_SPACE), \
         converted.stderr
