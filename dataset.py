@@ -49,6 +49,7 @@ from formats.flickr_files import (
     read_split_ids,
     remove_annotations,
     sentence_path,
+    split_path,
 )
 from formats.glove import create_glove_embedding_init
 from formats.paths import dictionary_file, glove_init_file
@@ -254,7 +255,7 @@ class VisualGenomeFeatureDataset(_QuestionFeatureDataset):
         if os.path.exists(json_path):
             cached = utils.load_json(json_path, 'delete it to rebuild it')
             if isinstance(cached, dict) and cached.get('key') == key:
-                return self._checked(cached['entries'], json_path)
+                return self._checked(cached.get('entries'), json_path)
         elif os.path.exists(pkl_path):
             return self._checked(utils.safe_pickle_load(pkl_path), pkl_path)
         entries = self._build_entries(dataroot)
@@ -398,8 +399,11 @@ class Flickr30kFeatureDataset(Dataset):
     # ------------------------------------------------------------- loading
 
     def _check_split_images(self):
-        """Every image of the split file must have features."""
-        for image_id in read_split_ids(self.dataroot, self.name):
+        """The split file lists images, and every one has features."""
+        image_ids = read_split_ids(self.dataroot, self.name)
+        if not image_ids:  # the features would be used for a split that names no image
+            raise UserError('%s lists no images; %s' % (split_path(self.dataroot, self.name), ANNOTATIONS_FIX))
+        for image_id in image_ids:
             if image_id not in self.img_id2idx:
                 raise UserError('%s: image %d of the %s split has no features; %s'
                                 % (self.feature_store.imgid2idx_path, image_id, self.name, FEATURES_FIX))

@@ -289,7 +289,26 @@ def save_json(obj, path):
 
 def torch_save_atomic(obj, path):
     with atomic_write(path, 'wb') as handle:
-        torch.save(obj, handle)
+        try:
+            torch.save(obj, handle)
+        except RuntimeError as err:
+            # torch's zip writer reports a failed write (a full disk) as "unexpected pos N vs M";
+            # the OSError of that write, which names the cause, is the exception it was handling
+            if isinstance(err.__context__, OSError):
+                raise err.__context__ from None
+            raise
+
+
+def hdf5_os_error(err):
+    """The OSError that an HDF5 error (h5py raises RuntimeError when closing a
+    file whose last writes failed) reports as `errno = N` and `filename =
+    '...'`, or None when its message names no errno."""
+    found = re.search(r'errno = (\d+)', str(err))
+    if found is None:
+        return None
+    code = int(found.group(1))
+    path = re.search(r"name = '([^']*)'", str(err))
+    return OSError(code, os.strerror(code), path.group(1) if path else None)
 
 
 # ----------------------------------------------------------------- reading

@@ -18,6 +18,26 @@ from formats.paths import feature_files
 from utils import UserError
 
 FEATURE_SPLITS = ('train', 'val', 'test2015')
+# How far past an edge of its image a box may reach, as a fraction of the
+# image's width or height. A box a few pixels outside its image (y1 = -2,
+# x2 = w + 1.5) is data the original converts and uses as written, so it is
+# kept. A box more than a whole image width or height past an edge (spatial
+# features below -1 or above 2) is no detector's or annotator's box of that
+# image: the recorded image size is wrong (another image's, or a rescaled
+# copy's) or the box belongs to another image. Used by the TSV reader
+# (tools/features_tsv.py) and the Flickr30k annotation reader.
+FAR_OUTSIDE = 1.0
+
+
+def boxes_far_outside(boxes, image_w, image_h):
+    """Indices of the boxes [n, 4] (x1, y1, x2, y2) more than FAR_OUTSIDE
+    times the image's width or height past an edge, and the pixels each box
+    reaches past its farthest edge [n] (0 or less: inside the image)."""
+    boxes = np.asarray(boxes, dtype=np.float64).reshape(-1, 4)
+    sizes = np.array([image_w, image_h, image_w, image_h], dtype=np.float64)  # [4]
+    past_edge = np.maximum(-boxes, boxes - sizes)  # [n, 4] pixels past the nearer edge (negative: inside)
+    far = np.nonzero((past_edge > FAR_OUTSIDE * sizes).any(axis=1))[0]
+    return far, past_edge.max(axis=1)
 
 
 def converter_fix(adaptive):

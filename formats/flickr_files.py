@@ -20,6 +20,7 @@ from typing import NamedTuple
 
 import numpy as np
 
+from formats.features import boxes_far_outside
 from utils import UserError, is_id, require_file, safe_pickle_load, utf8_lines
 
 SPLITS = ('train', 'val', 'test')
@@ -130,12 +131,15 @@ def parse_annotation_file(path):
     Returns {chain_id: [[xmin, ymin, xmax, ymax], ...]} in pixels. Every
     `<object>` with a non-empty `<bndbox>` adds its box to each chain id of
     its `<name>` elements; objects with only `<nobndbox>`/`<scene>` flags
-    add nothing, so their chains are absent."""
+    add nothing, so their chains are absent. A box more than a whole image
+    width or height outside the image its `<size>` gives (features.FAR_OUTSIDE)
+    is refused: it would match no detected box and lower the recall silently."""
     require_file(path, ANNOTATIONS_FIX)
     try:
         root = ElementTree.parse(path).getroot()
     except ElementTree.ParseError as err:
         raise UserError('%s: malformed XML (%s); %s' % (path, err, ANNOTATIONS_FIX)) from None
+    image_size = _image_size(root)
     chain_boxes = {}
     for obj in root.findall('object'):
         bndbox = obj.find('bndbox')
@@ -145,6 +149,10 @@ def parse_annotation_file(path):
         if box[2] < box[0] or box[3] < box[1]:
             raise UserError('%s: box %s is inverted (xmax < xmin or ymax < ymin); %s'
                             % (path, box, ANNOTATIONS_FIX))
+        if image_size is not None and boxes_far_outside(box, *image_size)[0].size:
+            raise UserError('%s: box %s lies more than a whole image width or height outside the %d x %d image of '
+                            'its <size>; the file is damaged: %s' % (path, box, image_size[0], image_size[1],
+                                                                    ANNOTATIONS_FIX))
         for name in obj.findall('name'):
             chain_id = _xml_int_text(name.text, 'name', path)
             if chain_id <= 0 or not is_id(chain_id):
@@ -152,6 +160,16 @@ def parse_annotation_file(path):
                                 % (path, chain_id, ANNOTATIONS_FIX))
             chain_boxes.setdefault(chain_id, []).append(box)
     return chain_boxes
+
+
+def _image_size(root):
+    """(width, height) of an annotation's `<size>`, or None where it gives no
+    positive integers (the original reads no size, so none is required)."""
+    try:
+        size = [int(root.findtext('size/%s' % tag)) for tag in ('width', 'height')]
+    except (TypeError, ValueError):
+        return None
+    return size if min(size) > 0 else None
 
 
 def _xml_int(parent, tag, path):
@@ -205,11 +223,15 @@ def pad_entity_positions(positions, max_entities=MAX_ENTITIES, max_length=MAX_SE
 
 # ----------------------------------------------------------------- split files
 
+def split_path(dataroot, split):
+    return os.path.join(dataroot, 'Flickr30kEntities', '%s.txt' % split)
+
+
 def read_split_ids(dataroot, split):
     """Image ids of a split from `Flickr30kEntities/<split>.txt` (one per
     line). (The original's `<split>_ids.pkl` are no split lists: each holds
     every image, see `converter_id_set`.)"""
-    txt_path = os.path.join(dataroot, 'Flickr30kEntities', '%s.txt' % split)
+    txt_path = split_path(dataroot, split)
     require_file(txt_path, ANNOTATIONS_FIX)
     image_ids = []
     with open(txt_path, 'r', encoding='utf-8') as handle:

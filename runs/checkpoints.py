@@ -90,12 +90,28 @@ def load_model_state(model, state_dict, path):
     configuration is a UserError listing the mismatched keys and shapes."""
     model = base_model.unwrap(model)
     mismatch = describe_mismatch(model, state_dict)
+    other_task = _task_of_state(state_dict)
+    if mismatch and other_task != _task_of_state(model.state_dict()):
+        raise UserError('%s is a %s model; %s' % (path, TASK_NAMES[other_task], _task_fix(other_task)))
     if mismatch:
         shown = '; '.join(mismatch[:8]) + ('; ... %d more' % (len(mismatch) - 8) if len(mismatch) > 8 else '')
         raise UserError('%s does not fit this model (%d mismatches: %s); pass the --num_hid, --gamma, '
                         '--op and --task it was trained with, and the same dictionary'
                         % (path, len(mismatch), shown))
     model.load_state_dict(state_dict)
+
+
+TASK_NAMES = {'vqa': 'VQA', 'flickr': 'Flickr30k'}
+
+
+def _task_of_state(state_dict):
+    """'vqa' for the weights of a VQA model (they have an answer classifier), else 'flickr'."""
+    return 'vqa' if any('classifier.' in key for key in state_dict) else 'flickr'
+
+
+def _task_fix(task):
+    """What to do with a checkpoint of `task` given to a command of the other task."""
+    return 'pass --task %s' % task
 
 
 def resume_epoch(checkpoint, path):
@@ -167,7 +183,25 @@ def model_from_checkpoint(args, task, path, device, ntoken, v_dim, num_answers):
         check_data(config, wanted, path, getattr(args, 'dataroot', 'data'))
         model = base_model.build_model(config)
     load_model_state(model, ckpt['model_state'], path)
+    refuse_non_finite_scores(model, path)
     return model.to(device), ckpt
+
+
+def refuse_non_finite_scores(model, path):
+    """Make `model`, loaded from the checkpoint `path`, raise a UserError
+    naming it when its scores (VQA: answer logits; Flickr30k: box logits)
+    hold NaN or infinity: their arg-max is an arbitrary answer or box that
+    would pass for a result."""
+    def check(module, inputs, outputs):
+        scores = outputs[0] if outputs[0] is not None else outputs[1]  # the Flickr30k model returns (None, logits)
+        if torch.isfinite(scores).all():
+            return
+        damaged = sum(int((~torch.isfinite(param)).sum()) for param in module.parameters())
+        cause = ('%d of its weights are NaN or infinite (a training that diverged, or a damaged file)' % damaged
+                 if damaged else 'its weights are finite, but its scores overflow on this input')
+        raise UserError('%s gives NaN or infinite scores: %s; use another checkpoint (an earlier epoch) or train '
+                        'again' % (path, cause))
+    model.register_forward_hook(check)
 
 
 def save_checkpoint(path, model, optimizer, epoch, extra=None):
@@ -318,12 +352,19 @@ def adopt(args, config, source):
     was trained with); a flag the command line gave with another value is a
     UserError naming both. Returns the names of the flags that changed."""
     given = getattr(args, 'given_flags', frozenset())
-    conflicts = ['--%s %s (it was trained with --%s %s)' % (name, _shown(getattr(args, name)), name,
-                                                           _shown(getattr(config, name)))
-                 for name in base_model.MODEL_FLAGS if name in given and getattr(args, name) != getattr(config, name)]
-    if conflicts:
+    differing = [name for name in base_model.MODEL_FLAGS
+                 if name in given and getattr(args, name) != getattr(config, name)]
+    if differing and config.task != args.task:  # e.g. VQA flags for a Flickr30k model
+        dropped = ['--%s %s' % (name, _shown(getattr(args, name))) for name in differing if name != 'task']
+        raise UserError('%s is a %s model (main.py --task %s): %s%s'
+                        % (source, TASK_NAMES[config.task], config.task, _task_fix(config.task),
+                           ' and drop %s' % ' '.join(dropped) if dropped else ''))
+    if differing:
         raise UserError('%s cannot be loaded with %s: its weights fit only the settings saved in it; drop %s'
-                        % (source, ', '.join(conflicts), 'those flags' if len(conflicts) > 1 else 'the flag'))
+                        % (source, ', '.join('--%s %s (it was trained with --%s %s)'
+                                             % (name, _shown(getattr(args, name)), name, _shown(getattr(config, name)))
+                                             for name in differing),
+                           'those flags' if len(differing) > 1 else 'the flag'))
     changed = [name for name in base_model.MODEL_FLAGS if getattr(args, name) != getattr(config, name)]
     for name in base_model.MODEL_FLAGS:
         setattr(args, name, getattr(config, name))

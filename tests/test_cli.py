@@ -518,7 +518,9 @@ def free_port():
 
 
 def test_torchrun_two_processes_match_single_process(tiny_root, trained, tmp_path):
-    env = dict(os.environ, OMP_NUM_THREADS='1')
+    scratch = tmp_path / 'tmp'  # torchrun leaves a torchelastic_* folder in the temporary folder
+    scratch.mkdir()
+    env = dict(os.environ, OMP_NUM_THREADS='1', TMPDIR=str(scratch))
     common = ['--dataroot', tiny_root, '--input', str(trained), '--epoch', '3'] + EVAL
     single = tmp_path / 'single.json'
     double = tmp_path / 'double.json'
@@ -536,6 +538,7 @@ def test_torchrun_two_processes_match_single_process(tiny_root, trained, tmp_pat
     records = json_log(output)
     assert len(records) == 1 and records[0]['samples'] == 120 and records[0]['eval_samples'] == 48
     assert (output / 'model_epoch0.pth').exists()
+    assert all(name.startswith('torchelastic_') for name in os.listdir(str(scratch)))  # pytest removes these
 
 
 def test_flickr_train_and_evaluate_end_to_end(tmp_path, capsys):

@@ -8,6 +8,7 @@ import argparse
 import errno
 import os
 import pickle
+import shlex
 import shutil
 import signal
 import subprocess
@@ -101,20 +102,25 @@ def test_writing_over_a_folder_removes_the_temporary_file(tmp_path):
     assert raised.value.filename == str(tmp_path / 'val.hdf5') and temporary_files(tmp_path) == []
 
 
-def run_in_a_small_tmpfs(script, size, mount_options=''):
-    """Run bash `script` in a new user and mount namespace where $SMALL is a
-    tmpfs of `size` (a real full or read-only disk, no root needed)."""
+def run_in_a_small_tmpfs(mount_point, script, size, mount_options=''):
+    """Run bash `script` in a new user and mount namespace where $SMALL, the
+    empty folder `mount_point`, is a tmpfs of `size` (a real full or
+    read-only disk, no root needed). The tmpfs goes with the namespace; the
+    folder stays empty."""
     if shutil.which('unshare') is None or subprocess.run(['unshare', '-Urm', 'true'],
                                                          capture_output=True).returncode != 0:
         pytest.skip('no user namespaces (unshare -Urm) to mount a small tmpfs')
-    wrapper = ('set -e; export SMALL=$(mktemp -d); mount -t tmpfs -o size=%s%s tmpfs "$SMALL"; %s'
-               % (size, mount_options, script))
-    return subprocess.run(['unshare', '-Urm', 'bash', '-c', wrapper], cwd=str(REPO), capture_output=True,
-                          text=True, timeout=300)
+    wrapper = ('set -e; export SMALL=%s; mount -t tmpfs -o size=%s%s tmpfs "$SMALL"; %s'
+               % (shlex.quote(str(mount_point)), size, mount_options, script))
+    finished = subprocess.run(['unshare', '-Urm', 'bash', '-c', wrapper], cwd=str(REPO), capture_output=True,
+                              text=True, timeout=300)
+    assert os.listdir(str(mount_point)) == []
+    return finished
 
 
-def test_a_really_full_disk_under_training_and_a_read_only_results_folder(trained_root):
+def test_a_really_full_disk_under_training_and_a_read_only_results_folder(trained_root, tmp_path):
     main_run = run_in_a_small_tmpfs(
+        tmp_path,
         '%s main.py --dataroot %s --output "$SMALL/run" %s || echo "status $?"; ls -a "$SMALL/run"'
         % (sys.executable, trained_root, ' '.join("'%s'" % flag for flag in TRAIN_FLAGS)), '24k')
     assert 'Traceback' not in main_run.stderr and 'status 2' in main_run.stdout, main_run.stderr
@@ -122,6 +128,7 @@ def test_a_really_full_disk_under_training_and_a_read_only_results_folder(traine
     assert '/run/model_epoch0.pth: no space left on device' in main_run.stderr
     assert '.tmp' not in main_run.stdout  # the listing of the output folder
     test_run = run_in_a_small_tmpfs(
+        tmp_path,
         '%s test.py --dataroot %s --input %s/model --epoch 0 --output "$SMALL" %s || echo "status $?"; ls -a "$SMALL"'
         % (sys.executable, trained_root, trained_root, ' '.join("'%s'" % flag for flag in EVAL_FLAGS)), '16k', ',ro')
     assert 'status 2' in test_run.stdout and test_run.stderr.count('\n') == 1, test_run.stderr

@@ -44,7 +44,7 @@ from formats import (
 )
 from formats.paths import feature_files, question_path  # noqa: E402
 from tools.features_tsv import FEATURES_FIX, iter_tsv_records  # noqa: E402
-from utils import UserError, atomic_path, atomic_write, require_file, run_cli  # noqa: E402
+from utils import UserError, atomic_path, atomic_write, hdf5_os_error, require_file, run_cli  # noqa: E402
 
 VQA_SPLITS = ('train', 'val', 'test2015')
 FLICKR_SPLITS = ('train', 'val', 'test')
@@ -175,18 +175,24 @@ def convert(tsv_paths, split_images, outputs, feature_dim=2048, fixed_boxes=None
     layouts, skipped = count_boxes(tsv_paths, split_images, feature_dim, fixed_boxes)
     owners = _image_owners(split_images)
     zero_area = 0
-    with contextlib.ExitStack() as stack:
-        writers = {}
-        for split, layout in layouts.items():
-            temporary = stack.enter_context(atomic_path(outputs[split][0]))
-            h5 = stack.enter_context(h5py.File(temporary, 'w'))
-            writers[split] = _SplitWriter(h5, split, layout, feature_dim, fixed_boxes)
-        for record in iter_tsv_records(tsv_paths, feature_dim, decode=owners, num_boxes=fixed_boxes):
-            for split in owners.get(record['image_id'], ()):
-                writers[split].add(record)
-            zero_area += record['zero_area_boxes']
-        for writer in writers.values():
-            writer.finish()
+    try:
+        with contextlib.ExitStack() as stack:
+            writers = {}
+            for split, layout in layouts.items():
+                temporary = stack.enter_context(atomic_path(outputs[split][0]))
+                h5 = stack.enter_context(h5py.File(temporary, 'w'))
+                writers[split] = _SplitWriter(h5, split, layout, feature_dim, fixed_boxes)
+            for record in iter_tsv_records(tsv_paths, feature_dim, decode=owners, num_boxes=fixed_boxes):
+                for split in owners.get(record['image_id'], ()):
+                    writers[split].add(record)
+                zero_area += record['zero_area_boxes']
+            for writer in writers.values():
+                writer.finish()
+    except RuntimeError as err:  # h5py closing a file whose writes failed (a full disk)
+        failed_write = hdf5_os_error(err)
+        if failed_write is None:
+            raise
+        raise failed_write from None
     img_id2idx = {}
     for split, layout in layouts.items():
         img_id2idx[split] = image_rows(layout)

@@ -18,7 +18,8 @@ import numpy as np
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
-from utils import UserError, atomic_write, is_id, require_file  # noqa: E402
+from formats.features import boxes_far_outside  # noqa: E402
+from utils import UserError, atomic_write, is_id, note, require_file  # noqa: E402
 
 FIELDNAMES = ('image_id', 'image_w', 'image_h', 'num_boxes', 'boxes', 'features')
 RELEASE_LINE_END = '\r\n'  # the released files end every row as Python's csv writer does
@@ -81,35 +82,36 @@ def _parse_header(fields, where):
     return image_id, image_w, image_h, num_boxes
 
 
-BOX_MARGIN = 1.0  # pixels a box may reach past the image edge (the detector clips boxes to the image)
-
-
 def _check_boxes(boxes, where, image_id, image_w, image_h):
-    """Reject inverted boxes (x2 < x1 or y2 < y1) and boxes outside the
-    image (more than BOX_MARGIN pixels past an edge: a wrong image size or
-    another image's boxes); return the number of zero-area boxes, which
-    detectors can emit and which are kept."""
+    """Refuse inverted boxes (x2 < x1 or y2 < y1) and boxes more than
+    formats.features.FAR_OUTSIDE times the image's width or height past an edge. Returns
+    (zero-area boxes, boxes partly outside the image, their largest distance
+    past an edge in pixels); both kinds are kept exactly as written."""
     widths, heights = boxes[:, 2] - boxes[:, 0], boxes[:, 3] - boxes[:, 1]
     inverted = np.nonzero((widths < 0) | (heights < 0))[0]
     if inverted.size:
         box = int(inverted[0])
         raise UserError('%s: image %d box %d is inverted (x1, y1, x2, y2 = %s): x2 < x1 or y2 < y1'
                         % (where, image_id, box, boxes[box].tolist()))
-    limits = np.array([image_w, image_h, image_w, image_h]) + BOX_MARGIN  # [4]
-    outside = np.nonzero(((boxes < -BOX_MARGIN) | (boxes > limits)).any(axis=1))[0]
-    if outside.size:
-        box = int(outside[0])
+    far, past_edge = boxes_far_outside(boxes, image_w, image_h)
+    if far.size:
+        box = int(far[0])
         raise UserError('%s: image %d box %d (x1, y1, x2, y2 = %s) lies outside the %g x %g image, as do %d more '
-                        'of its %d boxes; the image size or the boxes are wrong'
-                        % (where, image_id, box, boxes[box].tolist(), image_w, image_h, outside.size - 1, len(boxes)))
-    return int(((widths == 0) | (heights == 0)).sum())
+                        'of its %d boxes: more than a whole image width or height past an edge, which no detector '
+                        'emits; the image size or the boxes are wrong'
+                        % (where, image_id, box, boxes[box].tolist(), image_w, image_h, far.size - 1, len(boxes)))
+    outside = past_edge > 0  # [n]
+    return (int(((widths == 0) | (heights == 0)).sum()), int(outside.sum()),
+            float(past_edge.max()) if outside.any() else 0.0)
 
 
 def iter_tsv_records(paths, feature_dim=2048, decode=True, num_boxes=None, feature_flag='--feature_dim'):
     """Yield one dict per line of the TSV files `paths`, in order:
     image_id, image_w, image_h, num_boxes, boxes float32 [n, 4] and features
-    float32 [n, D] (None when not decoded), zero_area_boxes, and `where`
-    ('file:line').
+    float32 [n, D] (None when not decoded), zero_area_boxes, outside_boxes
+    (those partly outside the image, kept as written), and `where`
+    ('file:line'). After each file with boxes outside their image, one note
+    says how many and how far.
 
     `decode`: True decodes and validates every record, False none (a cheap
     pass over image ids and box counts), or a container of the image ids to
@@ -120,6 +122,8 @@ def iter_tsv_records(paths, feature_dim=2048, decode=True, num_boxes=None, featu
     seen = {}
     for path in paths:
         require_file(path, FEATURES_FIX)
+        outside_boxes = outside_images = 0
+        farthest = 0.0
         with open(path, 'r', newline='', encoding='ascii', errors='replace') as handle:
             reader = csv.reader(handle, delimiter='\t', quoting=csv.QUOTE_NONE)
             while True:
@@ -137,7 +141,13 @@ def iter_tsv_records(paths, feature_dim=2048, decode=True, num_boxes=None, featu
                     record = _record(fields, where, seen, feature_dim, decode, num_boxes, feature_flag)
                 except UserError as err:
                     raise UserError('%s; %s' % (err, LINE_FIX)) from None
+                outside_boxes += record['outside_boxes']
+                outside_images += record['outside_boxes'] > 0
+                farthest = max(farthest, record['farthest_outside'])
                 yield record
+        if outside_boxes:
+            note('%s: %d boxes of %d images reach up to %.4g pixels outside their image; kept as written, as the '
+                 'original uses them' % (path, outside_boxes, outside_images, farthest))
 
 
 def _record(fields, where, seen, feature_dim, decode, fixed_boxes, feature_flag):
@@ -150,12 +160,14 @@ def _record(fields, where, seen, feature_dim, decode, fixed_boxes, feature_flag)
         raise UserError('%s: image %d has %d boxes; the fixed-box features have %d per image'
                         % (where, image_id, num_boxes, fixed_boxes))
     record = {'image_id': image_id, 'image_w': image_w, 'image_h': image_h, 'num_boxes': num_boxes,
-              'boxes': None, 'features': None, 'zero_area_boxes': 0, 'where': where}
+              'boxes': None, 'features': None, 'zero_area_boxes': 0, 'outside_boxes': 0, 'farthest_outside': 0.0,
+              'where': where}
     if decode is True or (decode is not False and image_id in decode):
         record['boxes'] = _decode_array(fields[4], num_boxes, 4, 'boxes', where)  # [n, 4]
         record['features'] = _decode_array(fields[5], num_boxes, feature_dim, 'features', where,
                                            feature_flag)  # [n, D]
-        record['zero_area_boxes'] = _check_boxes(record['boxes'], where, image_id, image_w, image_h)
+        (record['zero_area_boxes'], record['outside_boxes'],
+         record['farthest_outside']) = _check_boxes(record['boxes'], where, image_id, image_w, image_h)
     return record
 
 
