@@ -8,7 +8,7 @@ import os
 
 import numpy as np
 import pytest
-from test_data_helpers import FEATURE_DIM, questions_json, write_json
+from data_helpers import FEATURE_DIM, questions_json, write_json
 
 from formats import flickr_files
 from formats.features import FeatureStore

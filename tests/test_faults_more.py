@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 import torch
 from robust_helpers import snapshot
-from test_data_helpers import EVAL_FLAGS, FEATURE_DIM, image_record
+from data_helpers import EVAL_FLAGS, FEATURE_DIM, image_record
 
 import ask
 import base_model
