@@ -1,5 +1,5 @@
-"""detection/weight_files.py: the network has every layer of the specification with
-Caffe's blob shapes, and the two released layouts (a .caffemodel decoded with
+"""detection/weight_files.py: the network has every layer of the specification
+(docs/FEATURE_EXTRACTION.md, sections cited as §N) with Caffe's blob shapes, and the two released layouts (a .caffemodel decoded with
 protobuf, MILVLG's .pth) load into identical networks; a file that does not
 fit is named with its first bad layer. The files are written here from the
 specification with random weights (tests/helpers/tiny_detector.py)."""

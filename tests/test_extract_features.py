@@ -1,7 +1,7 @@
 """tools/extract_features.py: images -> rows of the released TSV format that
 the converter accepts; resuming, atomic output and unreadable images. The
 detector is the narrow tiny_detector.TINY with random weights written as a
-.caffemodel (the real layout)."""
+.caffemodel (the real layout). §N: a section of docs/FEATURE_EXTRACTION.md."""
 import os
 
 import h5py
