@@ -240,8 +240,8 @@ class BoxLabels:
         """Label `box` (x1, y1, x2, y2 in data coordinates) with `text` in a `colour` block."""
         pad = 0.2
         label = self.ax.text(0, 0, text, fontsize=size, color='white', fontweight='bold', ha='left', va='bottom',
-                             bbox=dict(boxstyle='square,pad=%g' % pad, facecolor=colour, edgecolor='none',
-                                       alpha=0.9))
+                             bbox=dict(boxstyle='square,pad=%g' % pad, facecolor=colour, alpha=0.9,
+                                       edgecolor='white', linewidth=0.8))  # edged: visible on its own colour
         extent = label.get_window_extent(self.renderer)
         margin = pad * size / 72 * self.ax.figure.dpi  # the block's padding, pixels
         width, height = extent.width + 2 * margin, extent.height + 2 * margin
