@@ -226,8 +226,10 @@ def commands_to_try(dataroot, model, question, image_path):
 
 def print_commands_to_try(dataroot, model):
     """The demo's last lines: commands that work as printed on what it built
-    (another test question than the picture's, on another image)."""
-    question = test_questions(dataroot)[-1]
+    (a "what" question about the last test image rather than the picture's first)."""
+    questions = test_questions(dataroot)
+    question = next((item for item in reversed(questions) if item['question'].lower().startswith('what ')),
+                    questions[-1])
     print('\nTry next%s:' % ('' if os.path.realpath(os.getcwd()) == os.path.realpath(REPO)
                              else ' (from %s)' % shlex.quote(REPO)))
     for what, argv in commands_to_try(dataroot, model, question, test_image_path(question['image_id'])):
