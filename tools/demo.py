@@ -18,7 +18,9 @@ Every step prints the command it runs, with the interpreter running this
 file and shell quoting, so the line can be pasted into a shell at the
 repository root and re-run as is (the demo prints a `cd` there first when
 started elsewhere). A step is skipped when its outputs exist, so a second
-run only re-reads the results.
+run only re-reads the results. It ends with four commands to try next (ask
+about a test image, draw its attention, evaluate, redraw the curves), which
+run as printed.
 """
 import argparse
 import glob
