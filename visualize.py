@@ -11,10 +11,13 @@ With --image and no --image_id the photo's region features are extracted on
 the fly (as ask.py does) and the attended boxes are drawn on it.
 
 Left: the image with each glimpse's most attended box drawn thick in the
-glimpse's colour and labelled with its number and weight (the share of the
-glimpse's attention it gets), and the other boxes of the maps drawn thin
-with their numbers. Right: each glimpse's box x word attention map; rows are
-the boxes numbered as on the image (each glimpse's top box and the most
+glimpse's colour (edged in white, so it shows on a shape of that colour) and
+labelled, just outside the box so the label hides nothing the box holds,
+with its number and weight (the share of the glimpse's attention it gets);
+the other boxes of the maps drawn thin with their numbers in a corner. No
+label covers another. Right: each glimpse's box x word attention map, in a
+column as tall as the image (two columns for more than two glimpses); rows
+are the boxes numbered as on the image (each glimpse's top box and the most
 attended ones overall, --top in all), columns the words the model read, one
 colour scale for all maps.
 
@@ -25,7 +28,7 @@ Flickr30k Entities: the box a grounding model picks for each phrase.
         --phrase "two young guys" --phrase "their hands" --image 1000092795.jpg
 
 Each phrase's top box is drawn in its colour with its probability (the
-sigmoid of its logit, what the grounding loss trains). A phrase is located
+sigmoid of its logit, what the grounding loss trains), labelled as above. A phrase is located
 at its last word, as the model was trained to read it.
 
 Without --image the boxes are drawn on an empty frame, and the picture says

@@ -131,3 +131,19 @@ def test_conversion_with_stderr_in_a_file_logs_progress(tmp_path):
     converting = [LINE.match(line) for line in lines if line.startswith('converting:')]
     assert [match['done'] for match in converting] == ['1', '2', '3', '4', '5']
     assert all(match['total'] == '5' for match in converting)
+
+
+def test_training_with_stderr_in_a_file_logs_epoch_and_evaluation_progress(tiny_root, tmp_path, monkeypatch, capfd):
+    import main
+    import tiny_vqa
+    monkeypatch.setenv(progress.INTERVAL_VARIABLE, '0')
+    main.main(['--dataroot', tiny_root, '--output', str(tmp_path / 'run'), '--epochs', '1', '--emb_dim',
+               str(tiny_vqa.GLOVE_DIM), '--num_hid', '16', '--batch_size', '16', '--workers', '0', '--device', 'cpu'])
+    lines = capfd.readouterr().err.splitlines()  # pytest's capture: not a terminal
+    training = [LINE.match(line) for line in lines if line.startswith('epoch 0: ')]
+    evaluation = [LINE.match(line) for line in lines if line.startswith('eval: ')]
+    assert training and all(training) and evaluation and all(evaluation), lines
+    assert [int(match['done']) for match in training] == list(range(1, len(training) + 1))
+    assert training[-1]['done'] == training[-1]['total'] and training[-1]['left'] == '0 s'
+    assert all(int(match['samples']) > 0 for match in training + evaluation)
+    assert all(re.search(r', loss=\d+\.\d{3}$', line) for line in lines if line.startswith('epoch 0: '))
