@@ -7,6 +7,7 @@ batch scheduler, `2> log`) one plain line every INTERVAL seconds, e.g.
 BAN_PROGRESS_SECONDS sets the interval (default 30 s; 0 prints a line after
 every step).
 """
+import functools
 import os
 import sys
 import time
@@ -19,7 +20,11 @@ DEFAULT_INTERVAL = 30.0
 
 def interval_seconds():
     """The interval between log lines: BAN_PROGRESS_SECONDS, else DEFAULT_INTERVAL."""
-    text = os.environ.get(INTERVAL_VARIABLE, '').strip()
+    return _interval(os.environ.get(INTERVAL_VARIABLE, '').strip())
+
+
+@functools.lru_cache(maxsize=None)  # one warning for a bad value, not one per epoch
+def _interval(text):
     if not text:
         return DEFAULT_INTERVAL
     try:

@@ -147,3 +147,10 @@ def test_training_with_stderr_in_a_file_logs_epoch_and_evaluation_progress(tiny_
     assert training[-1]['done'] == training[-1]['total'] and training[-1]['left'] == '0 s'
     assert all(int(match['samples']) > 0 for match in training + evaluation)
     assert all(re.search(r', loss=\d+\.\d{3}$', line) for line in lines if line.startswith('epoch 0: '))
+
+
+def test_a_bad_interval_is_warned_about_once(monkeypatch, capsys):
+    monkeypatch.setenv(progress.INTERVAL_VARIABLE, 'every minute')
+    for _ in range(3):
+        assert progress.interval_seconds() == progress.DEFAULT_INTERVAL
+    assert capsys.readouterr().err.count('warning: BAN_PROGRESS_SECONDS=') == 1
