@@ -77,7 +77,7 @@ class Progress:
             self.bar = tqdm(iterable, desc=desc, total=self.total, initial=initial, unit=unit, leave=False,
                             dynamic_ncols=True, file=self.stream)
         self.started = self.last_line = clock()
-        self.started_at = initial
+        self.initial = initial  # steps done before this run, left out of the rate
 
     def __iter__(self):
         if self.bar is not None:
@@ -109,7 +109,7 @@ class Progress:
         """The log line for the progress so far."""
         now = self.clock()
         elapsed = max(now - self.started, 1e-9)
-        steps = self.done - self.started_at
+        steps = self.done - self.initial
         rate = steps / elapsed
         parts = ['%d/%d %s (%d%%)' % (self.done, self.total, self.unit, 100 * self.done // max(self.total, 1))
                  if self.total else '%d %s' % (self.done, self.unit),
