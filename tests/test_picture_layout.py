@@ -3,7 +3,6 @@ beside (not over) the box they name and never over each other, a thick
 box visible on a shape of its own colour, no half-empty canvas, and curves
 of a one-epoch run with whole-epoch ticks and legends that cover no point."""
 import io
-import json
 
 import numpy as np
 import pytest
@@ -113,7 +112,7 @@ RECORD = {'epoch': 0, 'lr': 1.5e-3, 'train_loss': 1.25, 'train_score': 75.5, 'ev
 @pytest.mark.parametrize('epochs', [1, 2, 12])
 def test_curves_tick_whole_epochs_and_legends_cover_no_point(epochs):
     records = [dict(RECORD, epoch=epoch, eval_score=86.4 + epoch) for epoch in range(epochs)]
-    figure = curves.curves_figure(json.loads(json.dumps(records)), 'run')
+    figure = curves.curves_figure(records, 'run')
     renderer = drawn(figure)
     for ax in figure.axes:
         low, high = ax.get_xlim()
