@@ -194,8 +194,8 @@ class BoxLabels:
     """Labels of the boxes of an image panel, each put where it hides no
     label placed before it: glimpse and phrase labels outside their box
     (above it, stacked, else below: never over what the box holds), box
-    numbers in a corner inside theirs; where they can, neither over a thick
-    box other than one around their own box."""
+    numbers in a corner inside theirs; where there is room, over no thick box
+    except one around their own box."""
     GAP = 3  # pixels between a label and its box, or two labels
     ROWS = 4  # rows of labels tried above and below a box
 
