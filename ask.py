@@ -69,19 +69,30 @@ def read_args(parser, argv=None):
 def find_image_features(dataroot, image_id, splits=SPLITS_WITH_FEATURES):
     """(features [n, v_dim], spatials [n, 6], split) of `image_id` from whichever
     converted split of `splits` holds it."""
-    searched = []
+    searched = {}
     for split in splits:
         if not os.path.exists(feature_files(dataroot, split)[1]):
             continue
         store = FeatureStore(dataroot, split, splits=splits)
-        searched.append(split)
+        searched[split] = store.img_id2idx
         if image_id in store.img_id2idx:
             features, spatials = store.get(store.img_id2idx[image_id])
             return features, spatials, split
     if not searched:
         raise UserError('no converted features under %s: run tools/process%s.sh first'
                         % (dataroot, '' if splits == SPLITS_WITH_FEATURES else '_flickr'))
-    raise UserError('image %d has no features in %s (searched %s)' % (image_id, dataroot, ', '.join(searched)))
+    raise UserError('image %d has no features in %s; it holds %s' % (image_id, dataroot, '; '.join(
+        '%s: %s' % (split, id_summary(image_ids)) for split, image_ids in searched.items())))
+
+
+def id_summary(image_ids, examples=3):
+    """'1,000 images, ids 200000 to 200999, e.g. 200000, 200001, 200002'."""
+    ordered = sorted(image_ids)
+    if not ordered:
+        return 'no images'
+    return '%s image%s, ids %d to %d, e.g. %s' % (format(len(ordered), ','), '' if len(ordered) == 1 else 's',
+                                                   ordered[0], ordered[-1],
+                                                   ', '.join(str(image_id) for image_id in ordered[:examples]))
 
 
 def photo_features(image_path, weights_path, device):

@@ -10,11 +10,9 @@ flags (the original's).
 """
 import argparse
 import os
-import sys
 
 import torch
 from torch.utils.data import DataLoader
-from tqdm import tqdm
 
 from dataset import VQAFeatureDataset
 from formats.dictionary import load_dictionary
@@ -29,6 +27,7 @@ from runs.flags import (
     refuse_ignored_flags,
     str2bool,
 )
+from runs.progress import Progress
 from utils import UserError, run_cli, save_json
 
 
@@ -83,7 +82,9 @@ def predict_logits(model, loader, device, debug_dictionary=None, label2ans=None)
     """Logits for every item, in loader order: (ids or None [Q], logits [Q, n_ans])."""
     model.eval()
     all_logits, all_ids = [], []
-    for v, b, q, last in tqdm(loader, desc='predict', leave=False, disable=not sys.stderr.isatty()):
+    progress = Progress(loader, 'predict', unit='batches')
+    for v, b, q, last in progress:
+        progress.add_samples(len(v))
         logits, _ = model(v.to(device), b.to(device), q.to(device), None)  # [B,n_ans]
         all_logits.append(logits.float().cpu())
         if not torch.is_floating_point(last):

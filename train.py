@@ -17,11 +17,11 @@ from contextlib import nullcontext
 import torch
 import torch.distributed as dist
 import torch.nn as nn
-from tqdm import tqdm
 
 from base_model import unwrap
 from runs import checkpoints, runtime
 from runs.checkpoints import EMPTY_SUMS, INTERRUPTED_CHECKPOINT, LAST_CHECKPOINT
+from runs.progress import Progress
 from runs.runlog import RunLog
 from runs.samplers import ShardedBatches
 from utils import UserError
@@ -89,8 +89,8 @@ def train_one_epoch(model, loader, optimizer, task, device, epoch, grad_clip=GRA
     sums = dict(partial or EMPTY_SUMS)
     started = time.time()
     seen_here = 0
-    progress = tqdm(loader, desc='epoch %d' % epoch, disable=not (ctx.is_main and sys.stderr.isatty()), leave=False,
-                    initial=start_step, total=start_step + len(loader), dynamic_ncols=True)
+    progress = Progress(loader, 'epoch %d' % epoch, total=start_step + len(loader), unit='batches', initial=start_step,
+                        enabled=ctx.is_main)
     for step, batch in enumerate(progress, start=start_step):
         batch = task.to_device(batch, device)
         with _autocast(device, amp):
@@ -119,8 +119,8 @@ def train_one_epoch(model, loader, optimizer, task, device, epoch, grad_clip=GRA
         sums['score'] += stats['score']
         sums['samples'] += stats['samples']
         seen_here += stats['samples']
-        elapsed = max(time.time() - started, 1e-9)
-        progress.set_postfix(loss='%.3f' % loss.item(), samples_s='%.0f' % (seen_here / elapsed))
+        progress.add_samples(stats['samples'])
+        progress.set_postfix(loss='%.3f' % loss.item())
         if on_step is not None:
             on_step(step + 1, sums)
     progress.close()
@@ -152,8 +152,9 @@ def evaluate(model, loader, task, device, ctx=None, amp='off', on_batch=None):
     model.eval()
     per_batch = []
     batch_ids = loader.batch_sampler if isinstance(loader.batch_sampler, ShardedBatches) else None
-    for position, batch in enumerate(tqdm(loader, desc='eval', disable=not (ctx.is_main and sys.stderr.isatty()),
-                                          leave=False)):
+    progress = Progress(loader, 'eval', unit='batches', enabled=ctx.is_main)
+    for position, batch in enumerate(progress):
+        progress.add_samples(len(batch[0]))
         batch = task.to_device(batch, device)
         with _autocast(device, amp):
             sums = task.eval_step(model, batch)

@@ -11,10 +11,13 @@ With --image and no --image_id the photo's region features are extracted on
 the fly (as ask.py does) and the attended boxes are drawn on it.
 
 Left: the image with each glimpse's most attended box drawn thick in the
-glimpse's colour and labelled with its number and weight (the share of the
-glimpse's attention it gets), and the other boxes of the maps drawn thin
-with their numbers. Right: each glimpse's box x word attention map; rows are
-the boxes numbered as on the image (each glimpse's top box and the most
+glimpse's colour (edged in white, so it shows on a shape of that colour) and
+labelled, just outside the box so the label hides nothing the box holds,
+with its number and weight (the share of the glimpse's attention it gets);
+the other boxes of the maps drawn thin with their numbers in a corner. No
+label covers another. Right: each glimpse's box x word attention map, in a
+column as tall as the image (two columns for more than two glimpses); rows
+are the boxes numbered as on the image (each glimpse's top box and the most
 attended ones overall, --top in all), columns the words the model read, one
 colour scale for all maps.
 
@@ -25,7 +28,7 @@ Flickr30k Entities: the box a grounding model picks for each phrase.
         --phrase "two young guys" --phrase "their hands" --image 1000092795.jpg
 
 Each phrase's top box is drawn in its colour with its probability (the
-sigmoid of its logit, what the grounding loss trains). A phrase is located
+sigmoid of its logit, what the grounding loss trains), labelled as above. A phrase is located
 at its last word, as the model was trained to read it.
 
 Without --image the boxes are drawn on an empty frame, and the picture says
@@ -34,6 +37,7 @@ tools/plot_log.py.
 """
 import math
 import os
+import textwrap
 
 import numpy as np
 import torch
@@ -52,9 +56,13 @@ from runs import checkpoints, runtime
 from utils import UserError, atomic_write, note, run_cli
 
 DPI = 100
-MIN_WIDTH = 14.0  # inches: 1400 px at DPI
-CELL = (0.3, 0.26)  # inches per heat-map cell (word column, box row)
-PANEL_HEIGHT = (6.0, 8.0)  # inches: the image panel's least and greatest height
+MIN_WIDTH = 14.0  # inches: the grounding picture's least width, 1400 px at DPI
+CELL = (0.3, 0.26)  # inches per heat-map cell (word column, box row), at the least
+CELL_GROWTH = 1.7  # the cells grow up to this factor to fill the height beside the image
+MAP_FRAME = (0.9, 1.1)  # inches around a map's cells for its tick labels and title (width, height)
+PANEL_HEIGHT = (6.0, 8.0)  # inches: the image's least and greatest height in its panel
+LABEL_MARGIN = 0.45  # inches of panel above and below the image, for the labels of boxes at its edges
+HALO_WIDTH = 2.5  # points of white edging a thick box
 GLIMPSE_COLOURS = ['#e6194b', '#3cb44b', '#0082c8', '#f58231', '#911eb4', '#46d0d0', '#f032e6', '#808000']
 MAP_COLOURS = 'viridis'
 HOW_TO_READ = ('Thick boxes: the most attended box of each glimpse (G<glimpse> #<box> <its share of the glimpse\'s '
@@ -128,57 +136,149 @@ def _panel_size(image, height):
     return min(height * aspect, 2.0 * height), height
 
 
-def _draw_frame(ax, image):
+def _draw_frame(ax, image, panel_h):
+    """The image (or an empty unit frame) with LABEL_MARGIN inches of room
+    above and below it for the labels of boxes at its edges; `panel_h`: the
+    image's height in inches."""
+    from matplotlib.patches import Rectangle
     if image is not None:
         small = max(image.shape[:2]) < 300  # enlarge small images crisply instead of blurring them
-        ax.imshow(image, interpolation='nearest' if small else 'antialiased')
-        return
-    ax.set_xlim(0, 1)
-    ax.set_ylim(1, 0)
-    ax.set_aspect('equal')
-    ax.set_facecolor('#f7f7f7')
-    ax.set_xlabel(NO_IMAGE, fontsize=11, color='#c00000')
-
-
-def _box_patch(ax, box, colour, width, inset=0.0, style='-'):
-    from matplotlib.patches import Rectangle
-    x1, y1, x2, y2 = box
-    ax.add_patch(Rectangle((x1 + inset, y1 + inset), max(x2 - x1 - 2 * inset, 0), max(y2 - y1 - 2 * inset, 0),
-                           fill=False, edgecolor=colour, linewidth=width, linestyle=style))
-
-
-def _tag(ax, box, text, colour, line=0, size=9):
-    """A label in a coloured block at the box's top-left corner, the
-    `line`-th one there."""
-    ax.annotate(text, xy=(box[0], box[1]), xytext=(3, -3 - 15 * line), textcoords='offset points', ha='left',
-                va='top', fontsize=size, color='white', fontweight='bold',
-                bbox=dict(boxstyle='square,pad=0.2', facecolor=colour, edgecolor='none', alpha=0.9))
-
-
-def _numbered_box(ax, box, number):
-    """A thin dotted box (visible on light and dark pictures) with its number."""
-    _box_patch(ax, box, 'white', 1.2)
-    _box_patch(ax, box, 'black', 0.6, style=':')
-    _tag(ax, box, '#%d' % number, '#333333', size=8)
-
-
-def draw_attention_boxes(ax, image, spatials, weights, tops, shown):
-    """The image panel: thin numbered boxes for the heat-map rows, each
-    glimpse's top box thick in its colour with its weight."""
-    _draw_frame(ax, image)
-    boxes = _pixel_boxes(spatials, image)
-    extent = 1.0 if image is None else image.shape[1]
-    for box in shown:
-        if box not in tops:
-            _numbered_box(ax, boxes[box], box)
-    for box in dict.fromkeys(tops):
-        glimpses = [g for g, top in enumerate(tops) if top == box]
-        for line, glimpse in enumerate(glimpses):
-            colour = GLIMPSE_COLOURS[glimpse % len(GLIMPSE_COLOURS)]
-            _box_patch(ax, boxes[box], colour, 3.0, inset=line * 0.006 * extent)
-            _tag(ax, boxes[box], 'G%d  #%d  %.2f' % (glimpse + 1, box, float(weights[glimpse, box])), colour, line)
+        height, width = image.shape[:2]
+        # pixel edges at whole coordinates, as the detector's boxes have them (imshow's default centres pixels there)
+        ax.imshow(image, interpolation='nearest' if small else 'antialiased', extent=(0, width, height, 0))
+        ax.set_ylim(height + LABEL_MARGIN * height / panel_h, -LABEL_MARGIN * height / panel_h)
+        frame = (0, 0), width, height
+    else:
+        ax.set_xlim(0, 1)
+        ax.set_ylim(1 + LABEL_MARGIN / panel_h, -LABEL_MARGIN / panel_h)
+        ax.set_aspect('equal')
+        ax.add_patch(Rectangle((0, 0), 1, 1, facecolor='#f7f7f7', edgecolor='none'))
+        ax.set_xlabel(NO_IMAGE, fontsize=11, color='#c00000')
+        frame = (0, 0), 1, 1
+    ax.add_patch(Rectangle(*frame, fill=False, edgecolor='#999999', linewidth=0.8))
+    for spine in ax.spines.values():
+        spine.set_visible(False)
     ax.set_xticks([])
     ax.set_yticks([])
+
+
+def _box_patch(ax, box, colour, width, inset=0.0, style='-', halo=False):
+    """A box outline; `halo` edges it in white, so that it shows on a shape of its own colour."""
+    from matplotlib.patches import Rectangle
+    from matplotlib.patheffects import withStroke
+    x1, y1, x2, y2 = box
+    effects = [withStroke(linewidth=width + HALO_WIDTH, foreground='white')] if halo else []
+    ax.add_patch(Rectangle((x1 + inset, y1 + inset), max(x2 - x1 - 2 * inset, 0), max(y2 - y1 - 2 * inset, 0),
+                           fill=False, edgecolor=colour, linewidth=width, linestyle=style, path_effects=effects))
+
+
+def _thick_box(ax, box, colour, line):
+    """A glimpse's (or phrase's) top box; the `line`-th on the same box is
+    drawn inside the previous ones."""
+    points = (3.0 + HALO_WIDTH) * line  # line widths are in points
+    inset = points / 72 * ax.figure.dpi / abs(ax.transData.transform((1, 0))[0] - ax.transData.transform((0, 0))[0])
+    _box_patch(ax, box, colour, 3.0, inset=inset, halo=True)
+
+
+def _area(box):
+    return (box[2] - box[0]) * (box[3] - box[1])
+
+
+def _numbered_box(ax, box):
+    """A thin dotted box (visible on light and dark pictures)."""
+    _box_patch(ax, box, 'white', 1.2)
+    _box_patch(ax, box, 'black', 0.6, style=':')
+
+
+class BoxLabels:
+    """Labels of the boxes of an image panel, each put where it hides no
+    label placed before it: glimpse and phrase labels outside their box
+    (above it, stacked, else below: never over what the box holds), box
+    numbers in a corner inside theirs; where there is room, over no thick box
+    except one around their own box."""
+    GAP = 3  # pixels between a label and its box, or two labels
+    ROWS = 4  # rows of labels tried above and below a box
+
+    def __init__(self, ax):
+        from matplotlib.backends.backend_agg import FigureCanvasAgg
+        self.ax = ax
+        self.renderer = FigureCanvasAgg(ax.figure).get_renderer()
+        ax.apply_aspect()  # the axes' final place, for the display coordinates below
+        self.area = ax.get_window_extent(self.renderer)
+        self.taken = []  # placed labels, display rectangles (x0, y0, x1, y1)
+        self.thick = []  # thick boxes, display rectangles
+
+    def _corners(self, box):
+        """(left, bottom, right, top) of a box in display pixels (y grows upwards there)."""
+        (left, top), (right, bottom) = self.ax.transData.transform([(box[0], box[1]), (box[2], box[3])])
+        return left, bottom, right, top
+
+    def add_thick_box(self, box):
+        self.thick.append(self._corners(box))
+
+    def _candidates(self, box, width, height, outside):
+        left, bottom, right, top = self._corners(box)
+        if outside:  # above the box, row by row, then below it
+            steps = [row * (height + self.GAP) for row in range(self.ROWS)]
+            rows = [top + self.GAP + step for step in steps] + [bottom - self.GAP - height - step for step in steps]
+        else:
+            rows = [top - self.GAP - height, bottom + self.GAP]
+        for y in rows:
+            for x in (left + self.GAP * (not outside), right - width - self.GAP * (not outside)):
+                x = min(max(x, self.area.x0), self.area.x1 - width)
+                if self.area.y0 <= y and y + height <= self.area.y1:
+                    yield x, y, x + width, y + height
+
+    @staticmethod
+    def _contains(outer, inner):
+        return (outer[0] <= inner[0] + 1 and outer[1] <= inner[1] + 1 and inner[2] <= outer[2] + 1
+                and inner[3] <= outer[3] + 1)
+
+    @staticmethod
+    def _overlaps(rect, others):
+        return any(rect[0] < other[2] - 1 and other[0] < rect[2] - 1 and rect[1] < other[3] - 1
+                   and other[1] < rect[3] - 1 for other in others)
+
+    def add(self, box, text, colour, size=9, outside=True):
+        """Label `box` (x1, y1, x2, y2 in data coordinates) with `text` in a `colour` block."""
+        pad = 0.2
+        label = self.ax.text(0, 0, text, fontsize=size, color='white', fontweight='bold', ha='left', va='bottom',
+                             bbox=dict(boxstyle='square,pad=%g' % pad, facecolor=colour, alpha=0.9,
+                                       edgecolor='white', linewidth=0.8))  # edged: visible on its own colour
+        extent = label.get_window_extent(self.renderer)
+        margin = pad * size / 72 * self.ax.figure.dpi  # the block's padding, pixels
+        width, height = extent.width + 2 * margin, extent.height + 2 * margin
+        candidates = list(self._candidates(box, width, height, outside))
+        own = self._corners(box)
+        avoid = [rect for rect in self.thick if not self._contains(rect, own)]  # (one around it cannot be avoided)
+        chosen = next((rect for rect in candidates if not self._overlaps(rect, self.taken + avoid)),
+                      next((rect for rect in candidates if not self._overlaps(rect, self.taken)),
+                           candidates[0] if candidates else None))
+        if chosen is None:  # no room in the panel at all (a box far outside the image): at its corner
+            left, bottom, _, top = self._corners(box)
+            chosen = (left, top, left + width, top + height)
+        self.taken.append(chosen)
+        label.set_position(self.ax.transData.inverted().transform((chosen[0] + margin, chosen[1] + margin)))
+
+
+def draw_attention_boxes(ax, image, spatials, weights, tops, shown, panel_h):
+    """The image panel (`panel_h` inches tall): thin numbered boxes for the
+    heat-map rows, each glimpse's top box thick in its colour with its weight."""
+    _draw_frame(ax, image, panel_h)
+    boxes = _pixel_boxes(spatials, image)
+    labels = BoxLabels(ax)
+    numbered = [box for box in shown if box not in tops]
+    for box in numbered:
+        _numbered_box(ax, boxes[box])
+    for box in sorted(set(tops), key=lambda box: -_area(boxes[box])):  # a small box over a large one
+        labels.add_thick_box(boxes[box])
+        for line, glimpse in enumerate(g for g, top in enumerate(tops) if top == box):
+            _thick_box(ax, boxes[box], GLIMPSE_COLOURS[glimpse % len(GLIMPSE_COLOURS)], line)
+    for glimpse, box in enumerate(tops):
+        labels.add(boxes[box], 'G%d  #%d  %.2f' % (glimpse + 1, box, float(weights[glimpse, box])),
+                   GLIMPSE_COLOURS[glimpse % len(GLIMPSE_COLOURS)])
+    for box in numbered:
+        labels.add(boxes[box], '#%d' % box, '#333333', size=8, outside=False)
 
 
 def draw_attention_map(ax, values, shown, words, unknown, top, colour, glimpse, scale):
@@ -208,31 +308,37 @@ def attention_figure(image, spatials, att, words, unknown, title, notes=(), rows
     Figure = figure_class()
     weights, tops, shown = attended_boxes(att, rows)
     glimpses = att.size(0)
-    columns = 1 if glimpses == 1 else 2
-    map_w, map_h = len(words) * CELL[0] + 0.9, len(shown) * CELL[1] + 1.1  # + tick labels, title
-    maps_h = math.ceil(glimpses / columns) * map_h
-    notes = list(notes) + [HOW_TO_READ]
-    header = 0.6 + 0.25 * len(notes)
-    panel_w, panel_h = _panel_size(image, min(max(maps_h, PANEL_HEIGHT[0]), PANEL_HEIGHT[1]))
-    body_h = max(panel_h, maps_h)
-    width = max(0.3 + panel_w + 1.1 + columns * map_w + 0.6, MIN_WIDTH)
+    columns = 1 if glimpses <= 2 else 2  # the maps in a column beside the image, two columns for more glimpses
+    map_rows = math.ceil(glimpses / columns)
+    least_maps_h = map_rows * (len(shown) * CELL[1] + MAP_FRAME[1])
+    panel_w, panel_h = _panel_size(image, min(max(least_maps_h - 2 * LABEL_MARGIN, PANEL_HEIGHT[0]), PANEL_HEIGHT[1]))
+    body_h = panel_h + 2 * LABEL_MARGIN
+    # the cells grow (up to CELL_GROWTH times) until the maps are as tall as the image panel
+    growth = min(max((body_h / map_rows - MAP_FRAME[1]) / (len(shown) * CELL[1]), 1.0), CELL_GROWTH)
+    map_w, map_h = len(words) * CELL[0] * growth + MAP_FRAME[0], len(shown) * CELL[1] * growth + MAP_FRAME[1]
+    maps_h = map_rows * map_h
+    body_h = max(body_h, maps_h)
+    width = 0.3 + panel_w + 1.1 + columns * map_w + 0.6
+    title_lines, notes = _wrapped_header(title, notes, width)
+    header = 0.35 + 0.3 * len(title_lines) + 0.25 * len(notes)
     height = header + body_h + 0.2 + (NO_IMAGE_SPACE if image is None else 0.0)
     figure = Figure(figsize=_whole_pixels(width, height), dpi=DPI)
-    _header(figure, width, height, title, notes)
+    _header(figure, width, height, title_lines, notes)
     top = height - header  # inches from the bottom to the body's top
-    image_ax = figure.add_axes([0.3 / width, (top - panel_h) / height, panel_w / width, panel_h / height])
-    draw_attention_boxes(image_ax, image, spatials, weights, tops, shown)
+    image_ax = figure.add_axes([0.3 / width, (top - panel_h - 2 * LABEL_MARGIN) / height, panel_w / width,
+                                (panel_h + 2 * LABEL_MARGIN) / height])
+    draw_attention_boxes(image_ax, image, spatials, weights, tops, shown, panel_h)
     att = att[:, :, :len(words)]  # [G, N, W]
     scale = float(att[:, shown].max()) or 1.0
     left = 0.3 + panel_w + 1.1
     for glimpse in range(glimpses):
         row, column = divmod(glimpse, columns)
         ax = figure.add_axes([(left + column * map_w) / width, (top - (row + 1) * map_h + 0.85) / height,
-                              (map_w - 0.9) / width, (map_h - 1.1) / height])
+                              (map_w - MAP_FRAME[0]) / width, (map_h - MAP_FRAME[1]) / height])
         mappable = draw_attention_map(ax, att[glimpse][shown].numpy(), shown, words, unknown, tops[glimpse],
                                       GLIMPSE_COLOURS[glimpse % len(GLIMPSE_COLOURS)], glimpse, scale)
     colour_bar = figure.add_axes([(left + columns * map_w - 0.6) / width, (top - maps_h + 0.85) / height, 0.18 / width,
-                                  (maps_h - 1.1) / height])
+                                  (maps_h - MAP_FRAME[1]) / height])
     figure.colorbar(mappable, cax=colour_bar).set_label('attention weight of (box, word)', fontsize=9)
     return figure
 
@@ -242,12 +348,22 @@ def _whole_pixels(width, height):
     return math.ceil(width * DPI) / DPI, math.ceil(height * DPI) / DPI
 
 
-def _header(figure, width, height, title, notes):
-    """The title line and the note lines under it (red; the last one grey)."""
-    figure.text(0.3 / width, 1 - 0.25 / height, title, fontsize=13, fontweight='bold', va='top')
-    for line, text in enumerate(notes):
-        colour = '#555555' if line == len(notes) - 1 else '#c00000'
-        figure.text(0.3 / width, 1 - (0.6 + 0.25 * line) / height, text, fontsize=10, color=colour, va='top')
+def _wrapped_header(title, notes, width):
+    """(title lines, [(note line, colour)]) wrapped to fit `width` inches
+    (about 0.6 of the font size per character): `notes` in red, then
+    HOW_TO_READ in grey."""
+    def wrap(text, points):
+        return textwrap.wrap(text, max(int((width - 0.6) * 72 / (0.6 * points)), 20)) or ['']
+    lines = [(line, '#c00000') for note in notes for line in wrap(note, 10)]
+    return wrap(title, 13), lines + [(line, '#555555') for line in wrap(HOW_TO_READ, 10)]
+
+
+def _header(figure, width, height, title_lines, notes):
+    """The title and the note lines under it."""
+    figure.text(0.3 / width, 1 - 0.25 / height, '\n'.join(title_lines), fontsize=13, fontweight='bold', va='top')
+    below_title = 0.35 + 0.3 * len(title_lines)
+    for line, (text, colour) in enumerate(notes):
+        figure.text(0.3 / width, 1 - (below_title + 0.25 * line) / height, text, fontsize=10, color=colour, va='top')
 
 
 def answer_title(question, probabilities, label2ans, count=3):
@@ -321,30 +437,33 @@ def grounding_figure(image, spatials, phrases, probabilities, title, notes=()):
     panel_w, panel_h = _panel_size(image, 8.0)
     width = max(0.3 + panel_w + 0.4 + 4.5, MIN_WIDTH)
     header = 0.5 + 0.25 * (1 + len(notes))
-    height = header + panel_h + 0.3 + (NO_IMAGE_SPACE if image is None else 0.0)
+    height = header + panel_h + 2 * LABEL_MARGIN + 0.3 + (NO_IMAGE_SPACE if image is None else 0.0)
     figure = Figure(figsize=_whole_pixels(width, height), dpi=DPI)
     figure.text(0.3 / width, 1 - 0.3 / height, title, fontsize=13, fontweight='bold', va='top')
     for line, text in enumerate(notes):
         figure.text(0.3 / width, 1 - (0.55 + 0.25 * (line + 1)) / height, text, fontsize=10, color='#c00000',
                     va='top')
-    ax = figure.add_axes([0.3 / width, (height - header - panel_h) / height, panel_w / width, panel_h / height])
-    _draw_frame(ax, image)
+    ax = figure.add_axes([0.3 / width, (height - header - panel_h - 2 * LABEL_MARGIN) / height, panel_w / width,
+                          (panel_h + 2 * LABEL_MARGIN) / height])
+    _draw_frame(ax, image, panel_h)
     boxes = _pixel_boxes(spatials, image)
     tops = probabilities.argmax(1).tolist()
-    extent = 1.0 if image is None else image.shape[1]
     runners_up = {int(box) for row in probabilities.topk(min(3, probabilities.size(1)), 1).indices
                   for box in row[1:]} - set(tops)
+    labels = BoxLabels(ax)
     for box in sorted(runners_up):
-        _numbered_box(ax, boxes[box], box)
+        _numbered_box(ax, boxes[box])
+    for box in sorted(set(tops), key=lambda box: -_area(boxes[box])):  # a small box over a large one
+        labels.add_thick_box(boxes[box])
+        for line, index in enumerate(index for index, top in enumerate(tops) if top == box):
+            _thick_box(ax, boxes[box], GLIMPSE_COLOURS[index % len(GLIMPSE_COLOURS)], line)
     listing = []
     for index, (phrase, top) in enumerate(zip(phrases, tops)):
         colour = GLIMPSE_COLOURS[index % len(GLIMPSE_COLOURS)]
-        line = tops[:index].count(top)
-        _box_patch(ax, boxes[top], colour, 3.0, inset=line * 0.006 * extent)
-        _tag(ax, boxes[top], '%s  #%d  %.2f' % (phrase, top, float(probabilities[index, top])), colour, line, size=10)
+        labels.add(boxes[top], '%s  #%d  %.2f' % (phrase, top, float(probabilities[index, top])), colour, size=10)
         listing.append((phrase, top, colour))
-    ax.set_xticks([])
-    ax.set_yticks([])
+    for box in sorted(runners_up):
+        labels.add(boxes[box], '#%d' % box, '#333333', size=8, outside=False)
     left = (0.3 + panel_w + 0.4) / width
     figure.text(left, 1 - (header + 0.1) / height, 'phrase -> top box (probability); next best (dotted)',
                 fontsize=11, va='top')

@@ -25,6 +25,7 @@ from formats.vqa_files import check_annotations, check_questions
 from utils import UserError, is_id, load_json
 
 MATCHES_FOR_FULL_CREDIT = 3
+TEST_DEV_IN_TEST = ('test-dev2015', 'test2015')  # data_subtype of the question file, of the annotation file
 RESULTS_FIX = 'write it with test.py: a JSON list of {"question_id": int, "answer": str}'
 VQA_FIX = 'download the VQA 2.0 questions and annotations into the data root (tools/download.sh)'
 
@@ -67,15 +68,26 @@ def _index_results(results, source):
 
 
 def _load_annotations(annotations):
-    """(checked annotation list, name for messages) of a path or a loaded object."""
+    """(checked annotation list, data_subtype, name for messages) of a path or a loaded object."""
     data, source = _load(annotations, VQA_FIX)
-    return check_annotations(data, source, VQA_FIX), source
+    return check_annotations(data, source, VQA_FIX), data.get('data_subtype'), source
 
 
 def _load_question_ids(questions):
-    """(set of question ids, name for messages) of a path or a loaded object."""
+    """(set of question ids, data_subtype, name for messages) of a path or a loaded object."""
     data, source = _load(questions, VQA_FIX)
-    return {question['question_id'] for question in check_questions(data, source, VQA_FIX)}, source
+    return ({question['question_id'] for question in check_questions(data, source, VQA_FIX)},
+            data.get('data_subtype'), source)
+
+
+def _scored_annotations(annotation_list, annotations_subtype, question_ids, questions_subtype):
+    """The annotations to score: all of them; or, for the test-dev2015
+    questions with test2015 annotations (test-dev is a subset of test2015;
+    only the demo data has such annotations), those of the test-dev
+    questions, as the evaluation server scores test-dev."""
+    if (questions_subtype, annotations_subtype) == TEST_DEV_IN_TEST:
+        return [annotation for annotation in annotation_list if annotation['question_id'] in question_ids]
+    return annotation_list
 
 
 def _check_coverage(answer_of, results_source, annotations, annotations_source,
@@ -139,8 +151,9 @@ def evaluate_results(results, questions, annotations):
     else:
         results_source = '<in-memory results>'
     answer_of = _index_results(results, results_source)
-    annotation_list, annotations_source = _load_annotations(annotations)
-    question_ids, questions_source = _load_question_ids(questions)
+    annotation_list, annotations_subtype, annotations_source = _load_annotations(annotations)
+    question_ids, questions_subtype, questions_source = _load_question_ids(questions)
+    annotation_list = _scored_annotations(annotation_list, annotations_subtype, question_ids, questions_subtype)
     _check_coverage(answer_of, results_source, annotation_list, annotations_source,
                     question_ids, questions_source)
 

@@ -74,14 +74,16 @@ def _plot_scores(ax, records):
     epochs, scores = _series(records, 'eval_score')
     if scores:
         ax.plot(epochs, scores, marker='o', color='#ff7f0e', label='val Recall@1' if grounding else 'val score')
-        ax.plot(*_series(records, 'eval_upper_bound'), linestyle='--', color='#999999', label='val upper bound')
-        for k, style in ((5, ':'), (10, '-.')):
+        ax.plot(*_series(records, 'eval_upper_bound'), linestyle='--', marker='^', markersize=5, color='#999999',
+                label='val upper bound')
+        for k, style, marker in ((5, ':', 's'), (10, '-.', 'D')):
             if grounding:
-                ax.plot(*_series(records, 'eval_recall@%d' % k), linestyle=style, color='#ff7f0e',
-                        label='val Recall@%d' % k)
+                ax.plot(*_series(records, 'eval_recall@%d' % k), linestyle=style, marker=marker, markersize=4,
+                        color='#ff7f0e', label='val Recall@%d' % k)
         epoch, score = best_epoch(records)
-        ax.plot([epoch], [score], marker='*', markersize=16, color='#d62728', linestyle='none',
-                label='best: epoch %d, %.2f' % (epoch, score))
+        # a ring around the best validation point, which stays visible inside it
+        ax.plot([epoch], [score], marker='o', markersize=15, markerfacecolor='none', markeredgewidth=2,
+                color='#d62728', linestyle='none', label='best: epoch %d, %.2f' % (epoch, score))
     ax.set_title('score (%)')
 
 
@@ -100,12 +102,15 @@ def curves_figure(records, title):
         raise MissingMatplotlib('plotting the curves needs matplotlib: pip install matplotlib') from None
     figure = Figure(figsize=(15, 4.8), dpi=DPI, layout='constrained')
     figure.suptitle(title, fontsize=12)
+    first, last = records[0]['epoch'], records[-1]['epoch']
     for ax, plot in zip(figure.subplots(1, 3), (_plot_loss, _plot_scores, _plot_lr)):
         plot(ax, records)
         ax.set_xlabel('epoch')
-        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+        ax.set_xlim(first - 0.5, last + 0.5)  # whole epochs, also for a run of one
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True, min_n_ticks=1))
         ax.grid(alpha=0.3)
-        ax.legend(fontsize=9)
+        # under the panel, where it covers no point
+        ax.legend(fontsize=9, loc='upper center', bbox_to_anchor=(0.5, -0.16), ncol=2, frameon=False)
     return figure
 
 

@@ -68,7 +68,7 @@ def test_visualize_draws_on_the_photo(tiny_root, trained, photo_and_weights, ext
     regions = extractions[0]
     assert spatials.shape == (len(regions.boxes), 6)  # the boxes extracted from it, normalised by its size
     assert np.allclose(spatials[:, 0].numpy(), regions.boxes[:, 0] / regions.image_w, atol=1e-6)
-    assert Image.open(output).size[0] >= 1400
+    assert Image.open(output).size[1] >= visualize.PANEL_HEIGHT[0] * visualize.DPI  # the photo at least 6 in tall
 
 
 @pytest.mark.parametrize('flags, message', [

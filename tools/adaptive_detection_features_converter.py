@@ -43,6 +43,7 @@ from formats import (
     vqa_files,  # noqa: E402
 )
 from formats.paths import feature_files, question_path  # noqa: E402
+from runs.progress import Progress  # noqa: E402
 from tools.features_tsv import FEATURES_FIX, iter_tsv_records  # noqa: E402
 from utils import UserError, atomic_path, atomic_write, hdf5_os_error, require_file, run_cli  # noqa: E402
 
@@ -149,7 +150,8 @@ def count_boxes(tsv_paths, split_images, feature_dim, fixed_boxes=None):
     owners = _image_owners(split_images)
     layouts = {split: [] for split in split_images}
     skipped = 0
-    for record in iter_tsv_records(tsv_paths, feature_dim, decode=False, num_boxes=fixed_boxes):
+    for record in Progress(iter_tsv_records(tsv_paths, feature_dim, decode=False, num_boxes=fixed_boxes),
+                           'counting boxes', unit='images'):
         splits = owners.get(record['image_id'], ())
         for split in splits:
             layouts[split].append((record['image_id'], record['num_boxes']))
@@ -182,7 +184,9 @@ def convert(tsv_paths, split_images, outputs, feature_dim=2048, fixed_boxes=None
                 temporary = stack.enter_context(atomic_path(outputs[split][0]))
                 h5 = stack.enter_context(h5py.File(temporary, 'w'))
                 writers[split] = _SplitWriter(h5, split, layout, feature_dim, fixed_boxes)
-            for record in iter_tsv_records(tsv_paths, feature_dim, decode=owners, num_boxes=fixed_boxes):
+            lines = skipped + len({image_id for layout in layouts.values() for image_id, _ in layout})
+            for record in Progress(iter_tsv_records(tsv_paths, feature_dim, decode=owners, num_boxes=fixed_boxes),
+                                   'converting', total=lines, unit='images'):
                 for split in owners.get(record['image_id'], ()):
                     writers[split].add(record)
                 zero_area += record['zero_area_boxes']

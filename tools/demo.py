@@ -18,7 +18,9 @@ Every step prints the command it runs, with the interpreter running this
 file and shell quoting, so the line can be pasted into a shell at the
 repository root and re-run as is (the demo prints a `cd` there first when
 started elsewhere). A step is skipped when its outputs exist, so a second
-run only re-reads the results.
+run only re-reads the results. It ends with four commands to try next (ask
+about a test image, draw its attention, evaluate, redraw the curves), which
+run as printed.
 """
 import argparse
 import glob
@@ -188,17 +190,52 @@ def run_flickr(seed):
     return seconds, load_json(os.path.join(REPO, metrics), 'rerun the demo')
 
 
+def test_questions(dataroot):
+    return load_json(os.path.join(REPO, question_path(dataroot, 'test2015')), 'rerun the demo')['questions']
+
+
+def test_image_path(image_id):
+    """The easy-VQA PNG of a demo test image."""
+    import easy_vqa
+    return easy_vqa.get_test_image_paths()[image_id - 200000]
+
+
 def draw_attention(epoch, suffix):
     """One test question's attention, drawn on its easy-VQA image."""
-    questions = load_json(os.path.join(REPO, question_path(DATAROOT, 'test2015')), 'rerun')
-    question = questions['questions'][0]
-    import easy_vqa
-    image_path = easy_vqa.get_test_image_paths()[question['image_id'] - 200000]
+    question = test_questions(DATAROOT)[0]
+    image_path = test_image_path(question['image_id'])
     picture = 'results/demo%s_attention.png' % suffix
     run('visualize.py', '--dataroot', DATAROOT, '--input', 'saved_models/demo' + suffix, '--epoch', epoch,
         '--image_id', question['image_id'], '--question', question['question'], '--image', image_path,
         '--output', picture, *vqa_flags())
     return picture
+
+
+def commands_to_try(dataroot, model, question, image_path):
+    """[(what, argv)]: what to do next with the VQA model `model` trained on
+    `dataroot`: ask `question` (a question dict of the test split) about its
+    image, draw the attention, evaluate, redraw the curves."""
+    image_id = str(question['image_id'])
+    asked = ['--dataroot', dataroot, '--input', model, '--image_id', image_id, '--question', question['question']]
+    return [('ask the model about test image %s' % image_id, command_argv('ask.py', *asked)),
+            ('draw where it looks', command_argv('visualize.py', *asked, '--image', image_path,
+                                                 '--output', 'results/my_attention.png')),
+            ('score it on the val split (with the official VQA accuracy)',
+             command_argv('evaluate.py', '--dataroot', dataroot, '--input', model)),
+            ('redraw its training curves, %s' % os.path.join(model, 'curves.png'),
+             command_argv('tools/plot_log.py', model))]
+
+
+def print_commands_to_try(dataroot, model):
+    """The demo's last lines: commands that work as printed on what it built
+    (a "what" question about the last test image rather than the picture's first)."""
+    questions = test_questions(dataroot)
+    question = next((item for item in reversed(questions) if item['question'].lower().startswith('what ')),
+                    questions[-1])
+    print('\nTry next%s:' % ('' if os.path.realpath(os.getcwd()) == os.path.realpath(REPO)
+                             else ' (from %s)' % shlex.quote(REPO)))
+    for what, argv in commands_to_try(dataroot, model, question, test_image_path(question['image_id'])):
+        print('# %s\n%s' % (what, shlex.join(argv)))
 
 
 def parse_args(argv=None):
@@ -249,6 +286,7 @@ def main(argv=None):
     for key in TARGETS:
         print('  %-22s %.2f' % (key, summary[key]))
     print('%s: train_seconds %.1f, this run %.1f s' % (timing_file, timing['train_seconds'], timing['this_run_seconds']))
+    print_commands_to_try(DATAROOT, 'saved_models/demo' + suffix)
     missed = missed_targets(summary)
     if missed:
         raise UserError('demo below target with --seed %d (%s): %s' % (args.seed, ', '.join(missed),

@@ -37,6 +37,7 @@ from detection import (
     weight_files,  # noqa: E402
 )
 from runs import runtime  # noqa: E402
+from runs.progress import Progress  # noqa: E402
 from tools.features_tsv import RELEASE_LINE_END, encode_record, iter_tsv_records  # noqa: E402
 from utils import UserError, run_cli  # noqa: E402
 
@@ -146,10 +147,9 @@ def start_partial(output):
 
 def extract_all(model, pending, partial, args):
     """Append one row per image of `pending` to `partial`; returns (rows written, images skipped)."""
-    from tqdm import tqdm
     written, skipped = 0, 0
     with open(partial, 'ab') as handle:
-        for path, image_id in tqdm(pending, desc='extracting', unit='image', file=sys.stderr):
+        for path, image_id in Progress(pending, 'extracting', unit='images'):
             try:
                 image = detector.load_image(path, args.apply_exif_orientation)
                 regions = detector.extract_regions(model, image, args.conf_thresh, args.min_boxes, args.max_boxes,

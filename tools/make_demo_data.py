@@ -40,6 +40,7 @@ import time
 
 from formats.dictionary import split_words  # noqa: E402
 from formats.paths import annotation_path, question_path  # noqa: E402
+from runs.progress import Progress  # noqa: E402
 from tools.demo_formats import (  # noqa: E402
     VERSION,
     flickr_annotation_xml,
@@ -146,7 +147,7 @@ def convert_images(split, feature_dim):
     """Run proposer + descriptor on every image of the split.
     Returns list of (image_id, width, height, boxes int [n,4], features [n,D])."""
     converted = []
-    for number in split.image_numbers:
+    for number in Progress(split.image_numbers, '%s images' % split.name, unit='images'):
         image = split.source.read_image(number)
         regions = propose_regions(image)
         features = describe_regions(image, regions, feature_dim)

@@ -3,6 +3,10 @@
 Usage:
   python3 tools/vqa_eval.py --results results/val_ban.json [--split val]
       [--questions Q.json --annotations A.json] [--out metrics.json]
+
+--split test2015 and test-dev2015 need the test2015 annotations, which only
+the demo data has (tools/make_demo_data.py); test-dev2015 scores the
+test-dev questions with them, as the evaluation server does.
 """
 import argparse
 import os
@@ -45,8 +49,9 @@ def build_parser():
     parser.add_argument('--results', required=True,
                         help='results JSON: [{"question_id": int, "answer": str}] (written by test.py)')
     parser.add_argument('--dataroot', default='data', help='folder of the VQA 2.0 JSON files')
-    parser.add_argument('--split', default='val', choices=ANNOTATED_SPLITS,
-                        help='split whose original files under --dataroot are used by default')
+    parser.add_argument('--split', default='val', choices=ANNOTATED_SPLITS + ('test2015', 'test-dev2015'),
+                        help='split whose original files under --dataroot are used by default (test2015 and '
+                             'test-dev2015: with the demo data\'s test2015 annotations)')
     parser.add_argument('--questions', help='question JSON (default: the --split file under --dataroot)')
     parser.add_argument('--annotations', help='annotation JSON (default: the --split file under --dataroot)')
     parser.add_argument('--out', help='also write the metrics to this JSON file')
@@ -58,7 +63,8 @@ def build_parser():
 def main(argv=None):
     args = build_parser().parse_args(argv)
     questions = args.questions or question_path(args.dataroot, args.split)
-    annotations = args.annotations or annotation_path(args.dataroot, args.split)
+    annotated_split = 'test2015' if args.split == 'test-dev2015' else args.split  # test-dev is part of test
+    annotations = args.annotations or annotation_path(args.dataroot, annotated_split)
     metrics = evaluate_results(args.results, questions, annotations)
     print(format_table(metrics))
     if args.out:
