@@ -51,7 +51,7 @@ from runs.flags import (
 )
 from runs.loaders import eval_loader_for
 from runs.tasks import TASKS, VQATask
-from utils import UserError, load_json, run_cli, save_json
+from utils import load_json, run_cli, save_json
 
 REPORT_ITEMS = 48
 
@@ -98,6 +98,10 @@ def parse_args(argv=None):
     if args.split not in allowed:
         parser.error('argument --split: %s has no answers for %s; choose from %s (test2015 submissions '
                      'are written by test.py)' % (args.split, args.task, ', '.join(allowed)))
+    if args.report is not None and args.task == 'vqa' and official_files(args) is None:
+        parser.error('argument --report: the report needs the questions and annotations of split %s (%s and %s); %s'
+                     % (args.split, question_path(args.dataroot, args.split), annotation_path(args.dataroot, args.split),
+                        VQA_FIX))
     return apply_task_overrides(args)
 
 
@@ -129,10 +133,6 @@ def evaluate_checkpoint(args, dictionary, path, device, ctx, batch_size):
     loader = eval_loader_for(dataset, args, device, ctx, batch_size)
     files = official_files(args) if args.task == 'vqa' else None
     reporting = getattr(args, 'report', None) is not None
-    if reporting and args.task == 'vqa' and not files:
-        raise UserError('--report needs the questions and annotations of split %s: %s and %s; %s'
-                        % (args.split, question_path(args.dataroot, args.split),
-                           annotation_path(args.dataroot, args.split), VQA_FIX))
     if files:
         task = VQATask(keep_answers=True, keep_top=reporting)
     else:

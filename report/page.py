@@ -101,7 +101,7 @@ def plain_table(headers, rows, table_id, numeric=()):
 
 def headline(figures):
     """Big numbers: [(name, text)]."""
-    return '<div class="big">%s</div>' % ''.join('<div>%s<b>%s</b></div>' % (escape(name), escape(text))
+    return '<div class="big">%s</div>' % ''.join('<div><span>%s</span><b>%s</b></div>' % (escape(name), escape(text))
                                                  for name, text in figures)
 
 

@@ -76,7 +76,7 @@ def vqa_body(meta, figures, gallery):
              '<h3>Accuracy against the number of regions of the image</h3>',
              bar_table('regions', [(row['label'], row['accuracy'], row['questions']) for row in tables['by_regions']],
                        'questions', 'by-regions'),
-             '<h3>Accuracy against the question length (words; the model reads 14)</h3>',
+             '<h3>Accuracy against the question length (words as the model splits them; it reads 14)</h3>',
              bar_table('words', [(row['label'], row['accuracy'], row['questions']) for row in tables['by_length']],
                        'questions', 'by-length'),
              '<h3>Most frequent confusions</h3>',
