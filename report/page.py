@@ -37,7 +37,7 @@ th, td { text-align: left; padding: 3px 10px 3px 0; vertical-align: top; }
 th { border-bottom: 1px solid #ccd; font-weight: 600; }
 td.num, th.num { text-align: right; font-variant-numeric: tabular-nums; }
 tr:nth-child(even) td { background: #fafbfc; }
-table.bars { width: 100%; }
+table.bars { width: 100%; max-width: 880px; }
 table.bars td.bar { width: 55%; min-width: 90px; }
 .track { background: #e8eaef; border-radius: 3px; height: 14px; margin-top: 3px; }
 .fill { background: #3b7dd8; height: 14px; border-radius: 3px; }
@@ -56,7 +56,9 @@ dl.meta dd { margin: 0; overflow-wrap: anywhere; }
 code { font-size: 0.92em; background: #f0f1f4; padding: 1px 4px; border-radius: 3px; overflow-wrap: anywhere; }
 img.curves { max-width: 100%; height: auto; }
 @media (max-width: 600px) {
+  body { font-size: 14px; }
   main { padding: 6px; }
+  th, td { padding-right: 6px; }
   section { padding: 2px 8px 10px; }
   .gallery { grid-template-columns: 1fr; }
   table.bars td.bar { width: 40%; }

@@ -44,7 +44,7 @@ def vqa_card(item):
     right = item['accuracy'] > 0
     top = ''.join('<tr><td>%s</td><td class="num">%.3f</td></tr>' % (escape(answer), probability)
                   for answer, probability in item['top'])
-    return ('<div class="card"><a href="{picture}"><img src="{picture}" loading="lazy" alt="attention of every '
+    return ('<div class="card"><a href="{picture}"><img src="{picture}" alt="attention of every '
             'glimpse for question {qid}"></a>'
             '<p><span class="tag">{why}</span> <span class="tag {cls}">accuracy {accuracy}</span></p>'
             '<p><b>Q:</b> {question}</p><p><b>predicted:</b> {predicted}</p>'
@@ -96,13 +96,14 @@ def vqa_body(meta, figures, gallery):
 def gallery_section(gallery, card, what):
     if not gallery:
         return '<section id="gallery"><h2>Gallery</h2><p>No items (--report_items 0).</p></section>'
-    return '<section id="gallery"><h2>Gallery</h2><p>%d %s</p><div class="gallery">\n%s\n</div></section>' % (
+    return ('<section id="gallery"><h2>Gallery</h2><p>%d %s Click a picture to open it at full size.</p>'
+            '<div class="gallery">\n%s\n</div></section>') % (
         len(gallery), what, '\n'.join(card(item) for item in gallery))
 
 
 def flickr_card(item):
     top = ', '.join('#%d&nbsp;%.3f' % (box, probability) for box, probability in item['top'][:5])
-    return ('<div class="card"><a href="{picture}"><img src="{picture}" loading="lazy" alt="boxes of phrase '
+    return ('<div class="card"><a href="{picture}"><img src="{picture}" alt="boxes of phrase '
             '{phrase}"></a><p><span class="tag">{why}</span> <span class="tag {cls}">{hit}</span></p>'
             '<p><b>phrase:</b> &ldquo;{phrase}&rdquo; ({types})</p><p><b>caption:</b> {sentence}</p>'
             '<p><b>ground truth:</b> {targets}</p><p><b>top 5 boxes:</b> {top}</p>'
@@ -128,7 +129,7 @@ def flickr_body(meta, figures, gallery):
              '<h3>Per entity type (Recall@1)</h3>',
              bar_table('entity type', [(row[0], row[1], row[4]) for row in per_type], 'phrases', 'entity-types-bars'),
              '<h3>Per entity type (Recall@1/5/10)</h3>',
-             plain_table(('entity type', 'Recall@1', 'Recall@5', 'Recall@10', 'phrases'),
+             plain_table(('entity type', 'R@1', 'R@5', 'R@10', 'phrases'),
                          [(row[0], percent(row[1]), percent(row[2]), percent(row[3]), row[4]) for row in per_type],
                          'entity-types', numeric=(1, 2, 3, 4)),
              '</section>',
