@@ -12,7 +12,7 @@ import os
 import shutil
 import tempfile
 
-from utils import UserError
+from utils import UserError, atomic_write
 
 PAGE = 'index.html'
 FIGURES = 'report.json'
@@ -179,3 +179,34 @@ class ReportFolder:
         if kind is not None:
             self.discard()
         return False
+
+
+def headline_of(figures):
+    """[(name, text)] of the big numbers of a report.json."""
+    if 'official' in figures:
+        official = figures['official']
+        return [('VQA accuracy', percent(official['overall']))] + [
+            (name, percent(value)) for name, value in sorted(official['per_answer_type'].items())]
+    return [('Recall@%d' % k, percent(figures['metrics']['recall@%d' % k])) for k in (1, 5, 10)]
+
+
+def write_index(directory, reports):
+    """DIR/index.html linking the reports in its sub-folders: [(title,
+    sub-folder name)], each with its big numbers (read from its report.json)."""
+    blocks = []
+    for title, name in reports:
+        with open(os.path.join(directory, name, FIGURES), encoding='utf-8') as handle:
+            figures = json.load(handle)
+        meta = figures['meta']
+        blocks.append('<section><h2><a href="%s/%s">%s</a></h2><p>%s split, %s (epoch %s)</p>%s<p><a href="%s/%s">'
+                      'open the report</a></p></section>'
+                      % (escape(name), PAGE, escape(title), escape(meta['split']), escape(meta['checkpoint']),
+                         escape(meta['epoch']), headline(headline_of(figures)), escape(name), PAGE))
+    page = ('<!DOCTYPE html>\n<html lang="en">\n<head>\n<meta charset="utf-8">\n'
+            '<meta name="viewport" content="width=device-width, initial-scale=1">\n<title>Reports</title>\n'
+            '<style>%s</style>\n</head>\n<body>\n<main>\n<h1>Evaluation reports</h1>\n%s\n</main>\n</body>\n</html>\n'
+            % (STYLE, '\n'.join(blocks)))
+    path = os.path.join(directory, PAGE)
+    with atomic_write(path, 'wb') as handle:
+        handle.write(page.encode('utf-8'))
+    return path

@@ -364,3 +364,38 @@ def test_the_table_pass_of_a_214k_question_val_set_takes_seconds(tmp_path, capsy
     _, page = read_page(tmp_path / 'report')
     assert sum(int(row[2]) for row in page.rows('by-regions')) == 214354
     assert len(page.rows('by-regions')) == 8 and page.rows('by-length')[-1][0] == '%d+' % LONGEST_LENGTH
+
+
+# ----------------------------------------------------------------- the demo's report
+
+def test_demo_writes_both_reports_and_an_index(vqa_report, tmp_path, monkeypatch, capsys):
+    from tools import demo
+    folder, _, metrics = vqa_report
+    flickr_figures = {'metrics': {'recall@1': 97.5, 'recall@5': 100.0, 'recall@10': 100.0},
+                      'meta': {'split': 'test', 'checkpoint': 'saved_models/demo_flickr/model_epoch0.pth',
+                               'epoch': 0}}
+    commands = []
+
+    def fake_run(*command):  # evaluate.py --report: a finished report where the command names it
+        commands.append([str(part) for part in command])
+        target = tmp_path / commands[-1][commands[-1].index('--report') + 1]
+        if '--task' in commands[-1]:
+            target.mkdir(parents=True)
+            (target / 'index.html').write_text('<p>flickr</p>')
+            (target / 'report.json').write_text(json.dumps(flickr_figures))
+        else:
+            shutil.copytree(folder, target)
+    monkeypatch.setattr(demo, 'REPO', str(tmp_path))
+    monkeypatch.setattr(demo, 'run', fake_run)
+    monkeypatch.setattr(demo, 'link_images', lambda: 'data/demo/images')
+    page = demo.write_report(11, 0, '')
+    assert page == str(tmp_path / 'results' / 'demo_report' / 'index.html')
+    assert 'report: results/demo_report/index.html' in capsys.readouterr().out
+    assert [command[command.index('--report') + 1] for command in commands] == [
+        'results/demo_report/vqa', 'results/demo_report/flickr']
+    assert all(command[command.index('--images') + 1] == 'data/demo/images' for command in commands)
+    text, index = read_page(tmp_path / 'results' / 'demo_report')
+    check_self_contained(tmp_path / 'results' / 'demo_report', text, index)
+    assert {'vqa/index.html', 'flickr/index.html'} <= set(index.addresses)
+    assert index.big['VQA accuracy'] == '%.2f' % metrics['official']['overall']
+    assert index.big['Recall@1'] == '97.50'
