@@ -159,7 +159,7 @@ def write_report(args, dataset, model, ckpt, metrics, answer_labels, kept, files
     """Write the --report folder; returns the page's path."""
     model.eval()
     images = build.image_files(args.images)
-    command = shlex.join([os.path.basename(sys.executable)] + sys.argv)
+    command = shlex.join(['python3', 'evaluate.py'] + args.argv)
     title = '%s on %s' % ('BAN' if args.task == 'vqa' else 'BAN grounding', args.split)
     meta = build.run_meta(title, args, metrics['checkpoint'], metrics['epoch'], ckpt.get('config'), command)
     if args.task == 'flickr':
@@ -238,6 +238,7 @@ def print_metrics(metrics):
 
 def main(argv=None):
     args = parse_args(argv)
+    args.argv = list(sys.argv[1:] if argv is None else argv)  # for the report's "command"
     ctx, device = runtime.init_distributed(args.device)
     dictionary = load_dictionary(args.dataroot, args.task)
     metrics = evaluate_checkpoint(args, dictionary, args.checkpoint, device, ctx, args.batch_size)

@@ -141,6 +141,10 @@ def test_vqa_page_shows_the_figures_evaluate_prints(vqa_report):
                                                                       reverse=True)
     assert sum(int(count) for _, _, count in question_types) == official['n_questions'] == 48
     assert 'report: %s' % (folder / 'index.html') in out
+    run = text[text.index('<section id="run">'):]
+    assert 'python3 evaluate.py --dataroot' in run and '--report_items 6' in run  # the command that made it
+    assert 'val split of' in run and re.search(r'\d{4}-\d\d-\d\d \d\d:\d\d UTC', run)
+    assert 'num_hid&nbsp;<code>16</code>' in run and 'pictures/curves.png' in run  # settings and curves
 
 
 def test_vqa_tables_on_the_page_match_a_brute_force_count(vqa_report, tiny_root):
