@@ -15,7 +15,7 @@ import pytest
 
 import evaluate
 from formats.dictionary import split_words
-from formats.vqa_metric import evaluate_results
+from formats.vqa_metric import evaluate_results, question_type_table
 from report import build
 from report.page import ReportFolder
 from report.tables import LONGEST_LENGTH, gallery_choice, region_bins, vqa_tables
@@ -216,6 +216,26 @@ def test_flickr_page_shows_the_figures_evaluate_prints(flickr_root, tmp_path, ca
 
 
 # ----------------------------------------------------------------- tables and choice
+
+def test_metric_counts_questions_per_type_and_sorts_the_question_types():
+    def annotation(question_id, question_type, answer_type, answers):
+        return {'question_id': question_id, 'image_id': 1, 'question_type': question_type,
+                'answer_type': answer_type, 'multiple_choice_answer': answers[0],
+                'answers': [{'answer': answer, 'answer_id': k + 1} for k, answer in enumerate(answers)]}
+    annotations = [annotation(1, 'is the', 'yes/no', ['yes'] * 10),
+                   annotation(2, 'how many', 'number', ['2'] * 2 + ['3'] * 8),
+                   annotation(3, 'how many', 'number', ['two'] * 10),
+                   annotation(4, 'are there', 'yes/no', ['no'] * 10)]
+    questions = {'questions': [{'question_id': q, 'image_id': 1, 'question': 'q?'} for q in (1, 2, 3, 4)]}
+    results = [{'question_id': 1, 'answer': 'yes'}, {'question_id': 2, 'answer': '2'},
+               {'question_id': 3, 'answer': '2'}, {'question_id': 4, 'answer': 'yes'}]
+    metrics = evaluate_results(results, questions, {'annotations': annotations})
+    assert metrics['questions_per_answer_type'] == {'yes/no': 2, 'number': 2}
+    assert metrics['questions_per_question_type'] == {'is the': 1, 'how many': 2, 'are there': 1}
+    # question 2: "2" given by 2 of 10 -> 0.6; question 3: all ten said "two", no normalisation -> 0
+    assert question_type_table(metrics) == [('is the', 100.0, 1), ('how many', pytest.approx(30.0), 2),
+                                            ('are there', 0.0, 1)]
+
 
 def test_vqa_tables_by_hand():
     tables = vqa_tables(['what is it', 'is it red', 'what color is the ball on the left side of the big red table '
