@@ -37,6 +37,7 @@ th, td { text-align: left; padding: 3px 10px 3px 0; vertical-align: top; }
 th { border-bottom: 1px solid #ccd; font-weight: 600; }
 td.num, th.num { text-align: right; font-variant-numeric: tabular-nums; }
 tr:nth-child(even) td { background: #fafbfc; }
+tr.picked td { font-weight: 700; }
 table.bars { width: 100%; max-width: 880px; }
 table.bars td.bar { width: 55%; min-width: 90px; }
 .track { background: #e8eaef; border-radius: 3px; height: 14px; margin-top: 3px; }

@@ -42,8 +42,9 @@ def _humans(answers):
 
 def vqa_card(item):
     right = item['accuracy'] > 0
-    top = ''.join('<tr><td>%s</td><td class="num">%.3f</td></tr>' % (escape(answer), probability)
-                  for answer, probability in item['top'])
+    top = ''.join('<tr%s><td>%s</td><td class="num">%.3f</td></tr>' % (
+        ' class="picked"' if answer == item['predicted'] else '', escape(answer), probability)
+        for answer, probability in item['top'])
     return ('<div class="card"><a href="{picture}"><img src="{picture}" alt="attention of every '
             'glimpse for question {qid}"></a>'
             '<p><span class="tag">{why}</span> <span class="tag {cls}">accuracy {accuracy}</span></p>'
