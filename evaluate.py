@@ -80,6 +80,7 @@ def parse_args(argv=None):
                                         for flag in ('report_items', 'images')])
     if args.report is not None:
         check_report_folder(args.report)
+        visualize.figure_class()  # the gallery draws with matplotlib: a missing one fails before evaluating
         if args.images is not None and not os.path.isdir(args.images):
             parser.error('argument --images: %s is not a folder' % args.images)
     forced = 'Flickr30k models use --op \'\' and --gamma 1 (as the original); drop the flag'

@@ -291,6 +291,13 @@ def test_bad_report_flags_are_one_clear_error(extra, message, tmp_path, capsys):
     assert re.search(message, capsys.readouterr().err)
 
 
+def test_report_without_matplotlib_fails_before_evaluating(tmp_path, monkeypatch):
+    import sys
+    monkeypatch.setitem(sys.modules, 'matplotlib.figure', None)  # import matplotlib.figure -> ImportError
+    with pytest.raises(UserError, match='pip install matplotlib'):
+        evaluate.parse_args(['--input', str(tmp_path), '--report', str(tmp_path / 'r')])
+
+
 def test_report_folder_refuses_a_file_and_a_foreign_folder(tmp_path):
     (tmp_path / 'file').write_text('x')
     with pytest.raises(UserError, match='is a file'):
