@@ -101,8 +101,8 @@ def parse_args(argv=None):
                      'are written by test.py)' % (args.split, args.task, ', '.join(allowed)))
     if args.report is not None and args.task == 'vqa' and official_files(args) is None:
         parser.error('argument --report: the report needs the questions and annotations of split %s (%s and %s); %s'
-                     % (args.split, question_path(args.dataroot, args.split), annotation_path(args.dataroot, args.split),
-                        VQA_FIX))
+                     % (args.split, question_path(args.dataroot, args.split),
+                        annotation_path(args.dataroot, args.split), VQA_FIX))
     return apply_task_overrides(args)
 
 

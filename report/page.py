@@ -17,6 +17,7 @@ from utils import UserError, atomic_write
 PAGE = 'index.html'
 FIGURES = 'report.json'
 PICTURES = 'pictures'
+ANSWER_TYPE_ORDER = ('yes/no', 'number', 'other')
 STYLE = '''
 * { box-sizing: border-box; }
 body { font: 15px/1.45 system-ui, -apple-system, "Segoe UI", Roboto, "DejaVu Sans", sans-serif; margin: 0;
@@ -182,12 +183,18 @@ class ReportFolder:
         return False
 
 
+def answer_types(official):
+    """The answer types of the metrics: yes/no, number, other first (the official order), then the rest."""
+    names = [name for name in ANSWER_TYPE_ORDER if name in official['per_answer_type']]
+    return names + sorted(name for name in official['per_answer_type'] if name not in ANSWER_TYPE_ORDER)
+
+
 def headline_of(figures):
     """[(name, text)] of the big numbers of a report.json."""
     if 'official' in figures:
         official = figures['official']
         return [('VQA accuracy', percent(official['overall']))] + [
-            (name, percent(value)) for name, value in sorted(official['per_answer_type'].items())]
+            (name, percent(official['per_answer_type'][name])) for name in answer_types(official)]
     return [('Recall@%d' % k, percent(figures['metrics']['recall@%d' % k])) for k in (1, 5, 10)]
 
 

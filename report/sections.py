@@ -1,16 +1,14 @@
 """The page's sections, as HTML, from the figures (report.json's content)."""
 from collections import Counter
 
-from report.page import bar_table, escape, headline, meta_list, percent, plain_table
+from report.page import answer_types, bar_table, escape, headline, meta_list, percent, plain_table
 
-ANSWER_TYPE_ORDER = ('yes/no', 'number', 'other')
 NO_PHOTO = ' <span class="tag">no photo: boxes on an empty frame</span>'
 
 
 def answer_type_rows(official):
-    names = [name for name in ANSWER_TYPE_ORDER if name in official['per_answer_type']]
-    names += sorted(name for name in official['per_answer_type'] if name not in ANSWER_TYPE_ORDER)
-    return [(name, official['per_answer_type'][name], official['questions_per_answer_type'][name]) for name in names]
+    return [(name, official['per_answer_type'][name], official['questions_per_answer_type'][name])
+            for name in answer_types(official)]
 
 
 def run_section(meta):
