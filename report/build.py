@@ -10,9 +10,8 @@ import datetime
 import os
 import re
 
-from formats.flickr_files import ENTITY_TYPES, parse_annotation_file, parse_sentence_line, read_sentence_lines
-from formats.flickr_files import annotation_path as flickr_annotation_path
-from formats.flickr_files import sentence_path as flickr_sentence_path
+from formats import flickr_files
+from formats.flickr_files import ENTITY_TYPES
 from formats.vqa_metric import question_type_table
 from report import sections
 from report.page import ReportFolder
@@ -123,10 +122,10 @@ def flickr_per_type(metrics):
 def phrase_texts(root, entry):
     """The texts of an entry's phrases (those with boxes, in order, as the
     dataset keeps them), read again from its Sentences file."""
-    chains = parse_annotation_file(flickr_annotation_path(root, entry['image_id']))
-    path = flickr_sentence_path(root, entry['image_id'])
-    for line_no, line in enumerate(read_sentence_lines(path), 1):
-        sentence, phrases = parse_sentence_line(line, '%s:%d' % (path, line_no))
+    chains = flickr_files.parse_annotation_file(flickr_files.annotation_path(root, entry['image_id']))
+    path = flickr_files.sentence_path(root, entry['image_id'])
+    for line_no, line in enumerate(flickr_files.read_sentence_lines(path), 1):
+        sentence, phrases = flickr_files.parse_sentence_line(line, '%s:%d' % (path, line_no))
         usable = [phrase for phrase in phrases if phrase.chain_id in chains]
         if sentence == entry['sentence'] and [phrase.chain_id for phrase in usable] == list(entry['entity_ids']):
             return [' '.join(phrase.words) for phrase in usable]
