@@ -145,7 +145,10 @@ def evaluate_checkpoint(args, dictionary, path, device, ctx, batch_size):
     if files and ctx.is_main:
         metrics['official'] = official_accuracy(dataset, answer_labels, files)
     if reporting and ctx.is_main:
-        metrics['report'] = write_report(args, dataset, model, ckpt, metrics, answer_labels, kept, files, device)
+        metrics['report'], figures = write_report(args, dataset, model, ckpt, metrics, answer_labels, kept, files,
+                                                  device)
+        if 'tables' in figures:
+            metrics['report_tables'] = figures['tables']
     return metrics
 
 
@@ -157,7 +160,7 @@ def _photo(images, image_id):
 
 
 def write_report(args, dataset, model, ckpt, metrics, answer_labels, kept, files, device):
-    """Write the --report folder; returns the page's path."""
+    """Write the --report folder; returns (the page's path, its figures)."""
     model.eval()
     images = build.image_files(args.images)
     command = shlex.join(['python3', 'evaluate.py'] + args.argv)
@@ -235,6 +238,16 @@ def print_metrics(metrics):
         width = max(len(name) for name, _, _ in table)
         for name, value, count in table:
             print('\t  %-*s %6.2f  (%d questions)' % (width, name, value, count))
+    tables = metrics.get('report_tables')
+    if tables:
+        for key, what in (('by_regions', 'the number of regions'), ('by_length', 'the question length (words)')):
+            print('\taccuracy against %s:' % what)
+            for row in tables[key]:
+                print('\t  %-6s %6.2f  (%d questions)' % (row['label'], row['accuracy'], row['questions']))
+        print('\tmost frequent confusions, predicted -> the humans\' most common answer (%d questions differ):'
+              % tables['differing'])
+        for row in tables['confusions']:
+            print('\t  %s -> %s  (%d questions)' % (row['predicted'], row['common'], row['questions']))
 
 
 def main(argv=None):

@@ -84,7 +84,8 @@ def vqa_figures(official, predictions, questions, box_counts, common_answers, qu
 def write_vqa_report(directory, meta, entries, label2ans, answer_labels, top_answers, official, annotations,
                      box_counts, items, draw):
     """Write the VQA report; `draw(index, path)` draws the attention picture
-    of entry `index` to `path` and returns whether it is on the photo."""
+    of entry `index` to `path` and returns whether it is on the photo.
+    Returns (the page's path, its figures)."""
     with ReportFolder(directory) as folder:
         by_id = {annotation['question_id']: annotation for annotation in annotations}
         question_ids = [entry['question_id'] for entry in entries]
@@ -107,7 +108,7 @@ def write_vqa_report(directory, meta, entries, label2ans, answer_labels, top_ans
         add_curves(folder, meta, meta['checkpoint'])
         figures['gallery'] = gallery
         figures['meta'] = meta
-        return folder.publish(meta['title'], sections.vqa_body(meta, figures, gallery), figures)
+        return folder.publish(meta['title'], sections.vqa_body(meta, figures, gallery), figures), figures
 
 
 # ----------------------------------------------------------------- Flickr30k
@@ -134,7 +135,8 @@ def phrase_texts(root, entry):
 
 def write_flickr_report(directory, meta, root, entries, metrics, entity_records, items, draw):
     """Write the Flickr30k report; `draw(index, entity, phrase, record, path)`
-    draws one phrase's boxes and returns whether it is on the photo."""
+    draws one phrase's boxes and returns whether it is on the photo.
+    Returns (the page's path, its figures)."""
     with ReportFolder(directory) as folder:
         owners = [(index, entity) for index, entry in enumerate(entries) for entity in range(entry['entity_num'])]
         if len(owners) != len(entity_records):
@@ -159,4 +161,4 @@ def write_flickr_report(directory, meta, root, entries, metrics, entity_records,
         add_curves(folder, meta, meta['checkpoint'])
         figures['gallery'] = gallery
         figures['meta'] = meta
-        return folder.publish(meta['title'], sections.flickr_body(meta, figures, gallery), figures)
+        return folder.publish(meta['title'], sections.flickr_body(meta, figures, gallery), figures), figures

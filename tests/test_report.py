@@ -95,8 +95,9 @@ def printed_vqa(out):
     """(overall, {answer type: %}, [(question type, %, count)]) as evaluate.py printed them (text)."""
     overall, types = re.search(r'official VQA accuracy (\d+\.\d\d) \((.*)\)', out).groups()
     per_answer = dict(re.match(r'(.+) (\d+\.\d\d)$', part).groups() for part in types.split(', '))
+    block = out[out.index('per question type'):].split('\taccuracy against')[0]
     question_types = [(name.strip(), value, count) for name, value, count in
-                      re.findall(r'^\t  (.+?) +(\d+\.\d\d)  \((\d+) questions\)$', out, re.M)]
+                      re.findall(r'^\t  (.+?) +(\d+\.\d\d)  \((\d+) questions\)$', block, re.M)]
     return overall, per_answer, question_types
 
 
@@ -145,6 +146,20 @@ def test_vqa_page_shows_the_figures_evaluate_prints(vqa_report):
     assert 'python3 evaluate.py --dataroot' in run and '--report_items 6' in run  # the command that made it
     assert 'val split of' in run and re.search(r'\d{4}-\d\d-\d\d \d\d:\d\d UTC', run)
     assert 'num_hid&nbsp;<code>16</code>' in run and 'pictures/curves.png' in run  # settings and curves
+
+
+def test_vqa_breakdowns_on_the_page_are_those_evaluate_prints(vqa_report):
+    folder, out, _ = vqa_report
+    _, page = read_page(folder)
+    blocks = re.split(r'^\t(?=accuracy against|most frequent confusions)', out, flags=re.M)
+    regions, length, confusions = blocks[1], blocks[2], blocks[3]
+    row = r'^\t  (\S+) +(\d+\.\d\d)  \((\d+) questions\)$'
+    assert regions.startswith('accuracy against the number of regions')
+    assert page.rows('by-regions') == re.findall(row, regions, re.M) != []
+    assert page.rows('by-length') == re.findall(row, length, re.M) != []
+    assert page.rows('confusions') == re.findall(r'^\t  (.+) -> (.+)  \((\d+) questions\)$', confusions, re.M) != []
+    differing = re.search(r'\((\d+) questions differ\)', confusions).group(1)
+    assert re.search(r'<p>%s questions \(' % differing, (folder / 'index.html').read_text())
 
 
 def test_vqa_tables_on_the_page_match_a_brute_force_count(vqa_report, tiny_root):
