@@ -141,7 +141,9 @@ def evaluate_results(results, questions, annotations):
     results: list of {"question_id": int, "answer": str} or a path to one;
     questions / annotations: VQA 2.0 JSON paths or loaded objects.
     Returns {"overall": %, "per_answer_type": {type: %}, "per_question_type":
-    {type: %}, "n_questions": int, "per_question": {question_id: %},
+    {type: %}, "questions_per_answer_type": {type: count},
+    "questions_per_question_type": {type: count}, "n_questions": int,
+    "per_question": {question_id: %},
     "rounded": the three accuracies rounded to 2 decimals as the official code
     reports them}. Percentages are unrounded floats.
     """
@@ -175,6 +177,8 @@ def evaluate_results(results, questions, annotations):
         'overall': overall,
         'per_answer_type': per_answer_type,
         'per_question_type': per_question_type,
+        'questions_per_answer_type': {name: len(values) for name, values in by_answer_type.items()},
+        'questions_per_question_type': {name: len(values) for name, values in by_question_type.items()},
         'n_questions': len(accuracies),
         'per_question': {annotation['question_id']: 100 * accuracy
                          for annotation, accuracy in zip(annotation_list, accuracies)},
@@ -184,3 +188,12 @@ def evaluate_results(results, questions, annotations):
             'per_question_type': {name: round(value, 2) for name, value in per_question_type.items()},
         },
     }
+
+
+def question_type_table(metrics):
+    """[(question type, accuracy %, questions)] of evaluate_results' metrics,
+    most accurate first (equal accuracies: by name): the order evaluate.py
+    prints and the report draws."""
+    counts = metrics['questions_per_question_type']
+    return sorted(((name, value, counts[name]) for name, value in metrics['per_question_type'].items()),
+                  key=lambda row: (-row[1], row[0]))

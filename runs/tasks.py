@@ -30,6 +30,36 @@ def calc_entropy(att):
 
 # ----------------------------------------------------------------- tasks
 
+TOP_KEPT = 5  # answers (or boxes, x2) kept per item for the report
+
+
+def top_answers(logits, count=TOP_KEPT):
+    """Per item [(label, probability)] of its `count` most probable answers
+    (sigmoid of the logits, what the BCE trains), most probable first."""
+    top = torch.sigmoid(logits.float()).topk(min(count, logits.size(1)), dim=1)
+    return [list(zip(labels, [round(p, 6) for p in probs]))
+            for labels, probs in zip(top.indices.tolist(), top.values.tolist())]
+
+
+def entity_records(logits, labels, entity_counts, types):
+    """One dict per entity row of logits [E, N] (rows in batch order, each
+    sample's entities in order): 'entity' (its index in the sample), 'top'
+    (the 10 most probable boxes as [box, probability]), 'targets' (its
+    ground-truth boxes), 'types' (entity type indices)."""
+    top = torch.sigmoid(logits).topk(min(2 * TOP_KEPT, logits.size(1)), dim=1)
+    records = []
+    row = 0
+    for count in entity_counts:
+        for entity in range(int(count)):
+            records.append({'entity': entity,
+                            'top': [[box, round(p, 6)] for box, p in zip(top.indices[row].tolist(),
+                                                                         top.values[row].tolist())],
+                            'targets': (labels[row] > 0).nonzero().flatten().tolist(),
+                            'types': [t for t in types[row].tolist() if t >= 0]})
+            row += 1
+    return records
+
+
 class VQATask:
     """Batches (v, b, q, target); loss = the recipe's BCE; score = VQA soft score.
 
@@ -37,10 +67,11 @@ class VQATask:
     every item in loader order (for the official metric, without a second pass).
     """
     name = 'vqa'
-    concatenated = ('answers',)  # per-item lists that evaluate() joins instead of adding
+    concatenated = ('answers', 'top_answers')  # per-item lists that evaluate() joins instead of adding
 
-    def __init__(self, keep_answers=False):
+    def __init__(self, keep_answers=False, keep_top=False):
         self.keep_answers = keep_answers
+        self.keep_top = keep_top
 
     @staticmethod
     def to_device(batch, device):
@@ -62,6 +93,8 @@ class VQATask:
                 'entropy': calc_entropy(att).tolist()}
         if self.keep_answers:
             sums['answers'] = logits.argmax(1).tolist()
+        if self.keep_top:
+            sums['top_answers'] = top_answers(logits)
         return sums
 
     @staticmethod
@@ -72,16 +105,23 @@ class VQATask:
                   'samples': int(sums.get('samples', 0))}
         if 'entropy' in sums:
             result['entropy'] = [value / samples for value in sums['entropy']]
-        if 'answers' in sums:
-            result['answers'] = sums['answers']
+        for key in VQATask.concatenated:
+            if key in sums:
+                result[key] = sums[key]
         return result
 
 
 class FlickrTask:
     """Batches (v, b, q, e_pos, e_num, target, entity_ids, entity_types);
-    loss = summed BCE over the valid entities' box logits / batch."""
+    loss = summed BCE over the valid entities' box logits / batch.
+
+    With `keep_entities` evaluation also returns 'entities_kept': one record
+    per entity in loader order (entity_record), for evaluate.py --report."""
     name = 'flickr'
-    concatenated = ()
+    concatenated = ('entities_kept',)
+
+    def __init__(self, keep_entities=False):
+        self.keep_entities = keep_entities
 
     @staticmethod
     def to_device(batch, device):
@@ -105,10 +145,13 @@ class FlickrTask:
         for k, hits in grounding.recall_hits(logits, labels, (1, 5, 10)).items():
             sums['r@%d' % k] = float(hits)
         merged_types = torch.cat([t[:int(count)] for t, count in zip(types, n[:, 0].tolist())], 0)  # [E,3]
-        by_type = grounding.recall_hits_by_type(logits, labels, merged_types, (1,))
+        by_type = grounding.recall_hits_by_type(logits, labels, merged_types, (1, 5, 10))
         for type_name, counts in by_type.items():
             sums['n_' + type_name] = float(counts['entities'])
-            sums['r@1_' + type_name] = float(counts['hits'][1])
+            for k, hits in counts['hits'].items():
+                sums['r@%d_%s' % (k, type_name)] = float(hits)
+        if self.keep_entities:
+            sums['entities_kept'] = entity_records(logits, labels, n[:, 0].tolist(), merged_types)
         return sums
 
     def summarise(self, sums):
@@ -123,10 +166,14 @@ class FlickrTask:
         for type_name in ENTITY_TYPES:
             count = sums.get('n_' + type_name, 0)
             if count:
-                per_type[type_name] = {'entities': int(count),
-                                       'recall@1': 100.0 * sums['r@1_' + type_name] / count}
+                per_type[type_name] = {'entities': int(count)}
+                for k in (1, 5, 10):
+                    if 'r@%d_%s' % (k, type_name) in sums:
+                        per_type[type_name]['recall@%d' % k] = 100.0 * sums['r@%d_%s' % (k, type_name)] / count
         if per_type:
             result['recall@1_per_type'] = per_type
+        if 'entities_kept' in sums:
+            result['entities_kept'] = sums['entities_kept']
         return result
 
 

@@ -45,7 +45,8 @@ def test_xml_entity_tricks_are_refused(tmp_path, xml, message):
         flickr_files.parse_annotation_file(str(path))
 
 
-PROJECT_FILES = sorted(path for pattern in ('*.py', 'formats/*.py', 'runs/*.py', 'detection/*.py', 'tools/*.py')
+PROJECT_FILES = sorted(path for pattern in ('*.py', 'formats/*.py', 'runs/*.py', 'detection/*.py', 'report/*.py',
+                                          'tools/*.py')
                        for path in REPO.glob(pattern))
 
 

@@ -3,8 +3,8 @@
 The top level shows the paper: the design card's twelve modules and the
 command lines, at most 18 files; support code sits in the packages
 `formats/` (readers of the release file formats), `runs/` (checkpoints,
-flags, devices, loaders: what a run needs) and `detection/` (the region
-detector). Imports run one way: tools/ and tests/ import the project, never
+flags, devices, loaders: what a run needs), `detection/` (the region
+detector) and `report/` (evaluate.py --report's page). Imports run one way: tools/ and tests/ import the project, never
 the reverse; the packages import no command line; `formats/` imports only
 `formats/` and `utils`; model modules import no data module; no cycles,
 packages included; project imports at the top of files. Every module
@@ -22,7 +22,8 @@ CARD_MODULES = {'main', 'train', 'test', 'base_model', 'attention', 'bc', 'count
 COMMAND_LINES = {'main', 'test', 'evaluate', 'ask', 'visualize'}
 MODEL_MODULES = {'base_model', 'attention', 'bc', 'counting', 'fc', 'language_model', 'classifier'}
 MODEL_MAY_IMPORT = MODEL_MODULES | {'utils'}
-PACKAGES = ('formats', 'runs', 'detection')
+PACKAGES = ('formats', 'runs', 'detection', 'report')
+REPORT_MAY_IMPORT = {'formats', 'runs', 'report', 'utils', 'base_model'}  # packages by name, or modules
 MAX_TOP_LEVEL = 18
 
 
@@ -179,6 +180,8 @@ def test_packages_import_no_command_line_and_formats_stay_readers():
                 wrong.append('%s -> %s (a reader imports only readers and utils)' % (name, target))
             if package == 'detection' and not (target.startswith('detection.') or target == 'utils'):
                 wrong.append('%s -> %s' % (name, target))
+            if package == 'report' and target.split('.')[0] not in REPORT_MAY_IMPORT:
+                wrong.append('%s -> %s (the report reads formats/, runs/, utils and base_model)' % (name, target))
     assert not wrong, '; '.join(wrong)
 
 

@@ -7,6 +7,7 @@
 3. main.py (BAN, op "c" with the tf-idf table), test.py, tools/vqa_eval.py (official metric)
 4. main.py --task flickr, evaluate.py --task flickr (Recall@1/5/10)
 5. visualize.py (attention picture) and results/demo_summary.json
+6. evaluate.py --report for both models: results/demo_report/index.html
 
 `--seed N` trains both models with main.py's --seed N (default 1204, main.py's
 own default) into folders and result files of their own (`_seed<N>` added to
@@ -26,6 +27,7 @@ import argparse
 import glob
 import os
 import shlex
+import shutil
 import subprocess
 import sys
 import time
@@ -44,7 +46,9 @@ from formats.paths import (  # noqa: E402
     target_file,
     task_root,
 )
+from report.page import write_index  # noqa: E402
 from runs.flags import SEED  # noqa: E402
+from tools.make_demo_data import TEST_IMAGE_ID_OFFSET, TRAIN_IMAGE_ID_OFFSET  # noqa: E402
 from utils import UserError, load_json, run_cli, save_json  # noqa: E402
 
 DATAROOT = 'data/demo'
@@ -55,6 +59,7 @@ GLOVE = glove_text_file(DATAROOT, 50)
 # seeds leave it only as the decay at epoch 10 begins and end near 96 (docs/DEMO_DATA.md, Seeds).
 VQA_MODEL = dict(num_hid=128, gamma=2, op='c', epochs=12, batch_size=64, lr=3e-3)
 FLICKR_MODEL = dict(num_hid=64, epochs=1, batch_size=128)  # recall@1 on validation is 100 after one epoch
+IMAGES = DATAROOT + '/images'  # the easy-VQA pictures named <demo image id>.png, for the report's gallery
 DEFAULT_SEED = 1204  # main.py's --seed default
 TARGETS = {'vqa_accuracy': 99.0, 'grounding_recall_at_1': 95.0}
 
@@ -238,6 +243,39 @@ def print_commands_to_try(dataroot, model):
         print('# %s\n%s' % (what, shlex.join(argv)))
 
 
+def link_images():
+    """DATAROOT/images/<image id>.png: the easy-VQA pictures under the demo's
+    image ids (train + TRAIN offset, test + TEST offset), copied once."""
+    if exists(IMAGES):
+        return IMAGES
+    import easy_vqa
+    staging = os.path.join(REPO, IMAGES + '.tmp')
+    shutil.rmtree(staging, ignore_errors=True)
+    os.makedirs(staging)
+    for offset, paths in ((TRAIN_IMAGE_ID_OFFSET, easy_vqa.get_train_image_paths()),
+                          (TEST_IMAGE_ID_OFFSET, easy_vqa.get_test_image_paths())):
+        for number, path in paths.items():
+            shutil.copyfile(path, os.path.join(staging, '%d.png' % (offset + number)))
+    os.rename(staging, os.path.join(REPO, IMAGES))
+    return IMAGES
+
+
+def write_report(vqa_epoch, flickr_epoch, suffix):
+    """evaluate.py --report for both models (VQA on val, grounding on test)
+    into results/demo_report<suffix>/{vqa,flickr}, and an index page linking them."""
+    folder = 'results/demo_report' + suffix
+    images = link_images()
+    run('evaluate.py', '--dataroot', DATAROOT, '--input', 'saved_models/demo' + suffix, '--epoch', vqa_epoch,
+        '--report', folder + '/vqa', '--images', images, *vqa_flags())
+    run('evaluate.py', '--task', 'flickr', '--dataroot', DATAROOT, '--input', 'saved_models/demo_flickr' + suffix,
+        '--epoch', flickr_epoch, '--report', folder + '/flickr', '--images', images, '--num_hid',
+        FLICKR_MODEL['num_hid'], '--emb_dim', 50)
+    page = write_index(os.path.join(REPO, folder), [('VQA 2.0 format: BAN on easy-VQA (val)', 'vqa'),
+                                                    ('Flickr30k Entities format: grounding (test)', 'flickr')])
+    print('\nreport: %s (open it in a browser)' % os.path.relpath(page, REPO), flush=True)
+    return page
+
+
 def parse_args(argv=None):
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument('--seed', type=SEED, default=DEFAULT_SEED,
@@ -270,6 +308,7 @@ def main(argv=None):
     prepare_flickr()
     flickr_seconds, flickr_metrics = run_flickr(args.seed)
     picture = draw_attention(epoch, suffix)
+    write_report(epoch, last_saved_epoch('saved_models/demo_flickr' + suffix), suffix)
     summary = {'seed': args.seed, 'vqa_accuracy': vqa_metrics['overall'],
                'vqa_accuracy_per_answer_type': vqa_metrics['per_answer_type'],
                'grounding_recall_at_1': flickr_metrics['recall@1'],
