@@ -13,9 +13,6 @@ them (ours), else from the flags (the original's).
 """
 import argparse
 import math
-import signal
-import sys
-import threading
 
 import torch
 from torch.utils.data import ConcatDataset
@@ -46,7 +43,7 @@ from runs.flags import (
 from runs.loaders import eval_loader_for, make_loader, stop_workers
 from runs.samplers import train_batch_sampler
 from runs.tasks import TASKS
-from utils import UserError, note, run_cli, seed_everything
+from utils import UserError, exit_when_interrupted, note, run_cli, seed_everything
 
 
 def bool_flag(parser, name, default, bare_means, help_text):
@@ -340,32 +337,15 @@ def evaluate_only(args, dictionary, task, device, ctx, batch_size):
     return metrics
 
 
-def _sigterm_as_ctrl_c(signum, frame):
-    """SIGTERM (a scheduler's preemption, `kill`) does what Ctrl-C does. While
-    training, train.GracefulInterrupt handles both (the step finishes and
-    model_interrupted.pth is saved); before, the run stops at once."""
-    handler = signal.getsignal(signal.SIGINT)
-    if not callable(handler):
-        raise KeyboardInterrupt
-    handler(signal.SIGINT, frame)
-
-
 def main(argv=None):
+    """Train or evaluate as the flags say; Ctrl-C or SIGTERM ends it with one
+    line and exit status 130 (during training after saving
+    model_interrupted.pth, see train.train)."""
     args = parse_args(argv)
-    in_main_thread = threading.current_thread() is threading.main_thread()
-    previous_sigterm = signal.signal(signal.SIGTERM, _sigterm_as_ctrl_c) if in_main_thread else None
     try:
-        return run(args)
-    except train.SecondInterrupt:
-        print('stopped at once by a second Ctrl-C: nothing saved, the checkpoints in %s are as they were'
-              % args.output, file=sys.stderr)
-        sys.exit(130)
-    except KeyboardInterrupt:
-        print('stopped by Ctrl-C or SIGTERM', file=sys.stderr)
-        sys.exit(130)
+        with exit_when_interrupted():
+            return run(args)
     finally:
-        if in_main_thread:
-            signal.signal(signal.SIGTERM, previous_sigterm)
         if torch.distributed.is_initialized():
             torch.distributed.destroy_process_group()
 

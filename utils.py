@@ -20,6 +20,7 @@ import stat
 import sys
 import tempfile
 import threading
+import time
 
 import numpy as np
 import torch
@@ -73,25 +74,20 @@ def first_line(text, limit=300):
     return line if len(line) <= limit else line[:limit] + '...'
 
 
-INTERRUPTED_STATUS = 130  # 128 + SIGINT, what a shell reports for Ctrl-C
-
-
 def run_cli(main, argv=None):
     """Run `main(argv)` as a command. A UserError, or an operating-system
     error on a file (a folder where a file is expected, no permission, a full
     or read-only disk), becomes one line `error: <message>` and exit status
-    2; Ctrl-C or SIGTERM one line and exit status 130. Either way the
-    temporary files of `atomic_write` / `atomic_path` are removed on the way
-    out, so no half-written output is left."""
+    2; Ctrl-C or SIGTERM one line and exit status 130 (exit_when_interrupted).
+    Either way the temporary files of `atomic_write` / `atomic_path` are
+    removed on the way out, so no half-written output is left."""
     try:
-        with _sigterm_as_keyboard_interrupt():
+        with exit_when_interrupted():
             return main(argv)
     except UserError as err:
         _exit_with_line('error: %s' % err, 2)
     except OSError as err:
         _exit_with_line('error: %s' % describe_os_error(err), 2)
-    except KeyboardInterrupt:
-        _exit_with_line('stopped by Ctrl-C or SIGTERM; unfinished outputs were removed', INTERRUPTED_STATUS)
 
 
 def _exit_with_line(message, status):
@@ -99,22 +95,109 @@ def _exit_with_line(message, status):
     sys.exit(status)
 
 
+# ----------------------------------------------------------------- Ctrl-C and SIGTERM
+# The one handler of both signals for the whole process. SIGTERM (`kill`, a
+# scheduler's preemption) does what Ctrl-C does. Outside a graceful section
+# either raises KeyboardInterrupt at once, so the `finally`/`except` clauses
+# that remove temporary files run; inside one (training) the first only
+# requests a stop, which the caller honours where its state is consistent.
+
+INTERRUPTED_STATUS = 130  # 128 + SIGINT, what a shell reports for Ctrl-C
+STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM)
+STOPPED = 'stopped by Ctrl-C or SIGTERM; unfinished outputs were removed'
+
+
+class SecondInterrupt(KeyboardInterrupt):
+    """Ctrl-C a second time in a graceful section: stop at once, saving
+    nothing (the step under way may be half applied)."""
+
+
+class GracefulStop:
+    """The stop request of a graceful section (see `graceful_stop`)."""
+    REPEAT_AFTER_S = 1.0  # a second Ctrl-C sooner than this is the same keypress forwarded twice
+
+    def __init__(self, announce, stopped_at_once):
+        self.announce, self.stopped_at_once = announce, stopped_at_once
+        self.requested = False
+        self.requested_at = None
+
+    def receive(self, signum):
+        """The first signal sets `requested` and prints `announce`; a second
+        SIGINT at least REPEAT_AFTER_S later raises SecondInterrupt (with the
+        message `stopped_at_once`); other
+        repeats are ignored: a launcher (torchrun, timeout) forwarding the
+        signal that the scheduler also sent to the whole process group
+        delivers it twice within milliseconds."""
+        if not self.requested:
+            self.requested, self.requested_at = True, time.monotonic()
+            print('%s: %s' % (signal.Signals(signum).name, self.announce), file=sys.stderr, flush=True)
+        elif signum == signal.SIGINT and time.monotonic() - self.requested_at >= self.REPEAT_AFTER_S:
+            raise SecondInterrupt(self.stopped_at_once)
+
+    def check(self):
+        """KeyboardInterrupt when a stop was requested: call where stopping is safe."""
+        if self.requested:
+            raise KeyboardInterrupt
+
+
+_graceful_sections = []  # the GracefulStop of each open graceful section, innermost last
+
+
+def _on_stop_signal(signum, frame):
+    if not _graceful_sections:
+        raise KeyboardInterrupt
+    _graceful_sections[-1].receive(signum)
+
+
 @contextlib.contextmanager
-def _sigterm_as_keyboard_interrupt():
-    """SIGTERM (`kill`, a scheduler) raises KeyboardInterrupt, as Ctrl-C does,
-    so that the `finally`/`except` clauses that remove temporary files run."""
+def signals_handled():
+    """Within (in the main thread; other threads receive no signals): SIGINT
+    and SIGTERM go to this module's handler; the previous handlers come back
+    on exit."""
     if threading.current_thread() is not threading.main_thread():
         yield
         return
-
-    def interrupt(signum, frame):
-        raise KeyboardInterrupt
-
-    previous = signal.signal(signal.SIGTERM, interrupt)
+    previous = {signum: signal.signal(signum, _on_stop_signal) for signum in STOP_SIGNALS}
     try:
         yield
     finally:
-        signal.signal(signal.SIGTERM, previous)
+        for signum, handler in previous.items():
+            signal.signal(signum, handler)
+
+
+@contextlib.contextmanager
+def graceful_stop(announce, stopped_at_once):
+    """A graceful section: yields a GracefulStop whose `check()` raises
+    KeyboardInterrupt once Ctrl-C or SIGTERM came (printing `announce` when
+    it comes); a second Ctrl-C raises SecondInterrupt(`stopped_at_once`) at
+    once, wherever the process is."""
+    stop = GracefulStop(announce, stopped_at_once)
+    _graceful_sections.append(stop)
+    try:
+        with signals_handled():
+            yield stop
+    finally:
+        _graceful_sections.remove(stop)
+
+
+@contextlib.contextmanager
+def exit_when_interrupted():
+    """Within: signals_handled; a KeyboardInterrupt leaving the block becomes
+    one line on stderr (its own message, else STOPPED) and exit status 130."""
+    try:
+        with signals_handled():
+            yield
+    except KeyboardInterrupt as err:
+        _exit_with_line(str(err) or STOPPED, INTERRUPTED_STATUS)
+
+
+def quiet_worker(worker_id):
+    """worker_init_fn of DataLoaders: Ctrl-C and a scheduler's SIGTERM reach
+    the whole process group, and only the main process acts on them (it
+    finishes the step, saves, then shuts the workers down): a worker that
+    died of them would make the main process fail with a traceback instead."""
+    for signum in STOP_SIGNALS:
+        signal.signal(signum, signal.SIG_IGN)
 
 
 _OS_ERROR_ADVICE = {
