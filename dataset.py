@@ -504,7 +504,7 @@ def _type_row(phrase, where):
 
 # ----------------------------------------------------------------- dictionary
 
-def create_flickr_dictionary(dataroot, glove_path=None, log=print):
+def create_flickr_dictionary(dataroot, glove_path=None):
     """Build the Flickr dictionary from the de-annotated captions
     (add_word=True) of the images in `dictionary_image_ids` order, the
     original's word order (its indices are the rows of the released model's
@@ -518,7 +518,7 @@ def create_flickr_dictionary(dataroot, glove_path=None, log=print):
         require_file(glove_path, GLOVE_FIX)  # fail before the long caption pass
     dictionary = Dictionary()
     read = set()
-    for image_ids in dictionary_image_ids(dataroot, log).values():
+    for image_ids in dictionary_image_ids(dataroot).values():
         for image_id in image_ids:
             if image_id in read:  # the id sets overlap (the original's hold every image): no new word
                 continue

@@ -10,7 +10,6 @@
 settings (--task too) come from the checkpoint when it records them (ours),
 else from the flags (the original's).
 """
-import argparse
 import os
 
 import torch.distributed as dist
@@ -21,48 +20,19 @@ from formats.dictionary import load_dictionary
 from formats.paths import annotation_path, question_path, task_root
 from formats.vqa_metric import evaluate_results
 from runs import checkpoints, runtime
-from runs.flags import (
-    add_model_flags,
-    apply_task_overrides,
-    parse_command_line,
-    positive_int,
-    refuse_ignored_flags,
-    str2bool,
-)
+from runs.flags import apply_task_overrides, check_evaluate_split, evaluate_parser
 from runs.loaders import eval_loader_for
 from runs.tasks import TASKS, VQATask
 from utils import run_cli, save_json
 
 
 def parse_args(argv=None):
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    add_model_flags(parser)
-    parser.add_argument('--input', type=str, default=None,
-                        help='checkpoint file, or the folder main.py saved into (default saved_models/ban, or '
-                             'saved_models/flickr)')
-    checkpoints.add_epoch_flag(parser)
-    parser.add_argument('--batch_size', type=positive_int, default=256, help='questions per batch')
-    parser.add_argument('--split', type=str, default=None, help='default: val (vqa), test (flickr)')
-    parser.add_argument('--fix_alignment', type=str2bool, nargs='?', const=True, default=False,
-                        help='Flickr30k: locate each phrase at its own last token (as main.py --fix_alignment)')
-    parser.add_argument('--output', type=str, default=None, help='also write the metrics to this JSON file')
-    args = parse_command_line(parser, argv)
-    forced = 'Flickr30k models use --op \'\' and --gamma 1 (as the original); drop the flag'
-    refuse_ignored_flags(parser, argv, [('fix_alignment', args.task == 'vqa' and args.fix_alignment,
-                                         'the phrase alignment is for --task flickr'),
-                                        ('op', args.task == 'flickr' and args.op != '', forced),
-                                        ('gamma', args.task == 'flickr' and args.gamma != 1, forced)])
-    if args.output is not None and os.path.isdir(args.output):
-        parser.error('argument --output: %s is a folder; name the JSON file to write the metrics to' % args.output)
+    parser = evaluate_parser(__doc__)
+    args = parser.parse(argv)
     if args.input is None:
         args.input = 'saved_models/flickr' if args.task == 'flickr' else 'saved_models/ban'
     checkpoints.settle(args)
-    if args.split is None:
-        args.split = 'test' if args.task == 'flickr' else 'val'
-    allowed = ('train', 'val', 'test') if args.task == 'flickr' else ('train', 'val')
-    if args.split not in allowed:
-        parser.error('argument --split: %s has no answers for %s; choose from %s (test2015 submissions '
-                     'are written by test.py)' % (args.split, args.task, ', '.join(allowed)))
+    check_evaluate_split(parser, args)
     return apply_task_overrides(args)
 
 

@@ -11,8 +11,6 @@
 With --input the model's settings come from the checkpoint when it records
 them (ours), else from the flags (the original's).
 """
-import argparse
-import math
 
 import torch
 from torch.utils.data import ConcatDataset
@@ -30,61 +28,15 @@ from formats.glove import glove_init_path
 from formats.paths import glove_text_file, task_root
 from formats.tfidf import tfidf_from_questions
 from runs import checkpoints, curves, rundir, runtime
-from runs.flags import (
-    SEED,
-    add_model_flags,
-    apply_task_overrides,
-    check_output_folder,
-    parse_command_line,
-    positive_int,
-    refuse_ignored_flags,
-    str2bool,
-)
+from runs.flags import apply_task_overrides, check_output_folder, main_parser
 from runs.loaders import eval_loader_for, make_loader, stop_workers
 from runs.samplers import train_batch_sampler
 from runs.tasks import TASKS
 from utils import UserError, exit_when_interrupted, note, run_cli, seed_everything
 
 
-def bool_flag(parser, name, default, bare_means, help_text):
-    """A flag usable as `--x`, `--x True` or `--x false`. A bare `--tfidf`
-    means False, as the original's store_false flag did."""
-    parser.add_argument(name, type=str2bool, nargs='?', const=bare_means, default=default, help=help_text)
-
-
 def parse_args(argv=None):
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    add_model_flags(parser)
-    parser.add_argument('--epochs', type=positive_int, default=13,
-                        help='epochs in all (a resumed run continues up to this number)')
-    bool_flag(parser, '--use_both', False, True, 'train on train+val (no validation)')
-    bool_flag(parser, '--use_vg', False, True, 'add Visual Genome questions')
-    bool_flag(parser, '--tfidf', True, False, 'tf-idf embedding table for op "c" (a bare --tfidf turns it '
-                                              'OFF, as in the original)')
-    parser.add_argument('--tfidf_sources', type=str, default='vqa,vg,cap',
-                        help='sentences of the tf-idf graph: vqa (questions), vg (Visual Genome questions), cap '
-                             '(COCO captions); drop cap to skip the captions, as the original README suggests')
-    parser.add_argument('--input', type=str, default=None,
-                        help='checkpoint to resume from (--evaluate: to evaluate): a file, or the folder a run saved '
-                             'into (resume: its newest model_last.pth or model_interrupted.pth; --evaluate: its '
-                             'highest model_epoch<N>.pth)')
-    parser.add_argument('--output', type=str, default=None,
-                        help='checkpoint folder (default saved_models/ban, or saved_models/flickr); one run per '
-                             'folder: a fresh run refuses a folder holding another run\'s checkpoints')
-    parser.add_argument('--overwrite', action='store_true',
-                        help='let a fresh run delete the checkpoints and logs of the run in --output')
-    parser.add_argument('--batch_size', type=positive_int, default=256,
-                        help='global batch (split over torchrun processes)')
-    parser.add_argument('--seed', type=SEED, default=1204, help='random seed (offset by rank)')
-    parser.add_argument('--amp', choices=['off', 'bf16', 'fp16'], default='off', help='mixed precision')
-    parser.add_argument('--lr', type=float, default=None, help='base lr (default 1e-3 with validation, '
-                                                               '7e-4 with --use_both)')
-    bool_flag(parser, '--bucket', False, True, 'batch images of similar box counts together')
-    bool_flag(parser, '--load_in_memory', False, True, 'read all features into RAM (fast, needs ~32 GB)')
-    bool_flag(parser, '--fix_alignment', False, True, 'Flickr30k: correct the phrase/token alignment quirk')
-    bool_flag(parser, '--evaluate', False, True, 'only evaluate --input (val for vqa, test for flickr)')
-    args = parse_command_line(parser, argv)
-    refuse_ignored_flags(parser, argv, ignored_flag_rules(args))
+    args = main_parser(__doc__).parse(argv)
     if args.input is not None:
         pick = (lambda path: checkpoints.choose(path)[0]) if args.evaluate else checkpoints.resume_file
         args.input = pick(args.input)
@@ -92,36 +44,7 @@ def parse_args(argv=None):
     if args.output is None:
         args.output = 'saved_models/flickr' if args.task == 'flickr' else 'saved_models/ban'
     args.split = 'test' if args.task == 'flickr' else 'val'  # the split --evaluate scores
-    if args.lr is not None and not 0 < args.lr < math.inf:
-        parser.error('argument --lr: must be > 0 and finite, got %r' % args.lr)
     return apply_task_overrides(args)
-
-
-def ignored_flag_rules(args):
-    """[(flag dest, would it be ignored?, why)] for refuse_ignored_flags."""
-    rules = []
-    if args.task == 'flickr':
-        vqa_only = 'Flickr30k trains on its train split and validates on val; this flag is for --task vqa'
-        rules += [('use_both', args.use_both, vqa_only), ('use_vg', args.use_vg, vqa_only),
-                  ('tfidf', args.tfidf, 'the tf-idf table is for --task vqa with --op c'),
-                  ('tfidf_sources', True, 'the tf-idf table is for --task vqa with --op c'),
-                  ('op', args.op != '', "Flickr30k uses --op '' (as the original does); drop the flag"),
-                  ('gamma', args.gamma != 1, 'Flickr30k uses one glimpse (as the original does); drop the flag')]
-    else:
-        rules.append(('fix_alignment', args.fix_alignment, 'the phrase alignment is for --task flickr'))
-        if 'c' not in args.op:
-            rules += [('tfidf', args.tfidf, "the tf-idf table exists only with --op c"),
-                      ('tfidf_sources', True, "the tf-idf table exists only with --op c")]
-        elif not args.tfidf:
-            rules.append(('tfidf_sources', True, 'the tf-idf table is turned off (--tfidf false)'))
-    if args.evaluate:
-        only = '--evaluate only evaluates --input; this flag is for training'
-        rules += [(dest, True, only) for dest in ('epochs', 'lr', 'tfidf', 'tfidf_sources')]
-        rules += [('use_both', args.use_both, only), ('use_vg', args.use_vg, only), ('bucket', args.bucket, only),
-                  ('amp', args.amp != 'off', only), ('load_in_memory', args.load_in_memory, only),
-                  ('output', True, '--evaluate prints the metrics and writes no file (evaluate.py --output '
-                                   'writes them to a JSON file)')]
-    return rules
 
 
 # ----------------------------------------------------------------- data
@@ -218,11 +141,11 @@ def load_resumed_weights(model, args, checkpoint, ctx):
     model.w_emb.set_table_trainable(uses_tfidf(args))
     if checkpoints.match_table_to_optimizer_state(model, checkpoint.get('optimizer_state')) and ctx.is_main:
         if model.w_emb.emb_.weight.requires_grad:
-            print('note: %s was trained with the tf-idf table emb_ trainable (its optimizer state has an entry '
-                  'for it); it keeps training, whatever --tfidf says' % args.input)
+            note('%s was trained with the tf-idf table emb_ trainable (its optimizer state has an entry '
+                 'for it); it keeps training, whatever --tfidf says' % args.input)
         else:
-            print('note: %s was trained with the tf-idf table emb_ frozen (its optimizer state has no entry for '
-                  'it: --tfidf off, or a checkpoint of an older version of this code); it stays frozen' % args.input)
+            note('%s was trained with the tf-idf table emb_ frozen (its optimizer state has no entry for '
+                 'it: --tfidf off, or a checkpoint of an older version of this code); it stays frozen' % args.input)
 
 
 def require_epochs_left(start_epoch, args):

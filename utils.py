@@ -248,7 +248,7 @@ def _make_temporary(path):
     directory = os.path.dirname(os.path.abspath(path))
     os.makedirs(directory, exist_ok=True)
     name = os.path.basename(path)
-    remove_stale_temporaries(directory, name)
+    remove_stale_temporaries(directory, re.escape(name))
     fd, tmp_path = tempfile.mkstemp(dir=directory, prefix=temporary_prefix(name), suffix='.tmp')
     os.chmod(tmp_path, _default_file_mode())
     return fd, tmp_path
@@ -289,16 +289,23 @@ def process_alive(pid):
     return True
 
 
-def remove_stale_temporaries(directory, name):
-    """Delete the temporary files of `name` that a run killed on this host
-    left in `directory` (SIGKILL, a power cut: no cleanup ran); those of a
-    live process are kept. Returns how many were removed."""
-    stale = re.compile(re.escape('.%s.%s.' % (name, HOST)) + r'(\d+)\.[A-Za-z0-9_]+\.tmp')
+def remove_stale_temporaries(directory, targets, any_writer=False):
+    """Delete the temporary files that killed runs (SIGKILL, a power cut: no
+    cleanup ran) left in `directory` for the files whose names the regular
+    expression `targets` matches. Only those whose writer was a process of
+    this host that is gone: a live writer's file, or another host's, may be
+    in use; with `any_writer` (the caller holds the folder's lock, so no
+    one else writes there) every one. Returns how many were removed."""
+    temporary = re.compile(r'\.(?:%s)\.(.+)\.tmp' % targets)
+    writer = re.compile(re.escape(HOST) + r'\.(\d+)\.[A-Za-z0-9_]+')
     removed = 0
     with contextlib.suppress(OSError):
         for entry in os.listdir(directory):
-            found = stale.fullmatch(entry)
-            if found and not process_alive(int(found.group(1))):
+            found = temporary.fullmatch(entry)
+            if not found:
+                continue
+            wrote = writer.fullmatch(found.group(1))
+            if any_writer or (wrote and not process_alive(int(wrote.group(1)))):
                 with contextlib.suppress(FileNotFoundError):
                     os.remove(os.path.join(directory, entry))
                     removed += 1

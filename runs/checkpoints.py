@@ -39,10 +39,13 @@ RUN_FIELDS = {'batch_size': '--batch_size', 'world_size': 'number of torchrun pr
               'bucket': '--bucket', 'train_items': '--use_both, --use_vg and --dataroot',
               'batches_per_epoch': '--batch_size and --bucket'}
 # The file names of a run folder.
-EPOCH_FILE = re.compile(r'model_epoch(\d+)\.pth$')  # model_epoch<N>.pth: a finished epoch
+EPOCH_NAME = 'model_epoch%d.pth'  # a finished epoch
+EPOCH_FILE = re.compile(r'model_epoch(\d+)\.pth$')
 ORIGINAL_CHECKPOINT = 'model.pth'  # the original's name for a hand-picked model
 LAST_CHECKPOINT = 'model_last.pth'  # rewritten after every epoch
 INTERRUPTED_CHECKPOINT = 'model_interrupted.pth'  # saved on Ctrl-C / SIGTERM
+# (a regular expression of) every name main.py gives the checkpoints it writes into a run folder
+RUN_CHECKPOINTS = r'model_epoch\d+\.pth|%s|%s' % (re.escape(LAST_CHECKPOINT), re.escape(INTERRUPTED_CHECKPOINT))
 
 
 def load_checkpoint(path, map_location='cpu'):
@@ -146,7 +149,7 @@ def match_table_to_optimizer_state(model, state):
 
 
 def checkpoint_path(directory, epoch):
-    return os.path.join(directory, 'model_epoch%d.pth' % epoch)
+    return os.path.join(directory, EPOCH_NAME % epoch)
 
 
 def model_from_checkpoint(args, task, path, device, ntoken, v_dim, num_answers):
@@ -282,12 +285,6 @@ def settle(args):
     args.epoch = -1 if epoch is None else epoch
     adopt_from_file(args, args.checkpoint)
     return args
-
-
-def add_epoch_flag(parser):
-    parser.add_argument('--epoch', type=int, default=None,
-                        help='in an --input folder: model_epoch<N>.pth (default: the highest N, i.e. the best epoch '
-                             'of a run with validation, the last of a --use_both run); 0 or less: model.pth')
 
 
 # ----------------------------------------------------------------- settings saved in a checkpoint

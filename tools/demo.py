@@ -42,7 +42,7 @@ from formats.paths import (  # noqa: E402
     target_file,
     task_root,
 )
-from runs.flags import SEED  # noqa: E402
+from runs.flags import SEED, FlagParser  # noqa: E402
 from utils import UserError, load_json, run_cli, save_json  # noqa: E402
 
 DATAROOT = 'data/demo'
@@ -202,7 +202,7 @@ def draw_attention(epoch, suffix):
 
 
 def parse_args(argv=None):
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = FlagParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument('--seed', type=SEED, default=DEFAULT_SEED,
                         help="main.py's --seed for both trainings (default: %(default)s)")
     return parser.parse_args(argv)

@@ -4,7 +4,6 @@ Usage:
   python3 tools/vqa_eval.py --results results/val_ban.json [--split val]
       [--questions Q.json --annotations A.json] [--out metrics.json]
 """
-import argparse
 import os
 import sys
 
@@ -13,6 +12,7 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 from formats.paths import annotation_path, question_path  # noqa: E402
 from formats.vqa_files import ANNOTATED_SPLITS  # noqa: E402
 from formats.vqa_metric import evaluate_results  # noqa: E402
+from runs.flags import FlagParser  # noqa: E402
 from utils import run_cli, save_json  # noqa: E402
 
 ANSWER_TYPE_ORDER = ('yes/no', 'number', 'other')
@@ -41,7 +41,7 @@ def format_table(metrics):
 
 
 def build_parser():
-    parser = argparse.ArgumentParser(description='Official VQA accuracy of a results JSON file.')
+    parser = FlagParser(description='Official VQA accuracy of a results JSON file.')
     parser.add_argument('--results', required=True,
                         help='results JSON: [{"question_id": int, "answer": str}] (written by test.py)')
     parser.add_argument('--dataroot', default='data', help='folder of the VQA 2.0 JSON files')
