@@ -9,7 +9,10 @@
     python3 main.py --evaluate --input saved_models/ban/model_epoch12.pth
 
 With --input the model's settings come from the checkpoint when it records
-them (ours), else from the flags (the original's).
+them (ours), else from the flags (the original's). A resume also takes the
+run's own settings saved in the checkpoint (data root, output folder, epochs,
+recipe flags) unless the command line gives them; a flag that changes the
+run says so in a note.
 """
 
 import torch
@@ -36,11 +39,17 @@ from utils import UserError, exit_when_interrupted, note, run_cli, seed_everythi
 
 
 def parse_args(argv=None):
-    args = main_parser(__doc__).parse(argv)
-    if args.input is not None:
-        pick = (lambda path: checkpoints.choose(path)[0]) if args.evaluate else checkpoints.resume_file
-        args.input = pick(args.input)
+    parser = main_parser(__doc__)
+    args = parser.parse(argv)
+    if args.input is not None and args.evaluate:
+        args.input = checkpoints.choose(args.input)[0]
         checkpoints.adopt_from_file(args, args.input)
+        checkpoints.adopt_data_root(args, args.input)
+    elif args.input is not None:  # resume the run, with its settings unless the command line changes them
+        args.input = checkpoints.resume_file(args.input)
+        checkpoints.adopt_from_file(args, args.input)
+        checkpoints.adopt_run_settings(args, args.input)
+        parser.check(parser, args)  # the flags given, again, with the run's task and settings
     if args.output is None:
         args.output = 'saved_models/flickr' if args.task == 'flickr' else 'saved_models/ban'
     args.split = 'test' if args.task == 'flickr' else 'val'  # the split --evaluate scores
@@ -225,7 +234,8 @@ def train_run(args, dictionary, task, device, ctx, batch_size, folder):
     folder.begin()
     try:
         best = train.train(model, train_loader, eval_loader, args.epochs, args.output, optimizer, task, device, ctx,
-                            start_epoch=start_epoch, resume=resume, amp=args.amp, base_lr=base_lr, run=run_record)
+                            start_epoch=start_epoch, resume=resume, amp=args.amp, base_lr=base_lr, run=run_record,
+                            settings=checkpoints.run_settings(args))
     finally:
         stop_workers(train_loader, eval_loader)
     if ctx.is_main:

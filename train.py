@@ -203,11 +203,12 @@ def _epoch_lines(epoch, stats, metrics):
 
 
 def train(model, train_loader, eval_loader, num_epochs, output, optimizer, task, device, ctx=None,
-          start_epoch=0, resume=None, amp='off', base_lr=None, run=None):
+          start_epoch=0, resume=None, amp='off', base_lr=None, run=None, settings=None):
     """The recipe's epoch loop. `resume` is a checkpoint dict of ours (optional
     fields best_eval_score, rng_state, resume_step, partial_sums), checked
     beforehand with check_resume_fields and check_resume_position; `run` (the
-    RUN_FIELDS of this run) goes into every checkpoint for that check."""
+    RUN_FIELDS of this run) goes into every checkpoint for that check, and
+    `settings` (main.py's RUN_SETTINGS) for a resume to take."""
     ctx = ctx or runtime.DistContext()
     resume = resume or {}
     base_lr = base_lr or base_learning_rate(eval_loader is not None)
@@ -249,7 +250,7 @@ def train(model, train_loader, eval_loader, num_epochs, output, optimizer, task,
             except KeyboardInterrupt:  # at a step boundary, or in the evaluation after the last step
                 _save_interrupted(output, model, optimizer, epoch - 1, {
                     'best_eval_score': best_eval_score, 'rng_state': position['rng'], 'resume_step': position['step'],
-                    'partial_sums': position['sums'], 'run': run}, log, ctx,
+                    'partial_sums': position['sums'], 'run': run, 'settings': settings}, log, ctx,
                     'at epoch %d, step %d' % (epoch, position['step']))
                 raise
             start_step, partial = 0, None
@@ -262,7 +263,7 @@ def train(model, train_loader, eval_loader, num_epochs, output, optimizer, task,
             improved = metrics is not None and metrics['score'] > best_eval_score
             if improved:
                 best_eval_score = metrics['score']
-            extra = {'best_eval_score': best_eval_score, 'rng_state': _rng_state(), 'run': run}
+            extra = {'best_eval_score': best_eval_score, 'rng_state': _rng_state(), 'run': run, 'settings': settings}
             if ctx.is_main:
                 if improved or (eval_loader is None and epoch >= FIRST_SAVED_EPOCH):
                     checkpoints.save_checkpoint(checkpoints.checkpoint_path(output, epoch), model, optimizer, epoch, extra)

@@ -1,4 +1,5 @@
-"""Shared helpers: user-facing errors and the CLI wrapper, atomic writes,
+"""Shared helpers: user-facing errors and the CLI wrapper, the one handler
+of Ctrl-C and SIGTERM (with training's graceful stop), atomic writes,
 JSON and UTF-8 reading, the restricted unpickler for legacy pickles, the
 wording of torch.load refusals, seeding and notes.
 
