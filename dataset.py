@@ -14,7 +14,7 @@ from collections import Counter
 
 import numpy as np
 import torch
-from torch.utils.data import Dataset
+from torch.utils.data import ConcatDataset, Dataset
 
 import utils
 from formats.answers import preprocess_answer
@@ -500,6 +500,35 @@ def _type_row(phrase, where):
                         '%d visual types; %s' % (where, ' '.join(phrase.words), phrase.chain_id,
                                                  '/'.join(phrase.types), MAX_TYPES_PER_ENTITY, ANNOTATIONS_FIX))
     return [TYPE_INDEX[name] for name in phrase.types] + [-1] * (MAX_TYPES_PER_ENTITY - len(phrase.types))
+
+
+# ----------------------------------------------------------------- the splits of a run
+
+def leaf_datasets(dataset):
+    """The datasets that a ConcatDataset joins (the dataset itself otherwise; none for None)."""
+    if dataset is None:
+        return []
+    if isinstance(dataset, ConcatDataset):
+        return [leaf for part in dataset.datasets for leaf in leaf_datasets(part)]
+    return [dataset]
+
+
+def check_feature_widths(parts):
+    """The datasets `parts` that one model trains and validates on (train,
+    val, Visual Genome) must hold features of one width (read from the HDF5
+    metadata); otherwise a UserError names two feature files that differ."""
+    first = parts[0]
+    for part in parts[1:]:
+        if (part.v_dim, part.s_dim) != (first.v_dim, first.s_dim):
+            raise utils.UserError('%s holds features of width %d (and %d spatial values) but %s holds %d (and %d): '
+                                  'the splits come from different feature files; convert all of them from the same '
+                                  'release (tools/process.sh)' % (features_file(part), part.v_dim, part.s_dim,
+                                                                  features_file(first), first.v_dim, first.s_dim))
+
+
+def features_file(dataset):
+    """The HDF5 file that a dataset reads its features from."""
+    return getattr(dataset, 'feature_store', dataset).h5_path
 
 
 # ----------------------------------------------------------------- dictionary

@@ -25,6 +25,8 @@ from dataset import (
     Flickr30kFeatureDataset,
     VisualGenomeFeatureDataset,
     VQAFeatureDataset,
+    check_feature_widths,
+    leaf_datasets,
 )
 from formats.dictionary import load_dictionary
 from formats.glove import glove_init_path
@@ -88,30 +90,6 @@ def training_data(args, dictionary):
     return train_set, splits['val']
 
 
-def leaf_datasets(dataset):
-    """The datasets that a ConcatDataset joins (the dataset itself otherwise)."""
-    if isinstance(dataset, ConcatDataset):
-        return [leaf for part in dataset.datasets for leaf in leaf_datasets(part)]
-    return [dataset]
-
-
-def check_feature_widths(train_set, val_set):
-    """Every split of the run (train, val, Visual Genome) must hold features
-    of the width the model is built for (read from the HDF5 metadata)."""
-    parts = leaf_datasets(train_set) + (leaf_datasets(val_set) if val_set is not None else [])
-    first = parts[0]
-    for part in parts[1:]:
-        if (part.v_dim, part.s_dim) != (first.v_dim, first.s_dim):
-            raise UserError('%s holds features of width %d (and %d spatial values) but %s holds %d (and %d): the '
-                            'splits come from different feature files; convert all of them from the same release '
-                            '(tools/process.sh)' % (features_file(part), part.v_dim, part.s_dim, features_file(first),
-                                                    first.v_dim, first.s_dim))
-
-
-def features_file(dataset):
-    return getattr(dataset, 'feature_store', dataset).h5_path
-
-
 def box_counts(dataset):
     """Boxes per item, for --bucket."""
     return [count for part in leaf_datasets(dataset) for count in part.box_counts()]
@@ -157,19 +135,6 @@ def load_resumed_weights(model, args, checkpoint, ctx):
                  'it: --tfidf off, or a checkpoint of an older version of this code); it stays frozen' % args.input)
 
 
-def require_epochs_left(start_epoch, args):
-    if start_epoch >= args.epochs:
-        raise UserError('%s has finished epoch %d, so --epochs %d leaves nothing to train; pass --epochs %d or '
-                        'more to train on' % (args.input, start_epoch - 1, args.epochs, start_epoch + 1))
-
-
-def per_rank_batch(args, ctx):
-    if args.batch_size % ctx.world_size:
-        raise UserError('--batch_size %d is not divisible by the %d torchrun processes'
-                        % (args.batch_size, ctx.world_size))
-    return args.batch_size // ctx.world_size
-
-
 def run(args):
     ctx, device = runtime.init_distributed(args.device)
     seed_everything(args.seed + ctx.rank)
@@ -184,7 +149,7 @@ def train_or_evaluate(args, ctx, device):
     if not args.evaluate:
         check_output_folder(args.output, '--output', 'main.py writes its checkpoints and logs into')
     dictionary = load_dictionary(args.dataroot, args.task)
-    batch_size = per_rank_batch(args, ctx)
+    batch_size = runtime.per_rank_batch(args.batch_size, ctx)
     if args.evaluate:
         return evaluate_only(args, dictionary, task, device, ctx, batch_size)
     # claimed before the data is read: a second run into it fails at once
@@ -196,8 +161,8 @@ def train_run(args, dictionary, task, device, ctx, batch_size, folder):
     """Read the data, build the model and optimizer, check everything that can
     be checked before the first step, then train into `folder`."""
     train_set, val_set = training_data(args, dictionary)
-    check_feature_widths(train_set, val_set)
-    first = train_set.datasets[0] if isinstance(train_set, ConcatDataset) else train_set
+    check_feature_widths(leaf_datasets(train_set) + leaf_datasets(val_set))
+    first = leaf_datasets(train_set)[0]
     config = base_model.ModelConfig.from_flags(args, args.task, dictionary.ntoken, first.v_dim, first.num_ans_candidates)
     model = base_model.build_model(config)
     resume = {} if args.input is None else checkpoints.load_checkpoint(args.input, map_location=device)
@@ -212,8 +177,7 @@ def train_run(args, dictionary, task, device, ctx, batch_size, folder):
     optimizer = torch.optim.Adamax([p for p in model.parameters() if p.requires_grad], lr=base_lr)
     start_epoch = 0
     if resume:
-        start_epoch = checkpoints.resume_epoch(resume, args.input) + 1
-        require_epochs_left(start_epoch, args)
+        start_epoch = checkpoints.first_epoch(resume, args.input, args.epochs)
         if 'optimizer_state' in resume:
             checkpoints.load_optimizer_state(optimizer, resume['optimizer_state'], args.input)
         if ctx.is_main:

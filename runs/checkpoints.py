@@ -118,6 +118,16 @@ def resume_epoch(checkpoint, path):
     return epoch
 
 
+def first_epoch(checkpoint, path, epochs):
+    """The epoch a run resumed from `checkpoint` (the file `path`) trains
+    first; a UserError when its `epochs` in all leave none to train."""
+    start = resume_epoch(checkpoint, path) + 1
+    if start >= epochs:
+        raise UserError('%s has finished epoch %d, so --epochs %d leaves nothing to train; pass --epochs %d or '
+                        'more to train on' % (path, start - 1, epochs, start + 1))
+    return start
+
+
 def load_optimizer_state(optimizer, state, path):
     """Restore the optimizer of a resumed run; a state of another model is a UserError."""
     try:
