@@ -225,9 +225,11 @@ def train(model, train_loader, eval_loader, num_epochs, output, optimizer, task,
                   % (base_lr, DECAY_EPOCHS.step, DECAY_RATE, GRAD_CLIP))
     # Ctrl-C and SIGTERM stop only where the state is consistent: after a whole step (optimizer.step done),
     # between evaluation batches and after an epoch's checkpoints; a second Ctrl-C stops at once, saving nothing
-    with graceful_stop('finishing this step, then saving model_interrupted.pth (Ctrl-C again to stop at once '
-                       'without saving)', 'stopped at once by a second Ctrl-C: nothing saved, the checkpoints in %s '
-                                          'are as they were' % output) as interrupt:
+    announce = ('finishing this step, then saving %s (Ctrl-C again to stop at once without saving)'
+                % INTERRUPTED_CHECKPOINT)
+    stopped_at_once = ('stopped at once by a second Ctrl-C: nothing saved, the checkpoints in %s are as they were'
+                       % output)
+    with graceful_stop(announce, stopped_at_once) as interrupt:
         for epoch in range(start_epoch, num_epochs):
             lr = learning_rate(base_lr, epoch)
             for group in optimizer.param_groups:

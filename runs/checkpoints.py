@@ -426,9 +426,13 @@ def adopt_run_settings(args, path):
     saved one changes the run: one note says how; from a checkpoint saved in
     the middle of an epoch a change of SAME_MID_EPOCH is a UserError, since
     the resume could not be exact. A checkpoint that records no settings
-    leaves the flags as they are."""
+    leaves the flags as they are. The run's folder is where the checkpoint
+    is: a run folder moved or copied elsewhere continues there."""
     checkpoint = peek(path)
-    settings = saved_settings(checkpoint, path)
+    settings = dict(saved_settings(checkpoint, path))
+    here = os.path.dirname(path) or '.'
+    if 'output' in settings and os.path.realpath(settings['output']) != os.path.realpath(here):
+        settings['output'] = here
     given = getattr(args, 'given_flags', frozenset())
     taken = [name for name in RUN_SETTINGS if name in settings and name not in given
              and getattr(args, name) != settings[name]]

@@ -131,3 +131,12 @@ def test_evaluate_without_dataroot_uses_the_checkpoints(vqa_root, capsys, monkey
     assert ('note: --dataroot %s, the data root %s was trained on (pass --dataroot to use another)'
             % (vqa_root, checkpoint)) in capsys.readouterr().out
     assert evaluate.parse_args(['--input', checkpoint, '--dataroot', 'elsewhere']).dataroot == 'elsewhere'
+
+
+def test_a_moved_run_folder_continues_where_its_checkpoint_is(vqa_root, tmp_path):
+    import shutil
+    output, moved = tmp_path / 'run', tmp_path / 'moved'
+    train(vqa_root, output, '--epochs', '1')
+    shutil.move(str(output), str(moved))
+    args = main.parse_args(['--input', str(moved)])
+    assert (args.output, args.epochs, args.dataroot) == (str(moved), 1, vqa_root)
