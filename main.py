@@ -114,27 +114,6 @@ def init_word_embedding(model, args, dictionary):
     model.w_emb.init_embedding(glove_init_path(args.dataroot, args.task, args.emb_dim), tfidf, weights)
 
 
-def load_resumed_weights(model, args, checkpoint, ctx):
-    """--input: the checkpoint's weights replace any initialisation (so the
-    tf-idf matrix is not rebuilt), and `emb_` trains or stays frozen as in the
-    run that saved the checkpoint, which must be known before the optimizer
-    is built. A checkpoint without optimizer state follows --tfidf."""
-    config = checkpoints.saved_config(checkpoint, args.input)
-    if config is not None:
-        checkpoints.check_data(config, model.config, args.input, args.dataroot)
-    checkpoints.load_model_state(model, checkpoint['model_state'], args.input)
-    if 'c' not in args.op:
-        return
-    model.w_emb.set_table_trainable(uses_tfidf(args))
-    if checkpoints.match_table_to_optimizer_state(model, checkpoint.get('optimizer_state')) and ctx.is_main:
-        if model.w_emb.emb_.weight.requires_grad:
-            note('%s was trained with the tf-idf table emb_ trainable (its optimizer state has an entry '
-                 'for it); it keeps training, whatever --tfidf says' % args.input)
-        else:
-            note('%s was trained with the tf-idf table emb_ frozen (its optimizer state has no entry for '
-                 'it: --tfidf off, or a checkpoint of an older version of this code); it stays frozen' % args.input)
-
-
 def run(args):
     ctx, device = runtime.init_distributed(args.device)
     seed_everything(args.seed + ctx.rank)
@@ -168,7 +147,7 @@ def train_run(args, dictionary, task, device, ctx, batch_size, folder):
     resume = {} if args.input is None else checkpoints.load_checkpoint(args.input, map_location=device)
     if resume:
         checkpoints.check_resume_fields(resume, args.input)
-        load_resumed_weights(model, args, resume, ctx)
+        checkpoints.load_resumed_weights(model, resume, args.input, args.dataroot, uses_tfidf(args), ctx.is_main)
     else:
         init_word_embedding(model, args, dictionary)
     model = model.to(device)

@@ -118,6 +118,30 @@ def resume_epoch(checkpoint, path):
     return epoch
 
 
+def load_resumed_weights(model, checkpoint, path, dataroot, table_trainable, is_main=True):
+    """main.py --input: the weights of `checkpoint` (the file `path`) replace
+    any initialisation of `model` (so the tf-idf matrix is not rebuilt), once
+    its config is checked against the data under `dataroot`; the tf-idf
+    table `emb_` (op 'c') trains as `table_trainable` says (main.py's
+    --tfidf) unless the checkpoint's optimizer state shows that the run that
+    saved it did otherwise, which must be known before the optimizer is
+    built: the state wins, with a note (on the main process)."""
+    config = saved_config(checkpoint, path)
+    if config is not None:
+        check_data(config, model.config, path, dataroot)
+    load_model_state(model, checkpoint['model_state'], path)
+    if not hasattr(model.w_emb, 'emb_'):
+        return
+    model.w_emb.set_table_trainable(table_trainable)
+    if match_table_to_optimizer_state(model, checkpoint.get('optimizer_state')) and is_main:
+        if model.w_emb.emb_.weight.requires_grad:
+            note('%s was trained with the tf-idf table emb_ trainable (its optimizer state has an entry '
+                 'for it); it keeps training, whatever --tfidf says' % path)
+        else:
+            note('%s was trained with the tf-idf table emb_ frozen (its optimizer state has no entry for '
+                 'it: --tfidf off, or a checkpoint of an older version of this code); it stays frozen' % path)
+
+
 def first_epoch(checkpoint, path, epochs):
     """The epoch a run resumed from `checkpoint` (the file `path`) trains
     first; a UserError when its `epochs` in all leave none to train."""
