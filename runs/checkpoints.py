@@ -1,7 +1,8 @@
 """Checkpoints: their file names, which file `--input` and `--epoch` name,
-the model settings saved in them, loading released and saved checkpoints
-(weights_only), saving ours atomically, and the resume fields (epoch,
-optimizer state, the tf-idf table's trainability).
+the model settings and main.py's run settings saved in them (and taken by
+a resume), loading released and saved checkpoints (weights_only), saving
+ours atomically, and the resume fields and checks (epoch, optimizer state,
+the tf-idf table's trainability).
 
 `--input` is a checkpoint file, or a folder main.py wrote (`--output`):
   * test.py, evaluate.py, ask.py, visualize.py, main.py --evaluate: in a

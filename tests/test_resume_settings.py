@@ -140,3 +140,15 @@ def test_a_moved_run_folder_continues_where_its_checkpoint_is(vqa_root, tmp_path
     shutil.move(str(output), str(moved))
     args = main.parse_args(['--input', str(moved)])
     assert (args.output, args.epochs, args.dataroot) == (str(moved), 1, vqa_root)
+
+
+@pytest.mark.parametrize('cli', ['test', 'ask', 'visualize'])
+def test_the_other_command_lines_take_the_checkpoints_data_root(cli, vqa_root, capsys):
+    import importlib
+    checkpoint = os.path.join(vqa_root, 'model', 'model_last.pth')
+    extra = ['--question', 'what?'] if cli in ('ask', 'visualize') else []
+    args = importlib.import_module(cli).parse_args(['--input', checkpoint] + extra)
+    assert args.dataroot == vqa_root
+    assert 'note: --dataroot %s, the data root %s was trained on' % (vqa_root, checkpoint) in capsys.readouterr().out
+    given = importlib.import_module(cli).parse_args(['--input', checkpoint, '--dataroot', 'mine'] + extra)
+    assert given.dataroot == 'mine'
