@@ -250,11 +250,10 @@ def train(model, train_loader, eval_loader, num_epochs, output, optimizer, task,
             except SecondInterrupt:
                 raise
             except KeyboardInterrupt:  # at a step boundary, or in the evaluation after the last step
-                _save_interrupted(output, model, optimizer, epoch - 1, {
+                _stop_after_saving(output, model, optimizer, epoch - 1, {
                     'best_eval_score': best_eval_score, 'rng_state': position['rng'], 'resume_step': position['step'],
                     'partial_sums': position['sums'], 'run': run, 'settings': settings}, log, ctx,
                     'at epoch %d, step %d' % (epoch, position['step']))
-                raise
             start_step, partial = 0, None
             for line in _epoch_lines(epoch, stats, metrics):
                 log.write(line)
@@ -274,13 +273,17 @@ def train(model, train_loader, eval_loader, num_epochs, output, optimizer, task,
             if ctx.enabled:
                 dist.barrier()
             if interrupt.requested:  # came during the logging or saving above
-                _save_interrupted(output, model, optimizer, epoch, extra, log, ctx, 'at the end of epoch %d' % epoch)
-                raise KeyboardInterrupt
+                _stop_after_saving(output, model, optimizer, epoch, extra, log, ctx, 'at the end of epoch %d' % epoch)
     return best_eval_score
 
 
-def _save_interrupted(output, model, optimizer, epoch, extra, log, ctx, where):
-    if ctx.is_main:
-        path = os.path.join(output, INTERRUPTED_CHECKPOINT)
-        checkpoints.save_checkpoint(path, model, optimizer, epoch, extra)
-        log.write('interrupted %s: saved %s (resume with --input %s)' % (where, path, path))
+def _stop_after_saving(output, model, optimizer, epoch, extra, log, ctx, where):
+    """Save model_interrupted.pth (the main process does) and stop the run:
+    a KeyboardInterrupt whose message says what was saved."""
+    if not ctx.is_main:
+        raise KeyboardInterrupt
+    path = os.path.join(output, INTERRUPTED_CHECKPOINT)
+    checkpoints.save_checkpoint(path, model, optimizer, epoch, extra)
+    log.write('interrupted %s: saved %s (resume with --input %s)' % (where, path, path))
+    raise KeyboardInterrupt('stopped by Ctrl-C or SIGTERM %s: saved %s; resume with --input %s'
+                            % (where, path, path)) from None

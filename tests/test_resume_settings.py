@@ -57,7 +57,8 @@ def test_resuming_with_only_input_finishes_the_run_in_its_own_folder_exactly(vqa
     straight, stopped = tmp_path / 'straight', tmp_path / 'stopped'
     train(vqa_root, straight, '--epochs', '2')
     checkpoint = interrupted_run(vqa_root, stopped, monkeypatch, 6)  # epoch 1, second step
-    capsys.readouterr()
+    assert capsys.readouterr().err.endswith('stopped by Ctrl-C or SIGTERM at epoch 1, step 2: saved %s; resume with '
+                                            '--input %s\n' % (checkpoint, checkpoint))
     main.main(['--input', str(checkpoint)] + MACHINE)
     out = capsys.readouterr().out
     assert 'note: run settings saved in %s: --dataroot %s --output %s --epochs 2' % (checkpoint, vqa_root, stopped) \
