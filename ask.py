@@ -21,7 +21,6 @@ can be confident all the same.
 settings come from the checkpoint when it records them (ours), else from
 the flags (the original's).
 """
-import argparse
 import os
 from typing import NamedTuple
 
@@ -33,37 +32,16 @@ from formats.features import FeatureStore, spatial_features
 from formats.paths import feature_files
 from formats.vqa_files import load_answer_maps
 from runs import checkpoints, runtime
-from runs.flags import add_model_flags, parse_command_line, positive_int
+from runs.flags import ask_parser
 from utils import UserError, note, require_file, run_cli
 
 SPLITS_WITH_FEATURES = ('train', 'val', 'test2015')
 
 
-def parse_args(argv=None, description=__doc__):
-    parser = argparse.ArgumentParser(description=description, formatter_class=argparse.RawDescriptionHelpFormatter)
-    add_model_flags(parser)
-    parser.add_argument('--input', type=str, default='saved_models/ban',
-                        help='checkpoint file, or the folder main.py saved into')
-    checkpoints.add_epoch_flag(parser)
-    parser.add_argument('--image_id', type=int, default=None,
-                        help='an image whose features the data root holds (VQA: COCO id of train, val or test2015; '
-                             'Flickr30k: of train, val or test)')
-    parser.add_argument('--image', type=str, default=None,
-                        help='a photo; without --image_id its region features are extracted on the fly')
-    parser.add_argument('--detector_weights', type=str, default=None,
-                        help='resnet101_faster_rcnn_final.caffemodel or bua-caffe-frcn-r101-k10-100.pth, '
-                             'for --image without --image_id')
-    parser.add_argument('--question', type=str, required=True,
-                        help='the question, in English (visualize.py --task flickr: the caption)')
-    parser.add_argument('--top', type=positive_int, default=5,
-                        help='answers to print (visualize.py: boxes in the attention maps, default 10)')
-    return parser
-
-
-def read_args(parser, argv=None):
+def parse_args(argv=None):
     """Parse, then find the checkpoint and take the model settings saved in
     it, before any data or weights are read."""
-    return checkpoints.settle(parse_command_line(parser, argv))
+    return checkpoints.settle(ask_parser(__doc__).parse(argv))
 
 
 def find_image_features(dataroot, image_id, splits=SPLITS_WITH_FEATURES):
@@ -183,7 +161,7 @@ def require_vqa(args, tool):
 
 
 def main(argv=None):
-    args = read_args(parse_args(), argv)
+    args = parse_args(argv)
     require_vqa(args, 'ask.py')
     model, dictionary, label2ans, features, spatials, device = load_question_model(args)
     encoded = encode_question(args.question, dictionary)

@@ -14,7 +14,7 @@ from collections import Counter
 
 import numpy as np
 import torch
-from torch.utils.data import Dataset
+from torch.utils.data import ConcatDataset, Dataset
 
 import utils
 from formats.answers import preprocess_answer
@@ -506,9 +506,38 @@ def _type_row(phrase, where):
     return [TYPE_INDEX[name] for name in phrase.types] + [-1] * (MAX_TYPES_PER_ENTITY - len(phrase.types))
 
 
+# ----------------------------------------------------------------- the splits of a run
+
+def leaf_datasets(dataset):
+    """The datasets that a ConcatDataset joins (the dataset itself otherwise; none for None)."""
+    if dataset is None:
+        return []
+    if isinstance(dataset, ConcatDataset):
+        return [leaf for part in dataset.datasets for leaf in leaf_datasets(part)]
+    return [dataset]
+
+
+def check_feature_widths(parts):
+    """The datasets `parts` that one model trains and validates on (train,
+    val, Visual Genome) must hold features of one width (read from the HDF5
+    metadata); otherwise a UserError names two feature files that differ."""
+    first = parts[0]
+    for part in parts[1:]:
+        if (part.v_dim, part.s_dim) != (first.v_dim, first.s_dim):
+            raise utils.UserError('%s holds features of width %d (and %d spatial values) but %s holds %d (and %d): '
+                                  'the splits come from different feature files; convert all of them from the same '
+                                  'release (tools/process.sh)' % (features_file(part), part.v_dim, part.s_dim,
+                                                                  features_file(first), first.v_dim, first.s_dim))
+
+
+def features_file(dataset):
+    """The HDF5 file that a dataset reads its features from."""
+    return getattr(dataset, 'feature_store', dataset).h5_path
+
+
 # ----------------------------------------------------------------- dictionary
 
-def create_flickr_dictionary(dataroot, glove_path=None, log=print):
+def create_flickr_dictionary(dataroot, glove_path=None):
     """Build the Flickr dictionary from the de-annotated captions
     (add_word=True) of the images in `dictionary_image_ids` order, the
     original's word order (its indices are the rows of the released model's
@@ -522,7 +551,7 @@ def create_flickr_dictionary(dataroot, glove_path=None, log=print):
         require_file(glove_path, GLOVE_FIX)  # fail before the long caption pass
     dictionary = Dictionary()
     read = set()
-    for image_ids in dictionary_image_ids(dataroot, log).values():
+    for image_ids in dictionary_image_ids(dataroot).values():
         for image_id in image_ids:
             if image_id in read:  # the id sets overlap (the original's hold every image): no new word
                 continue

@@ -21,7 +21,6 @@ is drawn.
 settings (--task too) come from the checkpoint when it records them (ours),
 else from the flags (the original's).
 """
-import argparse
 import os
 import shlex
 import sys
@@ -40,65 +39,23 @@ from formats.vqa_metric import VQA_FIX, evaluate_results, question_type_table
 from report import build
 from report.page import check_report_folder
 from runs import checkpoints, runtime
-from runs.flags import (
-    add_model_flags,
-    apply_task_overrides,
-    parse_command_line,
-    positive_int,
-    refuse_ignored_flags,
-    int_at_least,
-    str2bool,
-)
+from runs.flags import apply_task_overrides, check_evaluate_split, evaluate_parser
 from runs.loaders import eval_loader_for
 from runs.tasks import TASKS, VQATask
 from utils import load_json, run_cli, save_json
 
-REPORT_ITEMS = 48
 
 
 def parse_args(argv=None):
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    add_model_flags(parser)
-    parser.add_argument('--input', type=str, default=None,
-                        help='checkpoint file, or the folder main.py saved into (default saved_models/ban, or '
-                             'saved_models/flickr)')
-    checkpoints.add_epoch_flag(parser)
-    parser.add_argument('--batch_size', type=positive_int, default=256, help='questions per batch')
-    parser.add_argument('--split', type=str, default=None, help='default: val (vqa), test (flickr)')
-    parser.add_argument('--fix_alignment', type=str2bool, nargs='?', const=True, default=False,
-                        help='Flickr30k: locate each phrase at its own last token (as main.py --fix_alignment)')
-    parser.add_argument('--output', type=str, default=None, help='also write the metrics to this JSON file')
-    parser.add_argument('--report', type=str, default=None,
-                        help='also write a report page to this folder (DIR/index.html; opens offline)')
-    parser.add_argument('--report_items', type=int_at_least(0), default=REPORT_ITEMS,
-                        help='questions (phrases) in the report\'s gallery (default %(default)s)')
-    parser.add_argument('--images', type=str, default=None,
-                        help='folder of the photos (COCO_val2014_<id>.jpg, <image_id>.jpg or .png) the report\'s '
-                             'gallery draws on; without it the boxes are drawn on empty frames')
-    args = parse_command_line(parser, argv)
-    refuse_ignored_flags(parser, argv, [(flag, args.report is None, 'it shapes the report; add --report DIR')
-                                        for flag in ('report_items', 'images')])
+    parser = evaluate_parser(__doc__)
+    args = parser.parse(argv)
     if args.report is not None:
         check_report_folder(args.report)
         visualize.figure_class()  # the gallery draws with matplotlib: a missing one fails before evaluating
-        if args.images is not None and not os.path.isdir(args.images):
-            parser.error('argument --images: %s is not a folder' % args.images)
-    forced = 'Flickr30k models use --op \'\' and --gamma 1 (as the original); drop the flag'
-    refuse_ignored_flags(parser, argv, [('fix_alignment', args.task == 'vqa' and args.fix_alignment,
-                                         'the phrase alignment is for --task flickr'),
-                                        ('op', args.task == 'flickr' and args.op != '', forced),
-                                        ('gamma', args.task == 'flickr' and args.gamma != 1, forced)])
-    if args.output is not None and os.path.isdir(args.output):
-        parser.error('argument --output: %s is a folder; name the JSON file to write the metrics to' % args.output)
     if args.input is None:
         args.input = 'saved_models/flickr' if args.task == 'flickr' else 'saved_models/ban'
     checkpoints.settle(args)
-    if args.split is None:
-        args.split = 'test' if args.task == 'flickr' else 'val'
-    allowed = ('train', 'val', 'test') if args.task == 'flickr' else ('train', 'val')
-    if args.split not in allowed:
-        parser.error('argument --split: %s has no answers for %s; choose from %s (test2015 submissions '
-                     'are written by test.py)' % (args.split, args.task, ', '.join(allowed)))
+    check_evaluate_split(parser, args)
     if args.report is not None and args.task == 'vqa' and official_files(args) is None:
         parser.error('argument --report: the report needs the questions and annotations of split %s (%s and %s); %s'
                      % (args.split, question_path(args.dataroot, args.split),

@@ -9,13 +9,11 @@
     python3 main.py --evaluate --input saved_models/ban/model_epoch12.pth
 
 With --input the model's settings come from the checkpoint when it records
-them (ours), else from the flags (the original's).
+them (ours), else from the flags (the original's). A resume also takes the
+run's own settings saved in the checkpoint (data root, output folder, epochs,
+recipe flags) unless the command line gives them; a flag that changes the
+run says so in a note.
 """
-import argparse
-import math
-import signal
-import sys
-import threading
 
 import torch
 from torch.utils.data import ConcatDataset
@@ -27,104 +25,37 @@ from dataset import (
     Flickr30kFeatureDataset,
     VisualGenomeFeatureDataset,
     VQAFeatureDataset,
+    check_feature_widths,
+    leaf_datasets,
 )
 from formats.dictionary import load_dictionary
 from formats.glove import glove_init_path
 from formats.paths import glove_text_file, task_root
 from formats.tfidf import tfidf_from_questions
 from runs import checkpoints, curves, rundir, runtime
-from runs.flags import (
-    SEED,
-    add_model_flags,
-    apply_task_overrides,
-    check_output_folder,
-    parse_command_line,
-    positive_int,
-    refuse_ignored_flags,
-    str2bool,
-)
+from runs.flags import apply_task_overrides, check_output_folder, main_parser
 from runs.loaders import eval_loader_for, make_loader, stop_workers
 from runs.samplers import train_batch_sampler
 from runs.tasks import TASKS
-from utils import UserError, note, run_cli, seed_everything
-
-
-def bool_flag(parser, name, default, bare_means, help_text):
-    """A flag usable as `--x`, `--x True` or `--x false`. A bare `--tfidf`
-    means False, as the original's store_false flag did."""
-    parser.add_argument(name, type=str2bool, nargs='?', const=bare_means, default=default, help=help_text)
+from utils import UserError, exit_when_interrupted, note, run_cli, seed_everything
 
 
 def parse_args(argv=None):
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    add_model_flags(parser)
-    parser.add_argument('--epochs', type=positive_int, default=13,
-                        help='epochs in all (a resumed run continues up to this number)')
-    bool_flag(parser, '--use_both', False, True, 'train on train+val (no validation)')
-    bool_flag(parser, '--use_vg', False, True, 'add Visual Genome questions')
-    bool_flag(parser, '--tfidf', True, False, 'tf-idf embedding table for op "c" (a bare --tfidf turns it '
-                                              'OFF, as in the original)')
-    parser.add_argument('--tfidf_sources', type=str, default='vqa,vg,cap',
-                        help='sentences of the tf-idf graph: vqa (questions), vg (Visual Genome questions), cap '
-                             '(COCO captions); drop cap to skip the captions, as the original README suggests')
-    parser.add_argument('--input', type=str, default=None,
-                        help='checkpoint to resume from (--evaluate: to evaluate): a file, or the folder a run saved '
-                             'into (resume: its newest model_last.pth or model_interrupted.pth; --evaluate: its '
-                             'highest model_epoch<N>.pth)')
-    parser.add_argument('--output', type=str, default=None,
-                        help='checkpoint folder (default saved_models/ban, or saved_models/flickr); one run per '
-                             'folder: a fresh run refuses a folder holding another run\'s checkpoints')
-    parser.add_argument('--overwrite', action='store_true',
-                        help='let a fresh run delete the checkpoints and logs of the run in --output')
-    parser.add_argument('--batch_size', type=positive_int, default=256,
-                        help='global batch (split over torchrun processes)')
-    parser.add_argument('--seed', type=SEED, default=1204, help='random seed (offset by rank)')
-    parser.add_argument('--amp', choices=['off', 'bf16', 'fp16'], default='off', help='mixed precision')
-    parser.add_argument('--lr', type=float, default=None, help='base lr (default 1e-3 with validation, '
-                                                               '7e-4 with --use_both)')
-    bool_flag(parser, '--bucket', False, True, 'batch images of similar box counts together')
-    bool_flag(parser, '--load_in_memory', False, True, 'read all features into RAM (fast, needs ~32 GB)')
-    bool_flag(parser, '--fix_alignment', False, True, 'Flickr30k: correct the phrase/token alignment quirk')
-    bool_flag(parser, '--evaluate', False, True, 'only evaluate --input (val for vqa, test for flickr)')
-    args = parse_command_line(parser, argv)
-    refuse_ignored_flags(parser, argv, ignored_flag_rules(args))
-    if args.input is not None:
-        pick = (lambda path: checkpoints.choose(path)[0]) if args.evaluate else checkpoints.resume_file
-        args.input = pick(args.input)
+    parser = main_parser(__doc__)
+    args = parser.parse(argv)
+    if args.input is not None and args.evaluate:
+        args.input = checkpoints.choose(args.input)[0]
         checkpoints.adopt_from_file(args, args.input)
+        checkpoints.adopt_data_root(args, args.input)
+    elif args.input is not None:  # resume the run, with its settings unless the command line changes them
+        args.input = checkpoints.resume_file(args.input)
+        checkpoints.adopt_from_file(args, args.input)
+        checkpoints.adopt_run_settings(args, args.input)
+        parser.check(parser, args)  # the flags given, again, with the run's task and settings
     if args.output is None:
         args.output = 'saved_models/flickr' if args.task == 'flickr' else 'saved_models/ban'
     args.split = 'test' if args.task == 'flickr' else 'val'  # the split --evaluate scores
-    if args.lr is not None and not 0 < args.lr < math.inf:
-        parser.error('argument --lr: must be > 0 and finite, got %r' % args.lr)
     return apply_task_overrides(args)
-
-
-def ignored_flag_rules(args):
-    """[(flag dest, would it be ignored?, why)] for refuse_ignored_flags."""
-    rules = []
-    if args.task == 'flickr':
-        vqa_only = 'Flickr30k trains on its train split and validates on val; this flag is for --task vqa'
-        rules += [('use_both', args.use_both, vqa_only), ('use_vg', args.use_vg, vqa_only),
-                  ('tfidf', args.tfidf, 'the tf-idf table is for --task vqa with --op c'),
-                  ('tfidf_sources', True, 'the tf-idf table is for --task vqa with --op c'),
-                  ('op', args.op != '', "Flickr30k uses --op '' (as the original does); drop the flag"),
-                  ('gamma', args.gamma != 1, 'Flickr30k uses one glimpse (as the original does); drop the flag')]
-    else:
-        rules.append(('fix_alignment', args.fix_alignment, 'the phrase alignment is for --task flickr'))
-        if 'c' not in args.op:
-            rules += [('tfidf', args.tfidf, "the tf-idf table exists only with --op c"),
-                      ('tfidf_sources', True, "the tf-idf table exists only with --op c")]
-        elif not args.tfidf:
-            rules.append(('tfidf_sources', True, 'the tf-idf table is turned off (--tfidf false)'))
-    if args.evaluate:
-        only = '--evaluate only evaluates --input; this flag is for training'
-        rules += [(dest, True, only) for dest in ('epochs', 'lr', 'tfidf', 'tfidf_sources')]
-        rules += [('use_both', args.use_both, only), ('use_vg', args.use_vg, only), ('bucket', args.bucket, only),
-                  ('amp', args.amp != 'off', only), ('load_in_memory', args.load_in_memory, only),
-                  ('output', True, '--evaluate prints the metrics and writes no file (evaluate.py --output '
-                                   'writes them to a JSON file)')]
-    return rules
 
 
 # ----------------------------------------------------------------- data
@@ -159,30 +90,6 @@ def training_data(args, dictionary):
     return train_set, splits['val']
 
 
-def leaf_datasets(dataset):
-    """The datasets that a ConcatDataset joins (the dataset itself otherwise)."""
-    if isinstance(dataset, ConcatDataset):
-        return [leaf for part in dataset.datasets for leaf in leaf_datasets(part)]
-    return [dataset]
-
-
-def check_feature_widths(train_set, val_set):
-    """Every split of the run (train, val, Visual Genome) must hold features
-    of the width the model is built for (read from the HDF5 metadata)."""
-    parts = leaf_datasets(train_set) + (leaf_datasets(val_set) if val_set is not None else [])
-    first = parts[0]
-    for part in parts[1:]:
-        if (part.v_dim, part.s_dim) != (first.v_dim, first.s_dim):
-            raise UserError('%s holds features of width %d (and %d spatial values) but %s holds %d (and %d): the '
-                            'splits come from different feature files; convert all of them from the same release '
-                            '(tools/process.sh)' % (features_file(part), part.v_dim, part.s_dim, features_file(first),
-                                                    first.v_dim, first.s_dim))
-
-
-def features_file(dataset):
-    return getattr(dataset, 'feature_store', dataset).h5_path
-
-
 def box_counts(dataset):
     """Boxes per item, for --bucket."""
     return [count for part in leaf_datasets(dataset) for count in part.box_counts()]
@@ -207,40 +114,6 @@ def init_word_embedding(model, args, dictionary):
     model.w_emb.init_embedding(glove_init_path(args.dataroot, args.task, args.emb_dim), tfidf, weights)
 
 
-def load_resumed_weights(model, args, checkpoint, ctx):
-    """--input: the checkpoint's weights replace any initialisation (so the
-    tf-idf matrix is not rebuilt), and `emb_` trains or stays frozen as in the
-    run that saved the checkpoint, which must be known before the optimizer
-    is built. A checkpoint without optimizer state follows --tfidf."""
-    config = checkpoints.saved_config(checkpoint, args.input)
-    if config is not None:
-        checkpoints.check_data(config, model.config, args.input, args.dataroot)
-    checkpoints.load_model_state(model, checkpoint['model_state'], args.input)
-    if 'c' not in args.op:
-        return
-    model.w_emb.set_table_trainable(uses_tfidf(args))
-    if checkpoints.match_table_to_optimizer_state(model, checkpoint.get('optimizer_state')) and ctx.is_main:
-        if model.w_emb.emb_.weight.requires_grad:
-            print('note: %s was trained with the tf-idf table emb_ trainable (its optimizer state has an entry '
-                  'for it); it keeps training, whatever --tfidf says' % args.input)
-        else:
-            print('note: %s was trained with the tf-idf table emb_ frozen (its optimizer state has no entry for '
-                  'it: --tfidf off, or a checkpoint of an older version of this code); it stays frozen' % args.input)
-
-
-def require_epochs_left(start_epoch, args):
-    if start_epoch >= args.epochs:
-        raise UserError('%s has finished epoch %d, so --epochs %d leaves nothing to train; pass --epochs %d or '
-                        'more to train on' % (args.input, start_epoch - 1, args.epochs, start_epoch + 1))
-
-
-def per_rank_batch(args, ctx):
-    if args.batch_size % ctx.world_size:
-        raise UserError('--batch_size %d is not divisible by the %d torchrun processes'
-                        % (args.batch_size, ctx.world_size))
-    return args.batch_size // ctx.world_size
-
-
 def run(args):
     ctx, device = runtime.init_distributed(args.device)
     seed_everything(args.seed + ctx.rank)
@@ -255,7 +128,7 @@ def train_or_evaluate(args, ctx, device):
     if not args.evaluate:
         check_output_folder(args.output, '--output', 'main.py writes its checkpoints and logs into')
     dictionary = load_dictionary(args.dataroot, args.task)
-    batch_size = per_rank_batch(args, ctx)
+    batch_size = runtime.per_rank_batch(args.batch_size, ctx)
     if args.evaluate:
         return evaluate_only(args, dictionary, task, device, ctx, batch_size)
     # claimed before the data is read: a second run into it fails at once
@@ -267,14 +140,14 @@ def train_run(args, dictionary, task, device, ctx, batch_size, folder):
     """Read the data, build the model and optimizer, check everything that can
     be checked before the first step, then train into `folder`."""
     train_set, val_set = training_data(args, dictionary)
-    check_feature_widths(train_set, val_set)
-    first = train_set.datasets[0] if isinstance(train_set, ConcatDataset) else train_set
+    check_feature_widths(leaf_datasets(train_set) + leaf_datasets(val_set))
+    first = leaf_datasets(train_set)[0]
     config = base_model.ModelConfig.from_flags(args, args.task, dictionary.ntoken, first.v_dim, first.num_ans_candidates)
     model = base_model.build_model(config)
     resume = {} if args.input is None else checkpoints.load_checkpoint(args.input, map_location=device)
     if resume:
         checkpoints.check_resume_fields(resume, args.input)
-        load_resumed_weights(model, args, resume, ctx)
+        checkpoints.load_resumed_weights(model, resume, args.input, args.dataroot, uses_tfidf(args), ctx.is_main)
     else:
         init_word_embedding(model, args, dictionary)
     model = model.to(device)
@@ -283,8 +156,7 @@ def train_run(args, dictionary, task, device, ctx, batch_size, folder):
     optimizer = torch.optim.Adamax([p for p in model.parameters() if p.requires_grad], lr=base_lr)
     start_epoch = 0
     if resume:
-        start_epoch = checkpoints.resume_epoch(resume, args.input) + 1
-        require_epochs_left(start_epoch, args)
+        start_epoch = checkpoints.first_epoch(resume, args.input, args.epochs)
         if 'optimizer_state' in resume:
             checkpoints.load_optimizer_state(optimizer, resume['optimizer_state'], args.input)
         if ctx.is_main:
@@ -305,7 +177,8 @@ def train_run(args, dictionary, task, device, ctx, batch_size, folder):
     folder.begin()
     try:
         best = train.train(model, train_loader, eval_loader, args.epochs, args.output, optimizer, task, device, ctx,
-                            start_epoch=start_epoch, resume=resume, amp=args.amp, base_lr=base_lr, run=run_record)
+                            start_epoch=start_epoch, resume=resume, amp=args.amp, base_lr=base_lr, run=run_record,
+                            settings=checkpoints.run_settings(args))
     finally:
         stop_workers(train_loader, eval_loader)
     if ctx.is_main:
@@ -340,32 +213,15 @@ def evaluate_only(args, dictionary, task, device, ctx, batch_size):
     return metrics
 
 
-def _sigterm_as_ctrl_c(signum, frame):
-    """SIGTERM (a scheduler's preemption, `kill`) does what Ctrl-C does. While
-    training, train.GracefulInterrupt handles both (the step finishes and
-    model_interrupted.pth is saved); before, the run stops at once."""
-    handler = signal.getsignal(signal.SIGINT)
-    if not callable(handler):
-        raise KeyboardInterrupt
-    handler(signal.SIGINT, frame)
-
-
 def main(argv=None):
+    """Train or evaluate as the flags say; Ctrl-C or SIGTERM ends it with one
+    line and exit status 130 (during training after saving
+    model_interrupted.pth, see train.train)."""
     args = parse_args(argv)
-    in_main_thread = threading.current_thread() is threading.main_thread()
-    previous_sigterm = signal.signal(signal.SIGTERM, _sigterm_as_ctrl_c) if in_main_thread else None
     try:
-        return run(args)
-    except train.SecondInterrupt:
-        print('stopped at once by a second Ctrl-C: nothing saved, the checkpoints in %s are as they were'
-              % args.output, file=sys.stderr)
-        sys.exit(130)
-    except KeyboardInterrupt:
-        print('stopped by Ctrl-C or SIGTERM', file=sys.stderr)
-        sys.exit(130)
+        with exit_when_interrupted():
+            return run(args)
     finally:
-        if in_main_thread:
-            signal.signal(signal.SIGTERM, previous_sigterm)
         if torch.distributed.is_initialized():
             torch.distributed.destroy_process_group()
 

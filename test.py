@@ -8,7 +8,6 @@
 settings come from the checkpoint when it records them (ours), else from the
 flags (the original's).
 """
-import argparse
 import os
 
 import torch
@@ -19,40 +18,14 @@ from formats.dictionary import load_dictionary
 from formats.predictions import save_predictions
 from runs import checkpoints, runtime
 from runs.collate import pad_collate
-from runs.flags import (
-    add_model_flags,
-    check_output_folder,
-    parse_command_line,
-    positive_int,
-    refuse_ignored_flags,
-    str2bool,
-)
+from runs.flags import check_output_folder, test_parser
 from runs.progress import Progress
 from utils import UserError, run_cli, save_json
 
 
 def parse_args(argv=None):
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    add_model_flags(parser)
-    parser.add_argument('--label', type=str, default='', help='tag in the results file name')
-    parser.add_argument('--split', choices=['test2015', 'test-dev2015'], default='test2015',
-                        help='the questions to answer (default: test2015)')
-    parser.add_argument('--input', type=str, default='saved_models/ban',
-                        help='checkpoint file, or the folder main.py saved into')
-    parser.add_argument('--output', type=str, default='results', help='folder of the results JSON')
-    parser.add_argument('--batch_size', type=positive_int, default=256, help='questions per batch')
-    parser.add_argument('--debug', type=str2bool, nargs='?', const=True, default=False,
-                        help='print the first question and answer of every batch')
-    parser.add_argument('--logits', type=str2bool, nargs='?', const=True, default=False,
-                        help='also save logits to logits/<model label>/logits<index>.pth (tools/ensemble.py)')
-    parser.add_argument('--index', type=int, default=0, help='number in the logits file name')
-    checkpoints.add_epoch_flag(parser)
-    args = parse_command_line(parser, argv)
-    if any(separator and separator in args.label for separator in ('/', os.sep, os.altsep, '\0')):
-        parser.error('argument --label: %r holds a path separator; it is a tag in the results file name (put '
-                     'the folder in --output)' % args.label)
-    refuse_ignored_flags(parser, argv, [('index', not args.logits, 'it numbers the logits file; pass --logits')])
-    args = checkpoints.settle(args)
+    parser = test_parser(__doc__)
+    args = checkpoints.settle(parser.parse(argv))
     if args.task != 'vqa':
         parser.error('argument --task: test.py writes VQA submissions; use evaluate.py --task flickr')
     return args

@@ -8,9 +8,7 @@ validation split), exact resume, Ctrl-C checkpoints.
 """
 import math
 import os
-import signal
 import sys
-import threading
 import time
 from contextlib import nullcontext
 
@@ -24,7 +22,7 @@ from runs.checkpoints import EMPTY_SUMS, INTERRUPTED_CHECKPOINT, LAST_CHECKPOINT
 from runs.progress import Progress
 from runs.runlog import RunLog
 from runs.samplers import ShardedBatches
-from utils import UserError
+from utils import SecondInterrupt, UserError, graceful_stop
 
 GRAD_CLIP = 0.25
 WARMUP_FACTORS = (0.5, 1.0, 1.5, 2.0)  # x base lr at epochs 0..3
@@ -35,11 +33,6 @@ FIRST_SAVED_EPOCH = 3  # without a validation split, save every epoch from here
 
 class NonFiniteLoss(UserError):
     """Training diverged: the message names the epoch and step."""
-
-
-class SecondInterrupt(KeyboardInterrupt):
-    """Ctrl-C a second time: stop at once, saving nothing (the step under way
-    may be half applied)."""
 
 
 # ----------------------------------------------------------------- recipe
@@ -196,49 +189,6 @@ def _restore_rng(state):
         torch.cuda.set_rng_state_all([part.cpu() for part in state['cuda']])
 
 
-class GracefulInterrupt:
-    """Ctrl-C and SIGTERM (a scheduler's preemption) during training.
-
-    The first sets `requested`; `check()` turns it into KeyboardInterrupt, and
-    train() calls it only where the state is consistent: after a whole step
-    (optimizer.step done), between evaluation batches and after an epoch's
-    checkpoints. A second Ctrl-C (SIGINT) at least REPEAT_AFTER_S later raises
-    SecondInterrupt at once, wherever the process is, and train() saves
-    nothing then: a step may be half applied. Other repeats are ignored: a
-    launcher (torchrun, timeout) forwarding the signal the scheduler also sent
-    to the whole process group delivers it twice within milliseconds.
-    DataLoader workers ignore both signals (loaders.quiet_worker)."""
-    SIGNALS = (signal.SIGINT, signal.SIGTERM)
-    REPEAT_AFTER_S = 1.0
-
-    def __init__(self):
-        self.requested = False
-        self.requested_at = None
-        self.previous = {}
-
-    def _handle(self, signum, frame):
-        if not self.requested:
-            self.requested, self.requested_at = True, time.monotonic()
-            stderr('%s: finishing this step, then saving model_interrupted.pth (Ctrl-C again to stop at once '
-                   'without saving)' % signal.Signals(signum).name)
-        elif signum == signal.SIGINT and time.monotonic() - self.requested_at >= self.REPEAT_AFTER_S:
-            raise SecondInterrupt
-
-    def check(self):
-        if self.requested:
-            raise KeyboardInterrupt
-
-    def __enter__(self):
-        if threading.current_thread() is threading.main_thread():
-            self.previous = {signum: signal.signal(signum, self._handle) for signum in self.SIGNALS}
-        return self
-
-    def __exit__(self, *exc):
-        for signum, handler in self.previous.items():
-            signal.signal(signum, handler)
-        return False
-
-
 def _epoch_lines(epoch, stats, metrics):
     lines = ['epoch %d, time: %.2f' % (epoch, stats['seconds']),
              '\ttrain_loss: %.2f, norm: %.4f, score: %.2f' % (stats['train_loss'], stats['grad_norm'],
@@ -254,11 +204,12 @@ def _epoch_lines(epoch, stats, metrics):
 
 
 def train(model, train_loader, eval_loader, num_epochs, output, optimizer, task, device, ctx=None,
-          start_epoch=0, resume=None, amp='off', base_lr=None, run=None):
+          start_epoch=0, resume=None, amp='off', base_lr=None, run=None, settings=None):
     """The recipe's epoch loop. `resume` is a checkpoint dict of ours (optional
     fields best_eval_score, rng_state, resume_step, partial_sums), checked
     beforehand with check_resume_fields and check_resume_position; `run` (the
-    RUN_FIELDS of this run) goes into every checkpoint for that check."""
+    RUN_FIELDS of this run) goes into every checkpoint for that check, and
+    `settings` (main.py's RUN_SETTINGS) for a resume to take."""
     ctx = ctx or runtime.DistContext()
     resume = resume or {}
     base_lr = base_lr or base_learning_rate(eval_loader is not None)
@@ -273,7 +224,13 @@ def train(model, train_loader, eval_loader, num_epochs, output, optimizer, task,
     if start_epoch == 0 and not start_step:
         log.write('optim: adamax lr=%.4f, decay_step=%d, decay_rate=%.2f, grad_clip=%.2f'
                   % (base_lr, DECAY_EPOCHS.step, DECAY_RATE, GRAD_CLIP))
-    with GracefulInterrupt() as interrupt:
+    # Ctrl-C and SIGTERM stop only where the state is consistent: after a whole step (optimizer.step done),
+    # between evaluation batches and after an epoch's checkpoints; a second Ctrl-C stops at once, saving nothing
+    announce = ('finishing this step, then saving %s (Ctrl-C again to stop at once without saving)'
+                % INTERRUPTED_CHECKPOINT)
+    stopped_at_once = ('stopped at once by a second Ctrl-C: nothing saved, the checkpoints in %s are as they were'
+                       % output)
+    with graceful_stop(announce, stopped_at_once) as interrupt:
         for epoch in range(start_epoch, num_epochs):
             lr = learning_rate(base_lr, epoch)
             for group in optimizer.param_groups:
@@ -294,11 +251,10 @@ def train(model, train_loader, eval_loader, num_epochs, output, optimizer, task,
             except SecondInterrupt:
                 raise
             except KeyboardInterrupt:  # at a step boundary, or in the evaluation after the last step
-                _save_interrupted(output, model, optimizer, epoch - 1, {
+                _stop_after_saving(output, model, optimizer, epoch - 1, {
                     'best_eval_score': best_eval_score, 'rng_state': position['rng'], 'resume_step': position['step'],
-                    'partial_sums': position['sums'], 'run': run}, log, ctx,
+                    'partial_sums': position['sums'], 'run': run, 'settings': settings}, log, ctx,
                     'at epoch %d, step %d' % (epoch, position['step']))
-                raise
             start_step, partial = 0, None
             for line in _epoch_lines(epoch, stats, metrics):
                 log.write(line)
@@ -309,7 +265,7 @@ def train(model, train_loader, eval_loader, num_epochs, output, optimizer, task,
             improved = metrics is not None and metrics['score'] > best_eval_score
             if improved:
                 best_eval_score = metrics['score']
-            extra = {'best_eval_score': best_eval_score, 'rng_state': _rng_state(), 'run': run}
+            extra = {'best_eval_score': best_eval_score, 'rng_state': _rng_state(), 'run': run, 'settings': settings}
             if ctx.is_main:
                 if improved or (eval_loader is None and epoch >= FIRST_SAVED_EPOCH):
                     checkpoints.save_checkpoint(checkpoints.checkpoint_path(output, epoch), model, optimizer, epoch, extra)
@@ -318,17 +274,17 @@ def train(model, train_loader, eval_loader, num_epochs, output, optimizer, task,
             if ctx.enabled:
                 dist.barrier()
             if interrupt.requested:  # came during the logging or saving above
-                _save_interrupted(output, model, optimizer, epoch, extra, log, ctx, 'at the end of epoch %d' % epoch)
-                raise KeyboardInterrupt
+                _stop_after_saving(output, model, optimizer, epoch, extra, log, ctx, 'at the end of epoch %d' % epoch)
     return best_eval_score
 
 
-def _save_interrupted(output, model, optimizer, epoch, extra, log, ctx, where):
-    if ctx.is_main:
-        path = os.path.join(output, INTERRUPTED_CHECKPOINT)
-        checkpoints.save_checkpoint(path, model, optimizer, epoch, extra)
-        log.write('interrupted %s: saved %s (resume with --input %s)' % (where, path, path))
-
-
-def stderr(message):
-    print(message, file=sys.stderr, flush=True)
+def _stop_after_saving(output, model, optimizer, epoch, extra, log, ctx, where):
+    """Save model_interrupted.pth (the main process does) and stop the run:
+    a KeyboardInterrupt whose message says what was saved."""
+    if not ctx.is_main:
+        raise KeyboardInterrupt
+    path = os.path.join(output, INTERRUPTED_CHECKPOINT)
+    checkpoints.save_checkpoint(path, model, optimizer, epoch, extra)
+    log.write('interrupted %s: saved %s (resume with --input %s)' % (where, path, path))
+    raise KeyboardInterrupt('stopped by Ctrl-C or SIGTERM %s: saved %s; resume with --input %s'
+                            % (where, path, path)) from None

@@ -1,4 +1,5 @@
-"""Shared helpers: user-facing errors and the CLI wrapper, atomic writes,
+"""Shared helpers: user-facing errors and the CLI wrapper, the one handler
+of Ctrl-C and SIGTERM (with training's graceful stop), atomic writes,
 JSON and UTF-8 reading, the restricted unpickler for legacy pickles, the
 wording of torch.load refusals, seeding and notes.
 
@@ -20,6 +21,7 @@ import stat
 import sys
 import tempfile
 import threading
+import time
 
 import numpy as np
 import torch
@@ -73,25 +75,20 @@ def first_line(text, limit=300):
     return line if len(line) <= limit else line[:limit] + '...'
 
 
-INTERRUPTED_STATUS = 130  # 128 + SIGINT, what a shell reports for Ctrl-C
-
-
 def run_cli(main, argv=None):
     """Run `main(argv)` as a command. A UserError, or an operating-system
     error on a file (a folder where a file is expected, no permission, a full
     or read-only disk), becomes one line `error: <message>` and exit status
-    2; Ctrl-C or SIGTERM one line and exit status 130. Either way the
-    temporary files of `atomic_write` / `atomic_path` are removed on the way
-    out, so no half-written output is left."""
+    2; Ctrl-C or SIGTERM one line and exit status 130 (exit_when_interrupted).
+    Either way the temporary files of `atomic_write` / `atomic_path` are
+    removed on the way out, so no half-written output is left."""
     try:
-        with _sigterm_as_keyboard_interrupt():
+        with exit_when_interrupted():
             return main(argv)
     except UserError as err:
         _exit_with_line('error: %s' % err, 2)
     except OSError as err:
         _exit_with_line('error: %s' % describe_os_error(err), 2)
-    except KeyboardInterrupt:
-        _exit_with_line('stopped by Ctrl-C or SIGTERM; unfinished outputs were removed', INTERRUPTED_STATUS)
 
 
 def _exit_with_line(message, status):
@@ -99,22 +96,109 @@ def _exit_with_line(message, status):
     sys.exit(status)
 
 
+# ----------------------------------------------------------------- Ctrl-C and SIGTERM
+# The one handler of both signals for the whole process. SIGTERM (`kill`, a
+# scheduler's preemption) does what Ctrl-C does. Outside a graceful section
+# either raises KeyboardInterrupt at once, so the `finally`/`except` clauses
+# that remove temporary files run; inside one (training) the first only
+# requests a stop, which the caller honours where its state is consistent.
+
+INTERRUPTED_STATUS = 130  # 128 + SIGINT, what a shell reports for Ctrl-C
+STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM)
+STOPPED = 'stopped by Ctrl-C or SIGTERM; unfinished outputs were removed'
+
+
+class SecondInterrupt(KeyboardInterrupt):
+    """Ctrl-C a second time in a graceful section: stop at once, saving
+    nothing (the step under way may be half applied)."""
+
+
+class GracefulStop:
+    """The stop request of a graceful section (see `graceful_stop`)."""
+    REPEAT_AFTER_S = 1.0  # a second Ctrl-C sooner than this is the same keypress forwarded twice
+
+    def __init__(self, announce, stopped_at_once):
+        self.announce, self.stopped_at_once = announce, stopped_at_once
+        self.requested = False
+        self.requested_at = None
+
+    def receive(self, signum):
+        """The first signal sets `requested` and prints `announce`; a second
+        SIGINT at least REPEAT_AFTER_S later raises SecondInterrupt (with the
+        message `stopped_at_once`); other
+        repeats are ignored: a launcher (torchrun, timeout) forwarding the
+        signal that the scheduler also sent to the whole process group
+        delivers it twice within milliseconds."""
+        if not self.requested:
+            self.requested, self.requested_at = True, time.monotonic()
+            print('%s: %s' % (signal.Signals(signum).name, self.announce), file=sys.stderr, flush=True)
+        elif signum == signal.SIGINT and time.monotonic() - self.requested_at >= self.REPEAT_AFTER_S:
+            raise SecondInterrupt(self.stopped_at_once)
+
+    def check(self):
+        """KeyboardInterrupt when a stop was requested: call where stopping is safe."""
+        if self.requested:
+            raise KeyboardInterrupt
+
+
+_graceful_sections = []  # the GracefulStop of each open graceful section, innermost last
+
+
+def _on_stop_signal(signum, frame):
+    if not _graceful_sections:
+        raise KeyboardInterrupt
+    _graceful_sections[-1].receive(signum)
+
+
 @contextlib.contextmanager
-def _sigterm_as_keyboard_interrupt():
-    """SIGTERM (`kill`, a scheduler) raises KeyboardInterrupt, as Ctrl-C does,
-    so that the `finally`/`except` clauses that remove temporary files run."""
+def signals_handled():
+    """Within (in the main thread; other threads receive no signals): SIGINT
+    and SIGTERM go to this module's handler; the previous handlers come back
+    on exit."""
     if threading.current_thread() is not threading.main_thread():
         yield
         return
-
-    def interrupt(signum, frame):
-        raise KeyboardInterrupt
-
-    previous = signal.signal(signal.SIGTERM, interrupt)
+    previous = {signum: signal.signal(signum, _on_stop_signal) for signum in STOP_SIGNALS}
     try:
         yield
     finally:
-        signal.signal(signal.SIGTERM, previous)
+        for signum, handler in previous.items():
+            signal.signal(signum, handler)
+
+
+@contextlib.contextmanager
+def graceful_stop(announce, stopped_at_once):
+    """A graceful section: yields a GracefulStop whose `check()` raises
+    KeyboardInterrupt once Ctrl-C or SIGTERM came (printing `announce` when
+    it comes); a second Ctrl-C raises SecondInterrupt(`stopped_at_once`) at
+    once, wherever the process is."""
+    stop = GracefulStop(announce, stopped_at_once)
+    _graceful_sections.append(stop)
+    try:
+        with signals_handled():
+            yield stop
+    finally:
+        _graceful_sections.remove(stop)
+
+
+@contextlib.contextmanager
+def exit_when_interrupted():
+    """Within: signals_handled; a KeyboardInterrupt leaving the block becomes
+    one line on stderr (its own message, else STOPPED) and exit status 130."""
+    try:
+        with signals_handled():
+            yield
+    except KeyboardInterrupt as err:
+        _exit_with_line(str(err) or STOPPED, INTERRUPTED_STATUS)
+
+
+def quiet_worker(worker_id):
+    """worker_init_fn of DataLoaders: Ctrl-C and a scheduler's SIGTERM reach
+    the whole process group, and only the main process acts on them (it
+    finishes the step, saves, then shuts the workers down): a worker that
+    died of them would make the main process fail with a traceback instead."""
+    for signum in STOP_SIGNALS:
+        signal.signal(signum, signal.SIG_IGN)
 
 
 _OS_ERROR_ADVICE = {
@@ -165,7 +249,7 @@ def _make_temporary(path):
     directory = os.path.dirname(os.path.abspath(path))
     os.makedirs(directory, exist_ok=True)
     name = os.path.basename(path)
-    remove_stale_temporaries(directory, name)
+    remove_stale_temporaries(directory, re.escape(name))
     fd, tmp_path = tempfile.mkstemp(dir=directory, prefix=temporary_prefix(name), suffix='.tmp')
     os.chmod(tmp_path, _default_file_mode())
     return fd, tmp_path
@@ -206,16 +290,23 @@ def process_alive(pid):
     return True
 
 
-def remove_stale_temporaries(directory, name):
-    """Delete the temporary files of `name` that a run killed on this host
-    left in `directory` (SIGKILL, a power cut: no cleanup ran); those of a
-    live process are kept. Returns how many were removed."""
-    stale = re.compile(re.escape('.%s.%s.' % (name, HOST)) + r'(\d+)\.[A-Za-z0-9_]+\.tmp')
+def remove_stale_temporaries(directory, targets, any_writer=False):
+    """Delete the temporary files that killed runs (SIGKILL, a power cut: no
+    cleanup ran) left in `directory` for the files whose names the regular
+    expression `targets` matches. Only those whose writer was a process of
+    this host that is gone: a live writer's file, or another host's, may be
+    in use; with `any_writer` (the caller holds the folder's lock, so no
+    one else writes there) every one. Returns how many were removed."""
+    temporary = re.compile(r'\.(?:%s)\.(.+)\.tmp' % targets)
+    writer = re.compile(re.escape(HOST) + r'\.(\d+)\.[A-Za-z0-9_]+')
     removed = 0
     with contextlib.suppress(OSError):
         for entry in os.listdir(directory):
-            found = stale.fullmatch(entry)
-            if found and not process_alive(int(found.group(1))):
+            found = temporary.fullmatch(entry)
+            if not found:
+                continue
+            wrote = writer.fullmatch(found.group(1))
+            if any_writer or (wrote and not process_alive(int(wrote.group(1)))):
                 with contextlib.suppress(FileNotFoundError):
                     os.remove(os.path.join(directory, entry))
                     removed += 1

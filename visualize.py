@@ -53,6 +53,7 @@ from formats.flickr_files import (
 )
 from formats.paths import task_root
 from runs import checkpoints, runtime
+from runs.flags import visualize_parser
 from utils import UserError, atomic_write, note, run_cli
 
 DPI = 100
@@ -491,12 +492,7 @@ def draw_flickr(args, image):
 # ----------------------------------------------------------------- command line
 
 def parse_args(argv=None):
-    parser = ask.parse_args(description=__doc__)
-    parser.add_argument('--phrase', action='append', default=[],
-                        help='--task flickr: a phrase of the caption (--question) to ground; repeat for several')
-    parser.add_argument('--output', type=str, default='results/attention.png', help='the PNG to write')
-    parser.set_defaults(top=10)
-    return ask.read_args(parser, argv)
+    return checkpoints.settle(visualize_parser(__doc__).parse(argv))
 
 
 def main(argv=None):

@@ -108,8 +108,14 @@ def check_dictionary(path, word2idx, idx2word):
 
 
 def load_dictionary(dataroot, task):
+    """The dictionary of the data root `dataroot` (--dataroot) for `task`;
+    a data root that is no folder is named as such, before the file."""
     path = dictionary_file(task_root(dataroot, task))
     step = 'tools/process_flickr.sh' if task == 'flickr' else 'tools/process.sh (tools/create_dictionary.py)'
+    if not os.path.isdir(dataroot):
+        raise UserError('--dataroot %s %s: pass the folder that holds the prepared data (%s writes it)'
+                        % (dataroot, 'is a file, not a folder' if os.path.exists(dataroot) else 'does not exist',
+                           step))
     if not os.path.exists(path):
         raise UserError('missing file %s: run %s first' % (path, step))
     return Dictionary.load_from_file(path)

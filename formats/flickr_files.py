@@ -21,7 +21,7 @@ from typing import NamedTuple
 import numpy as np
 
 from formats.features import boxes_far_outside
-from utils import UserError, is_id, require_file, safe_pickle_load, utf8_lines
+from utils import UserError, is_id, note, require_file, safe_pickle_load, utf8_lines
 
 SPLITS = ('train', 'val', 'test')
 MAX_SENTENCE_TOKENS = 82
@@ -255,7 +255,7 @@ def ids_path(dataroot, split):
     return os.path.join(dataroot, '%s_ids.pkl' % split)
 
 
-def converter_id_set(dataroot, log=print):
+def converter_id_set(dataroot):
     """The set of image ids the original's feature converter pickles into
     each absent `<split>_ids.pkl`, whatever the split: the ids of every
     `<id>.jpg` of `<dataroot>/flickr30k_images/`, added to an empty set in
@@ -264,13 +264,13 @@ def converter_id_set(dataroot, log=print):
 
     Without the image folder, the ids of the train, val and test split files
     stand in for the file names (in the release they are the same 31,783
-    images, so the set and its order are the same); `log` notes it."""
+    images, so the set and its order are the same), with a note."""
     folder = os.path.join(dataroot, IMAGE_FOLDER)
     if os.path.isdir(folder):
         names = [os.path.basename(path) for path in glob.glob(os.path.join(glob.escape(folder), '*.jpg'))]
     else:
-        log('note: no %s; the image ids that order the Flickr dictionary are those of the train, val '
-            'and test split files, taken as the image names <id>.jpg' % folder)
+        note('no %s; the image ids that order the Flickr dictionary are those of the train, val '
+             'and test split files, taken as the image names <id>.jpg' % folder)
         names = ['%d.jpg' % image_id for split in SPLITS for image_id in read_split_ids(dataroot, split)]
     image_ids = set()
     for name in sorted(names):
@@ -307,7 +307,7 @@ def load_id_set(path):
     return list(image_ids)
 
 
-def dictionary_image_ids(dataroot, log=print):
+def dictionary_image_ids(dataroot):
     """{split: image ids} in the order the original's dictionary builder reads
     them (train, val, test): the iteration order of each unpickled
     `<split>_ids.pkl`, or, where that file is absent, of the set the
@@ -320,7 +320,7 @@ def dictionary_image_ids(dataroot, log=print):
             orders[split] = load_id_set(path)
             continue
         if written is None:
-            written = list(unpickled(converter_id_set(dataroot, log)))
+            written = list(unpickled(converter_id_set(dataroot)))
         orders[split] = written
     return orders
 

@@ -138,8 +138,8 @@ def check_target_meta(path, ans2label, ans2label_path):
     are not checked."""
     meta_path = path + '.meta.json'
     if not os.path.exists(meta_path):
-        print('note: %s has no %s (released or older cache): not checked against %s'
-              % (path, os.path.basename(meta_path), ans2label_path))
+        utils.note('%s has no %s (released or older cache): not checked against %s'
+                   % (path, os.path.basename(meta_path), ans2label_path))
         return
     meta = utils.load_json(meta_path, SOFTSCORE_FIX)
     if not isinstance(meta, dict) or not isinstance(meta.get(ANS2LABEL_DIGEST), str):

@@ -1,7 +1,8 @@
 """Checkpoints: their file names, which file `--input` and `--epoch` name,
-the model settings saved in them, loading released and saved checkpoints
-(weights_only), saving ours atomically, and the resume fields (epoch,
-optimizer state, the tf-idf table's trainability).
+the model settings and main.py's run settings saved in them (and taken by
+a resume), loading released and saved checkpoints (weights_only), saving
+ours atomically, and the resume fields and checks (epoch, optimizer state,
+the tf-idf table's trainability).
 
 `--input` is a checkpoint file, or a folder main.py wrote (`--output`):
   * test.py, evaluate.py, ask.py, visualize.py, main.py --evaluate: in a
@@ -38,11 +39,21 @@ EMPTY_SUMS = {'loss': 0.0, 'norm': 0.0, 'steps': 0, 'score': 0.0, 'samples': 0} 
 RUN_FIELDS = {'batch_size': '--batch_size', 'world_size': 'number of torchrun processes', 'seed': '--seed',
               'bucket': '--bucket', 'train_items': '--use_both, --use_vg and --dataroot',
               'batches_per_epoch': '--batch_size and --bucket'}
+# main.py's settings of a training run, saved in its checkpoints ("settings") as the model's are ("config"):
+# a resume takes them unless the command line gives them.
+RUN_SETTINGS = ('dataroot', 'output', 'epochs', 'use_both', 'use_vg', 'tfidf', 'tfidf_sources', 'batch_size', 'seed',
+                'amp', 'lr', 'bucket', 'fix_alignment')
+# Those that, changed, make a resume from the middle of an epoch inexact, beyond RUN_FIELDS (checked once the
+# data is read): the rest of the epoch would not be the one the checkpoint's steps began.
+SAME_MID_EPOCH = ('lr', 'amp', 'use_both', 'use_vg', 'fix_alignment')
 # The file names of a run folder.
-EPOCH_FILE = re.compile(r'model_epoch(\d+)\.pth$')  # model_epoch<N>.pth: a finished epoch
+EPOCH_NAME = 'model_epoch%d.pth'  # a finished epoch
+EPOCH_FILE = re.compile(r'model_epoch(\d+)\.pth$')
 ORIGINAL_CHECKPOINT = 'model.pth'  # the original's name for a hand-picked model
 LAST_CHECKPOINT = 'model_last.pth'  # rewritten after every epoch
 INTERRUPTED_CHECKPOINT = 'model_interrupted.pth'  # saved on Ctrl-C / SIGTERM
+# (a regular expression of) every name main.py gives the checkpoints it writes into a run folder
+RUN_CHECKPOINTS = r'model_epoch\d+\.pth|%s|%s' % (re.escape(LAST_CHECKPOINT), re.escape(INTERRUPTED_CHECKPOINT))
 
 
 def load_checkpoint(path, map_location='cpu'):
@@ -124,6 +135,40 @@ def resume_epoch(checkpoint, path):
     return epoch
 
 
+def load_resumed_weights(model, checkpoint, path, dataroot, table_trainable, is_main=True):
+    """main.py --input: the weights of `checkpoint` (the file `path`) replace
+    any initialisation of `model` (so the tf-idf matrix is not rebuilt), once
+    its config is checked against the data under `dataroot`; the tf-idf
+    table `emb_` (op 'c') trains as `table_trainable` says (main.py's
+    --tfidf) unless the checkpoint's optimizer state shows that the run that
+    saved it did otherwise, which must be known before the optimizer is
+    built: the state wins, with a note (on the main process)."""
+    config = saved_config(checkpoint, path)
+    if config is not None:
+        check_data(config, model.config, path, dataroot)
+    load_model_state(model, checkpoint['model_state'], path)
+    if not hasattr(model.w_emb, 'emb_'):
+        return
+    model.w_emb.set_table_trainable(table_trainable)
+    if match_table_to_optimizer_state(model, checkpoint.get('optimizer_state')) and is_main:
+        if model.w_emb.emb_.weight.requires_grad:
+            note('%s was trained with the tf-idf table emb_ trainable (its optimizer state has an entry '
+                 'for it); it keeps training, whatever --tfidf says' % path)
+        else:
+            note('%s was trained with the tf-idf table emb_ frozen (its optimizer state has no entry for '
+                 'it: --tfidf off, or a checkpoint of an older version of this code); it stays frozen' % path)
+
+
+def first_epoch(checkpoint, path, epochs):
+    """The epoch a run resumed from `checkpoint` (the file `path`) trains
+    first; a UserError when its `epochs` in all leave none to train."""
+    start = resume_epoch(checkpoint, path) + 1
+    if start >= epochs:
+        raise UserError('%s has finished epoch %d, so --epochs %d leaves nothing to train; pass --epochs %d or '
+                        'more to train on' % (path, start - 1, epochs, start + 1))
+    return start
+
+
 def load_optimizer_state(optimizer, state, path):
     """Restore the optimizer of a resumed run; a state of another model is a UserError."""
     try:
@@ -162,7 +207,7 @@ def match_table_to_optimizer_state(model, state):
 
 
 def checkpoint_path(directory, epoch):
-    return os.path.join(directory, 'model_epoch%d.pth' % epoch)
+    return os.path.join(directory, EPOCH_NAME % epoch)
 
 
 def model_from_checkpoint(args, task, path, device, ntoken, v_dim, num_answers):
@@ -311,17 +356,13 @@ def resume_file(path):
 def settle(args):
     """Resolve `args.input`/`args.epoch` to `args.checkpoint` (a file) and
     `args.epoch` (its N, or -1 when the file has none), and take the model
-    flags from the config saved in it (adopt)."""
+    flags from the config saved in it (adopt) and, without --dataroot, the
+    data root it was trained on (adopt_data_root)."""
     args.checkpoint, epoch = choose(args.input, args.epoch)
     args.epoch = -1 if epoch is None else epoch
     adopt_from_file(args, args.checkpoint)
+    adopt_data_root(args, args.checkpoint)
     return args
-
-
-def add_epoch_flag(parser):
-    parser.add_argument('--epoch', type=int, default=None,
-                        help='in an --input folder: model_epoch<N>.pth (default: the highest N, i.e. the best epoch '
-                             'of a run with validation, the last of a --use_both run); 0 or less: model.pth')
 
 
 # ----------------------------------------------------------------- settings saved in a checkpoint
@@ -333,18 +374,23 @@ def saved_config(checkpoint, source):
     return base_model.ModelConfig.from_dict(checkpoint['config'], source)
 
 
-def read_saved_config(path):
-    """The ModelConfig saved in the checkpoint file at `path`, read without
-    loading the weights; None for a checkpoint without one (the original's:
-    those are not zip files) or a file that does not load (the full load
-    then names the problem)."""
+def peek(path):
+    """The checkpoint dict at `path` read without copying the weights (mmap);
+    {} for a checkpoint of the original (not a zip file) or a file that does
+    not load (the full load then names the problem)."""
     if not zipfile.is_zipfile(path):
-        return None
+        return {}
     try:
         checkpoint = torch.load(path, map_location='cpu', weights_only=True, mmap=True)
     except Exception:  # corrupt or foreign: load_checkpoint reports it
-        return None
-    return saved_config(checkpoint, path) if isinstance(checkpoint, dict) else None
+        return {}
+    return checkpoint if isinstance(checkpoint, dict) else {}
+
+
+def read_saved_config(path):
+    """The ModelConfig saved in the checkpoint file at `path`, read without
+    loading the weights; None for a checkpoint without one."""
+    return saved_config(peek(path), path)
 
 
 def adopt(args, config, source):
@@ -400,6 +446,89 @@ def check_data(config, wanted, source, dataroot):
 
 def _shown(value):
     return "''" if value == '' else str(value)
+
+
+def run_settings(args):
+    """This run's RUN_SETTINGS, as main.py saves them in its checkpoints."""
+    return {name: getattr(args, name) for name in RUN_SETTINGS}
+
+
+def saved_settings(checkpoint, source):
+    """The main.py settings saved in a checkpoint dict of the file `source`,
+    or {} (the original's and older checkpoints record none)."""
+    settings = checkpoint.get('settings')
+    if settings is None:
+        return {}
+    if not (isinstance(settings, dict) and set(settings) <= set(RUN_SETTINGS) and all(
+            value is None or isinstance(value, (str, int, float)) for value in settings.values())):
+        raise UserError('%s: "settings" is not a dict of the main.py settings %s; it is damaged or was not written by '
+                        'main.py: use another checkpoint (model_last.pth, model_epoch<N>.pth)'
+                        % (source, ', '.join(RUN_SETTINGS)))
+    return settings
+
+
+def _value_text(value):
+    return 'its default' if value is None else _shown(value)
+
+
+def _flag_text(name, value):
+    return '--%s %s' % (name, _value_text(value))
+
+
+def _change(name, saved, value):
+    """How setting `name` to `value` changes a run saved with `saved`."""
+    if name == 'epochs':
+        return '--epochs %d %s it (it was to train %d epochs)' % (value, 'extends' if value > saved else 'shortens',
+                                                                   saved)
+    if name == 'output':
+        return '--output %s: it continues there (it was saved in %s)' % (value, saved)
+    return '%s (it ran with %s)' % (_flag_text(name, value), _value_text(saved))
+
+
+def adopt_run_settings(args, path):
+    """main.py --input `path` (resume): take the RUN_SETTINGS saved in it for
+    the flags the command line did not give (a note names those that
+    differ from the defaults). A flag given with another value than the
+    saved one changes the run: one note says how; from a checkpoint saved in
+    the middle of an epoch a change of SAME_MID_EPOCH is a UserError, since
+    the resume could not be exact. A checkpoint that records no settings
+    leaves the flags as they are. The run's folder is where the checkpoint
+    is: a run folder moved or copied elsewhere continues there."""
+    checkpoint = peek(path)
+    settings = dict(saved_settings(checkpoint, path))
+    here = os.path.dirname(path) or '.'
+    if 'output' in settings and os.path.realpath(settings['output']) != os.path.realpath(here):
+        settings['output'] = here
+    given = getattr(args, 'given_flags', frozenset())
+    taken = [name for name in RUN_SETTINGS if name in settings and name not in given
+             and getattr(args, name) != settings[name]]
+    changed = [name for name in RUN_SETTINGS if name in settings and name in given
+               and getattr(args, name) != settings[name]]
+    step = checkpoint.get('resume_step', 0)
+    inexact = [name for name in changed if name in SAME_MID_EPOCH] if step else []
+    if inexact:
+        raise UserError('%s was saved at step %d of an epoch with %s, but this run has %s: the rest of that epoch '
+                        'would not continue it exactly; drop %s, or restart that epoch from %s'
+                        % (path, step, ' '.join(_flag_text(name, settings[name]) for name in inexact),
+                           ' '.join(_flag_text(name, getattr(args, name)) for name in inexact),
+                           'that flag' if len(inexact) == 1 else 'those flags',
+                           os.path.join(os.path.dirname(path) or '.', LAST_CHECKPOINT)))
+    for name in taken:
+        setattr(args, name, settings[name])
+    if taken:
+        note('run settings saved in %s: %s' % (path, ' '.join(_flag_text(name, settings[name]) for name in taken)))
+    if changed:
+        note('changing the run saved in %s: %s' % (path, '; '.join(_change(name, settings[name], getattr(args, name))
+                                                                     for name in changed)))
+
+
+def adopt_data_root(args, path):
+    """Without --dataroot on the command line, use the data root that the
+    checkpoint `path` was trained on, when it records one (with a note)."""
+    saved = saved_settings(peek(path), path).get('dataroot')
+    if saved is not None and 'dataroot' not in getattr(args, 'given_flags', frozenset()) and saved != args.dataroot:
+        args.dataroot = saved
+        note('--dataroot %s, the data root %s was trained on (pass --dataroot to use another)' % (saved, path))
 
 
 # ----------------------------------------------------------------- resume checks

@@ -1,13 +1,12 @@
 """DataLoaders of main.py and evaluate.py: the collate function of each task,
 a loader with its own seeded generator, sharded evaluation batches, and
 workers that leave Ctrl-C/SIGTERM to the main process."""
-import signal
-
 import torch
 from torch.utils.data import DataLoader
 
 from runs.collate import flickr_collate, pad_collate
 from runs.samplers import ShardedBatches
+from utils import quiet_worker
 
 
 def collate_for(task):
@@ -16,7 +15,7 @@ def collate_for(task):
 
 def make_loader(dataset, batch_sampler, args, device, quiet_workers=False):
     """With `quiet_workers` the workers ignore Ctrl-C and SIGTERM (see
-    quiet_worker): call stop_workers before the process exits."""
+    utils.quiet_worker): call stop_workers before the process exits."""
     # its own generator, so creating an iterator never draws from the global RNG (exact resume)
     return DataLoader(dataset, batch_sampler=batch_sampler, num_workers=args.workers,
                       collate_fn=collate_for(args.task), pin_memory=device.type == 'cuda',
@@ -28,15 +27,6 @@ def eval_loader_for(dataset, args, device, ctx, batch_size, quiet_workers=False)
     """Evaluation batches in order (each torchrun rank takes every world_size-th)."""
     sampler = ShardedBatches(len(dataset), batch_size, ctx.rank, ctx.world_size)
     return make_loader(dataset, sampler, args, device, quiet_workers)
-
-
-def quiet_worker(worker_id):
-    """worker_init_fn of the training loaders: Ctrl-C and a scheduler's SIGTERM
-    reach the whole process group, and only the main process acts on them (it
-    finishes the step, saves, then shuts the workers down): a worker that died
-    of them would make the main process fail with a traceback instead."""
-    signal.signal(signal.SIGINT, signal.SIG_IGN)
-    signal.signal(signal.SIGTERM, signal.SIG_IGN)
 
 
 def stop_workers(*loaders):

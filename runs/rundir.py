@@ -11,12 +11,13 @@ import fcntl
 import os
 import re
 
-from utils import UserError
+from runs.checkpoints import INTERRUPTED_CHECKPOINT, LAST_CHECKPOINT, RUN_CHECKPOINTS
+from runs.runlog import JSON_LOG, TEXT_LOG
+from utils import UserError, remove_stale_temporaries
 
 LOCK_FILE = '.lock'
-RUN_FILE = re.compile(r'(model_(epoch\d+|last|interrupted)\.pth|log\.txt|log\.jsonl)$')
-# utils.atomic_write's temporary names for those files: left behind only by a killed process
-STALE_TEMP = re.compile(r'\.(model_(epoch\d+|last|interrupted)\.pth|log\.jsonl)\..+\.tmp$')
+RUN_FILE = re.compile('(%s|%s|%s)$' % (RUN_CHECKPOINTS, re.escape(TEXT_LOG), re.escape(JSON_LOG)))
+WRITTEN_ATOMICALLY = '%s|%s' % (RUN_CHECKPOINTS, re.escape(JSON_LOG))  # with temporaries of utils.atomic_write
 
 
 def run_files(folder):
@@ -115,7 +116,7 @@ class OutputFolder:
         if self.overwrite:
             self.replaced = found
             return
-        checkpoints = [name for name in ('model_interrupted.pth', 'model_last.pth') if name in found]
+        checkpoints = [name for name in (INTERRUPTED_CHECKPOINT, LAST_CHECKPOINT) if name in found]
         resume = (', --input %s to resume it' % os.path.join(self.path, max(
             checkpoints, key=lambda name: os.path.getmtime(os.path.join(self.path, name))))) if checkpoints else ''
         raise UserError('--output %s holds another run (%s); pass --overwrite to replace it%s, or another --output'
@@ -124,13 +125,13 @@ class OutputFolder:
     def begin(self):
         """Just before the first step: delete the previous run's files (with
         --overwrite) and temporary files that a killed run left behind."""
-        stale = [name for name in os.listdir(self.path) if STALE_TEMP.match(name)]
-        for name in self.replaced + stale:
+        for name in self.replaced:
             os.remove(os.path.join(self.path, name))
         if self.replaced:
             print('--overwrite: removed the previous run in %s (%s)' % (self.path, _shown(self.replaced)))
+        stale = remove_stale_temporaries(self.path, WRITTEN_ATOMICALLY, any_writer=True)  # the folder is locked
         if stale:
-            print('removed %d temporary file(s) that a killed run left in %s' % (len(stale), self.path))
+            print('removed %d temporary file(s) that a killed run left in %s' % (stale, self.path))
 
     def _release(self):
         if self._fd is not None:

@@ -5,14 +5,17 @@ import os
 from utils import atomic_write
 
 
+TEXT_LOG = 'log.txt'  # appended to
+JSON_LOG = 'log.jsonl'  # rewritten atomically on resume
+
 class RunLog:
     """Human-readable lines in <output>/log.txt, one JSON object per epoch in
     <output>/log.jsonl; rank 0 only; appended to on resume."""
 
     def __init__(self, output, enabled=True):
         self.enabled = enabled
-        self.text_path = os.path.join(output, 'log.txt')
-        self.json_path = os.path.join(output, 'log.jsonl')
+        self.text_path = os.path.join(output, TEXT_LOG)
+        self.json_path = os.path.join(output, JSON_LOG)
         if enabled:
             os.makedirs(output, exist_ok=True)
 

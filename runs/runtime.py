@@ -103,6 +103,13 @@ def _environment_int(name, default, minimum, maximum=None):
     return value
 
 
+def per_rank_batch(batch_size, ctx):
+    """Each torchrun process's share of the global --batch_size."""
+    if batch_size % ctx.world_size:
+        raise UserError('--batch_size %d is not divisible by the %d torchrun processes' % (batch_size, ctx.world_size))
+    return batch_size // ctx.world_size
+
+
 # ----------------------------------------------------------------- model
 
 def wrap_model(model, device, ctx):

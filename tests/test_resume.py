@@ -137,7 +137,6 @@ def test_a_second_ctrl_c_stops_at_once_and_saves_nothing(vqa_root, tmp_path, mon
     """A second Ctrl-C in the middle of a step stops there: a checkpoint of a
     half-applied step must not be saved. A SIGTERM delivered twice (by the
     scheduler and by a launcher forwarding it) is one request."""
-    import train
     from runs import tasks
     output = tmp_path / 'out'
     original_step, calls = tasks.VQATask.train_step, []
@@ -149,7 +148,7 @@ def test_a_second_ctrl_c_stops_at_once_and_saves_nothing(vqa_root, tmp_path, mon
                 signal.raise_signal(getattr(signal, name))
         return original_step(self, model, batch)
     monkeypatch.setattr(tasks.VQATask, 'train_step', step_signalled_twice)
-    monkeypatch.setattr(train.GracefulInterrupt, 'REPEAT_AFTER_S', 0.0)
+    monkeypatch.setattr(utils.GracefulStop, 'REPEAT_AFTER_S', 0.0)
     with pytest.raises(SystemExit) as status:
         run_training(vqa_root, output, '--epochs', '2')
     assert status.value.code == 130

@@ -1,6 +1,5 @@
 """Settings travel with the model: ModelConfig in our checkpoints, the flags
 given on the command line, and which checkpoint --input/--epoch name."""
-import argparse
 import os
 import time
 
@@ -11,7 +10,7 @@ import base_model
 from base_model import ModelConfig
 from runs import checkpoints
 from runs.checkpoints import load_checkpoint
-from runs.flags import add_model_flags, parse_command_line
+from runs.flags import FlagParser, add_model_flags
 from utils import UserError
 
 CONFIG = ModelConfig(task='vqa', num_hid=16, gamma=2, op='c', emb_dim=8, ntoken=7, v_dim=16, num_answers=6)
@@ -23,13 +22,13 @@ def sizes(ntoken=7, v_dim=16, num_answers=6):
 
 
 def parser():
-    made = argparse.ArgumentParser()
+    made = FlagParser()
     add_model_flags(made)
     return made
 
 
 def flags(*argv):
-    return parse_command_line(parser(), list(argv))
+    return parser().parse(list(argv))
 
 
 # ----------------------------------------------------------------- ModelConfig

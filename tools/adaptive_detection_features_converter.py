@@ -25,7 +25,6 @@ runs.
 Usage: python3 tools/adaptive_detection_features_converter.py [--dataroot data]
        [--task vqa|flickr] [--split S ... [--tsv FILE ...]] [--feature_dim 2048] [--check]
 """
-import argparse
 import contextlib
 import os
 import pickle
@@ -45,6 +44,7 @@ from formats import (
 from formats.paths import feature_files, question_path  # noqa: E402
 from runs.progress import Progress  # noqa: E402
 from tools.features_tsv import FEATURES_FIX, iter_tsv_records  # noqa: E402
+from runs.flags import FlagParser  # noqa: E402
 from utils import UserError, atomic_path, atomic_write, hdf5_os_error, require_file, run_cli  # noqa: E402
 
 VQA_SPLITS = ('train', 'val', 'test2015')
@@ -248,7 +248,7 @@ def write_flickr_id_sets(dataroot, splits, log=print):
     (flickr_files.converter_id_set), whose order the Flickr dictionary
     follows. Existing files are kept."""
     missing = [split for split in splits if not os.path.exists(flickr_files.ids_path(dataroot, split))]
-    image_ids = flickr_files.converter_id_set(dataroot, log) if missing else None
+    image_ids = flickr_files.converter_id_set(dataroot) if missing else None
     for split in missing:
         path = flickr_files.ids_path(dataroot, split)
         with atomic_write(path, 'wb') as handle:
@@ -271,7 +271,7 @@ def plan_jobs(args, fixed_boxes):
 
 
 def build_parser(fixed):
-    parser = argparse.ArgumentParser(description=__doc__.split('\n\n')[0])
+    parser = FlagParser(description=__doc__.split('\n\n')[0])
     parser.add_argument('--dataroot', default=None,
                         help='data root (default: data, or data/flickr30k with --task flickr)')
     parser.add_argument('--task', default='vqa', choices=['vqa'] if fixed else ['vqa', 'flickr'])

@@ -38,6 +38,7 @@ from formats.paths import (  # noqa: E402
     target_file,
 )
 from runs.collate import pad_collate  # noqa: E402
+from runs.flags import FlagParser  # noqa: E402
 from utils import atomic_path, atomic_write, run_cli, save_json  # noqa: E402
 
 CONFIGURATIONS = [  # (label, load_in_memory, num_workers)
@@ -128,7 +129,7 @@ def add_split_flags(parser, workdir):
 
 
 def main(argv=None):
-    parser = argparse.ArgumentParser(description=__doc__.split('\n\n')[0])
+    parser = FlagParser(description=__doc__.split('\n\n')[0])
     add_split_flags(parser, '/tmp/ban_data_memory')
     parser.add_argument('--keep', action='store_true', help='keep the generated files')
     parser.add_argument('--measure', default=None, help=argparse.SUPPRESS)  # internal: one configuration

@@ -38,6 +38,7 @@ from detection import (
 )
 from runs import runtime  # noqa: E402
 from tools.benchmark import OtherLoad, machine_info  # noqa: E402
+from runs.flags import FlagParser  # noqa: E402
 from utils import UserError, run_cli, save_json  # noqa: E402
 
 STAGES = ('decode', 'preprocess', 'backbone', 'rpn', 'propose', 'roi_pool', 'res5_pool5', 'heads', 'select')
@@ -193,8 +194,8 @@ def print_report(report):
 
 
 def main(argv=None):
-    parser = argparse.ArgumentParser(description=__doc__.split('\n\n')[0],
-                                     formatter_class=argparse.RawDescriptionHelpFormatter, epilog=__doc__)
+    parser = FlagParser(description=__doc__.split('\n\n')[0],
+                        formatter_class=argparse.RawDescriptionHelpFormatter, epilog=__doc__)
     parser.add_argument('--device', default='cpu', help='cpu, cuda or cuda:N')
     parser.add_argument('--detector_weights', default=None, help='.caffemodel or .pth (default: random weights)')
     parser.add_argument('--images', nargs='+', default=None, help='image files or folders (default: synthetic)')

@@ -31,6 +31,7 @@ from dataset import VQAFeatureDataset  # noqa: E402
 from formats.dictionary import Dictionary  # noqa: E402
 from formats.paths import dictionary_file, feature_files  # noqa: E402
 from runs.collate import pad_collate  # noqa: E402
+from runs.flags import FlagParser  # noqa: E402
 from runs.samplers import BucketBatchSampler  # noqa: E402
 from tools.bench_data_memory import add_split_flags, generate  # noqa: E402
 from utils import UserError, run_cli, save_json  # noqa: E402
@@ -47,7 +48,7 @@ def parse_workers(text):
 
 
 def parse_args(argv):
-    parser = argparse.ArgumentParser(description=__doc__.split('\n\n')[0])
+    parser = FlagParser(description=__doc__.split('\n\n')[0])
     add_split_flags(parser, '/tmp/ban_loader')
     parser.add_argument('--workers', type=parse_workers, default=[0, 1, 2],
                         help='worker counts to measure, e.g. 0,2,4')

@@ -14,7 +14,6 @@ them; each batch pads to its largest image, as the real collate does.
 
 Prints a table; `--json PATH` also writes the figures (atomically).
 """
-import argparse
 import contextlib
 import os
 import sys
@@ -59,7 +58,7 @@ def sample_box_counts(num_images, rng):
 
 
 def parse_args(argv):
-    parser = argparse.ArgumentParser(description=__doc__.split('\n\n')[0])
+    parser = flags.FlagParser(description=__doc__.split('\n\n')[0])
     parser.add_argument('--device', default='cpu', help='cpu or cuda (cuda:N)')
     parser.add_argument('--amp', default='off', choices=sorted(AMP_DTYPES),
                         help='autocast dtype (fp16 uses a GradScaler)')

@@ -19,7 +19,6 @@ only the targets are recomputed against it. Delete it to rebuild.
 
 Usage: python3 tools/compute_softscore.py [--dataroot data] [--min_occurrence 9] [--normalize_answers]
 """
-import argparse
 import os
 import pickle
 import sys
@@ -30,6 +29,7 @@ from formats.answers import get_score, preprocess_answer  # noqa: E402
 from formats.dictionary import PICKLE_PROTOCOL  # noqa: E402
 from formats.paths import annotation_path, answer_cache_files, target_file  # noqa: E402
 from formats.vqa_files import ANNOTATED_SPLITS, load_annotations, target_meta  # noqa: E402
+from runs.flags import FlagParser  # noqa: E402
 from utils import UserError, atomic_write, run_cli, safe_pickle_load, save_json  # noqa: E402
 
 
@@ -101,7 +101,7 @@ def write_targets(dataroot, name, targets, ans2label):
 
 
 def main(argv=None):
-    parser = argparse.ArgumentParser(description=__doc__.split('\n\n')[0])
+    parser = FlagParser(description=__doc__.split('\n\n')[0])
     parser.add_argument('--dataroot', default='data')
     parser.add_argument('--min_occurrence', type=int, default=9,
                         help='keep answers that are the consensus answer of at least this many questions')

@@ -15,7 +15,6 @@ is <dataroot>/glove/glove.6B.300d.txt, else the glove/ folder beside
 
 Usage: python3 tools/create_dictionary.py [--dataroot data] [--glove PATH|kumo] [--task vqa|flickr]
 """
-import argparse
 import os
 import sys
 
@@ -28,6 +27,7 @@ from formats.dictionary import Dictionary  # noqa: E402
 from formats.glove import create_glove_embedding_init  # noqa: E402
 from formats.paths import dictionary_file, glove_init_file, glove_text_file  # noqa: E402
 from formats.vqa_files import load_questions  # noqa: E402
+from runs.flags import FlagParser  # noqa: E402
 from utils import atomic_write, run_cli  # noqa: E402
 
 QUESTION_SPLITS = ('train', 'val', 'test2015', 'test-dev2015')
@@ -63,7 +63,7 @@ def _create_flickr(args):
 
 
 def main(argv=None):
-    parser = argparse.ArgumentParser(description=__doc__.split('\n\n')[0])
+    parser = FlagParser(description=__doc__.split('\n\n')[0])
     parser.add_argument('--dataroot', default=None,
                         help='data root (default: data, or data/flickr30k with --task flickr)')
     parser.add_argument('--glove', default=None,

@@ -47,7 +47,7 @@ from formats.paths import (  # noqa: E402
     task_root,
 )
 from report.page import write_index  # noqa: E402
-from runs.flags import SEED  # noqa: E402
+from runs.flags import SEED, FlagParser  # noqa: E402
 from tools.make_demo_data import TEST_IMAGE_ID_OFFSET, TRAIN_IMAGE_ID_OFFSET  # noqa: E402
 from utils import UserError, load_json, run_cli, save_json  # noqa: E402
 
@@ -277,7 +277,7 @@ def write_report(vqa_epoch, flickr_epoch, suffix):
 
 
 def parse_args(argv=None):
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = FlagParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument('--seed', type=SEED, default=DEFAULT_SEED,
                         help="main.py's --seed for both trainings (default: %(default)s)")
     return parser.parse_args(argv)

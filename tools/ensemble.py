@@ -26,6 +26,7 @@ import torch
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 from formats.predictions import TEST_SPLITS, load_predictions, validate_predictions  # noqa: E402
+from runs.flags import FlagParser  # noqa: E402
 from utils import UserError, run_cli, save_json  # noqa: E402
 
 AVERAGES = ('prob', 'logit')
@@ -119,7 +120,7 @@ def to_submission(ensembled):
 
 
 def build_parser():
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = FlagParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument('--inputs', nargs='+', required=True,
                         help='prediction files written by test.py --logits, ours or the original\'s bare tensors')
     parser.add_argument('--output', default='results/ensemble.json', help='submission JSON to write')

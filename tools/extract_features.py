@@ -39,6 +39,7 @@ from detection import (
 from runs import runtime  # noqa: E402
 from runs.progress import Progress  # noqa: E402
 from tools.features_tsv import RELEASE_LINE_END, encode_record, iter_tsv_records  # noqa: E402
+from runs.flags import FlagParser  # noqa: E402
 from utils import UserError, run_cli  # noqa: E402
 
 IMAGE_EXTENSIONS = ('.jpg', '.jpeg', '.png', '.bmp', '.webp', '.tif', '.tiff', '.jp2', '.pgm', '.ppm')
@@ -173,8 +174,8 @@ def extract_all(model, pending, partial, args):
 # ----------------------------------------------------------------- command line
 
 def build_parser():
-    parser = argparse.ArgumentParser(description=__doc__.split('\n\n')[0],
-                                     formatter_class=argparse.RawDescriptionHelpFormatter, epilog=__doc__)
+    parser = FlagParser(description=__doc__.split('\n\n')[0],
+                        formatter_class=argparse.RawDescriptionHelpFormatter, epilog=__doc__)
     parser.add_argument('--images', nargs='+', required=True, help='image files, folders and .txt list files')
     parser.add_argument('--output', required=True, help='the TSV file to write (or to complete)')
     parser.add_argument('--detector_weights', required=True,

