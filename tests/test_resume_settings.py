@@ -8,7 +8,7 @@ import signal
 
 import pytest
 import torch
-from test_data_helpers import EVAL_FLAGS, TRAIN_FLAGS
+from data_helpers import EVAL_FLAGS, TRAIN_FLAGS
 
 import evaluate
 import main
