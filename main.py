@@ -280,7 +280,7 @@ def train_run(args, dictionary, task, device, ctx, batch_size, folder):
     model = model.to(device)
     base_lr = args.lr or train.base_learning_rate(val_set is not None)
     # the original's filter(requires_grad, model.parameters()): its order gives the state's indices
-    optimizer = torch.optim.Adamax([p for p in model.parameters() if p.requires_grad], lr=base_lr, foreach=True)
+    optimizer = torch.optim.Adamax([p for p in model.parameters() if p.requires_grad], lr=base_lr)
     start_epoch = 0
     if resume:
         start_epoch = checkpoints.resume_epoch(resume, args.input) + 1

@@ -109,20 +109,12 @@ def resume_epoch(checkpoint, path):
 
 
 def load_optimizer_state(optimizer, state, path):
-    """Restore the optimizer of a resumed run; a state of another model is a UserError.
-
-    The saved groups replace the optimizer's, `foreach` included; the optimizer
-    keeps its own `foreach`, so a run resumed from a checkpoint saved with the
-    per-parameter loop (older runs, the released ones) goes on with main.py's
-    multi-tensor Adamax, whose arithmetic is the same."""
-    foreach = [group.get('foreach') for group in optimizer.param_groups]
+    """Restore the optimizer of a resumed run; a state of another model is a UserError."""
     try:
         optimizer.load_state_dict(state)
     except (ValueError, KeyError, TypeError, RuntimeError) as err:
         raise UserError('%s: its optimizer state does not fit this model (%s); resume with the flags it was '
                         'trained with' % (path, str(err).splitlines()[0] if str(err) else type(err).__name__)) from None
-    for group, setting in zip(optimizer.param_groups, foreach):
-        group['foreach'] = setting
 
 
 def saved_param_count(state):
