@@ -258,7 +258,8 @@ def profile_step(trainer, batches, device, steps=1):
     """Profile `steps` training steps, one profiler run each (cycling over `batches`).
 
     Returns the median over the steps of the time in matmuls (mm, addmm, bmm,
-    baddbmm), in all ops, and per op name, plus the matmul FLOPs; prints the op
+    baddbmm), in all ops, and per op name, the matmul FLOPs, and per step its
+    times and the CPU share other processes took meanwhile; prints the op
     table of the median step. Times are the ops' own (self) times on the CPU, or
     on the GPU for CUDA. Several steps make the shares robust to other
     processes taking the CPU for a moment (the shares of one step can be far off).
@@ -269,15 +270,17 @@ def profile_step(trainer, batches, device, steps=1):
     time_key = 'self_device_time_total' if device.type == 'cuda' else 'self_cpu_time_total'
     runs = []
     for step in range(steps):
+        other_load = OtherLoad()
         with torch.profiler.profile(activities=activities, with_flops=True) as prof:
             trainer.train_step(*batches[step % len(batches)])
             synchronize(device)
+        load = other_load.fraction()
         events = prof.key_averages()
         by_op = {event.key: getattr(event, time_key) / 1000 for event in events}
         matmuls = [event for event in events if event.key in MATMUL_OPS]
         runs.append({'events': events, 'by_op': by_op, 'all_ops_ms': sum(by_op.values()),
                      'matmul_ms': sum(by_op[event.key] for event in matmuls),
-                     'matmul_gflop': sum(event.flops for event in matmuls) / 1e9})
+                     'matmul_gflop': sum(event.flops for event in matmuls) / 1e9, 'other_cpu_load': load})
     ordered = sorted(runs, key=lambda run: run['all_ops_ms'])
     print(ordered[len(ordered) // 2]['events'].table(sort_by=time_key, row_limit=15, max_name_column_width=40))
     names = set().union(*(run['by_op'] for run in runs))
@@ -287,6 +290,7 @@ def profile_step(trainer, batches, device, steps=1):
             'matmul_ms': statistics.median(run['matmul_ms'] for run in runs),
             'all_ops_ms': statistics.median(run['all_ops_ms'] for run in runs),
             'non_matmul_share': statistics.median(shares), 'non_matmul_share_per_step': shares,
+            'per_step': [{key: run[key] for key in ('matmul_ms', 'all_ops_ms', 'other_cpu_load')} for run in runs],
             'matmul_gflop': runs[0]['matmul_gflop'],
             'optimizer_ms': sum(op_ms.get(name, 0.0) for name in OPTIMIZER_OPS),
             'top_ops_ms': dict(sorted(op_ms.items(), key=lambda item: -item[1])[:25])}
@@ -362,10 +366,11 @@ def print_table(report):
         profiled = report['steps']['profile']
         rows.append(('profiled steps (median of %d): matmul ms / all ops ms / matmul GFLOP' % profiled['steps'],
                      '%.0f / %.0f / %.1f' % (profiled['matmul_ms'], profiled['all_ops_ms'], profiled['matmul_gflop'])))
-        rows.append(('outside matmuls: median share (per step) / optimizer ms', '%.1f%% (%s) / %.0f' % (
-            100 * profiled['non_matmul_share'], ' '.join('%.0f' % (100 * share)
-                                                         for share in profiled['non_matmul_share_per_step']),
-            profiled['optimizer_ms'])))
+        rows.append(('outside matmuls: median share (per step, @ others\' CPU share) / optimizer ms',
+                     '%.1f%% (%s) / %.0f' % (100 * profiled['non_matmul_share'], ' '.join(
+                         '%.0f%%@%.0f%%' % (100 * share, 100 * step['other_cpu_load'])
+                         for share, step in zip(profiled['non_matmul_share_per_step'], profiled['per_step'])),
+                         profiled['optimizer_ms'])))
     if 'matmul_gflops' in report:
         rows.append(('fp32 matmul GFLOP/s', '%.1f' % report['matmul_gflops']))
     width = max(len(name) for name, _ in rows)
