@@ -92,3 +92,12 @@ def test_without_cuda_says_so_and_exits_0_even_when_a_part_overruns(tmp_path, mo
         assert report['parts'][name]['pass'] is False
         assert report['parts'][name]['summary'] == 'stopped at its 0.5 s limit'
     assert report['parts']['speed']['summary'] == 'not run (--parts)'
+
+
+def test_a_part_out_of_time_keeps_what_it_measured(tmp_path, monkeypatch):
+    monkeypatch.setitem(gpu_check.PART_LIMITS_S, 'dry', dict(gpu_check.PART_LIMITS_S['dry'], determinism=0.5))
+    (tmp_path / 'determinism.partial.json').write_text(json.dumps(
+        {'pass': False, 'summary': 'two seeded runs differ in 3 of 61 tensors', 'figures': {'differing_tensors': 3}}))
+    result = gpu_check.launch('determinism', 'dry', tmp_path)
+    assert result['summary'] == 'stopped at its 0.5 s limit; so far: two seeded runs differ in 3 of 61 tensors'
+    assert result['figures'] == {'differing_tensors': 3} and result['pass'] is False
