@@ -16,6 +16,7 @@ Prints a table; `--json PATH` also writes the figures (atomically).
 """
 import contextlib
 import os
+import statistics
 import sys
 import time
 from pathlib import Path
@@ -85,7 +86,9 @@ def parse_args(argv):
     parser.add_argument('--lr', type=float, default=1e-3)
     parser.add_argument('--no_infer', action='store_true', help='skip the inference timing')
     parser.add_argument('--profile', action='store_true',
-                        help='also profile one training step: op table, time and FLOPs in matmuls')
+                        help='also profile training steps: op table, time and FLOPs in matmuls')
+    parser.add_argument('--profile_steps', type=int, default=5,
+                        help='steps profiled (one profiler run each; the medians are reported)')
     parser.add_argument('--matmul_size', type=int, default=2048,
                         help='also time an n x n fp32 matmul (GFLOP/s); 0 to skip')
     parser.add_argument('--epoch_images', type=int, default=0,
@@ -96,7 +99,7 @@ def parse_args(argv):
     parser.add_argument('--json', default='', help='also write the results to this JSON file')
     args = parser.parse_args(argv)
     for name in ('batch_size', 'steps', 'num_batches', 'num_hid', 'gamma', 'v_dim', 'n_ans',
-                 'ntoken', 'emb_dim', 'bucket_size'):
+                 'ntoken', 'emb_dim', 'bucket_size', 'profile_steps'):
         if getattr(args, name) < 1:
             raise UserError('--%s must be at least 1 (got %d)' % (name, getattr(args, name)))
     for name in ('boxes', 'warmup', 'threads', 'matmul_size', 'epoch_images'):
@@ -178,7 +181,7 @@ class Trainer:
         self.device = device
         self.amp_dtype = AMP_DTYPES[amp]
         self.params = [p for p in model.parameters() if p.requires_grad]
-        self.optimizer = torch.optim.Adamax(self.params, lr=lr)
+        self.optimizer = torch.optim.Adamax(self.params, lr=lr)  # as main.py (see docs/PERFORMANCE.md on foreach)
         self.scaler = torch.amp.GradScaler(device.type, enabled=amp == 'fp16')
 
     def autocast(self):
@@ -232,7 +235,7 @@ def step_benchmark(args, device):
               'parameters': sum(p.numel() for p in model.parameters()),
               'memory_kind': memory.kind}
     if args.profile:
-        result['profile'] = profile_step(trainer, batches[0], device)
+        result['profile'] = profile_step(trainer, batches, device, args.profile_steps)
     if not args.no_infer:
         memory.reset()
         first_s, median_ms, timings, other_load = time_calls(
@@ -243,25 +246,53 @@ def step_benchmark(args, device):
     return result
 
 
-MATMUL_OPS = ('aten::mm', 'aten::addmm', 'aten::bmm')
+MATMUL_OPS = ('aten::mm', 'aten::addmm', 'aten::bmm', 'aten::baddbmm', 'aten::baddbmm_')
+# Where the non-matmul time of a step goes, by op name (the rest is 'other').
+OPTIMIZER_OPS = ('aten::lerp_', 'aten::addcdiv_', 'aten::maximum', 'aten::_foreach_lerp_',
+                 'aten::_foreach_mul_', 'aten::_foreach_abs', 'aten::_foreach_add_', 'aten::_foreach_maximum_',
+                 'aten::_foreach_addcdiv_', 'aten::_foreach_norm', 'aten::linalg_vector_norm')
 
 
-def profile_step(trainer, batch, device):
-    """Profile one training step; print the op table and return the time and
-    FLOPs spent in matmuls against the time in all ops."""
+def profile_step(trainer, batches, device, steps=1):
+    """Profile `steps` training steps, one profiler run each (cycling over `batches`).
+
+    Returns the median over the steps of the time in matmuls (mm, addmm, bmm,
+    baddbmm), in all ops, and per op name, the matmul FLOPs, and per step its
+    times and the CPU share other processes took meanwhile; prints the op
+    table of the median step. Times are the ops' own (self) times on the CPU, or
+    on the GPU for CUDA. Several steps make the shares robust to other
+    processes taking the CPU for a moment (the shares of one step can be far off).
+    """
     activities = [torch.profiler.ProfilerActivity.CPU]
     if device.type == 'cuda':
         activities.append(torch.profiler.ProfilerActivity.CUDA)
-    with torch.profiler.profile(activities=activities, with_flops=True) as prof:
-        trainer.train_step(*batch)
-        synchronize(device)
     time_key = 'self_device_time_total' if device.type == 'cuda' else 'self_cpu_time_total'
-    events = prof.key_averages()
-    print(events.table(sort_by=time_key, row_limit=15, max_name_column_width=40))
-    matmuls = [event for event in events if event.key in MATMUL_OPS]
-    return {'matmul_ms': sum(getattr(event, time_key) for event in matmuls) / 1000,
-            'all_ops_ms': sum(getattr(event, time_key) for event in events) / 1000,
-            'matmul_gflop': sum(event.flops for event in matmuls) / 1e9}
+    runs = []
+    for step in range(steps):
+        other_load = OtherLoad()
+        with torch.profiler.profile(activities=activities, with_flops=True) as prof:
+            trainer.train_step(*batches[step % len(batches)])
+            synchronize(device)
+        load = other_load.fraction()
+        events = prof.key_averages()
+        by_op = {event.key: getattr(event, time_key) / 1000 for event in events}
+        matmuls = [event for event in events if event.key in MATMUL_OPS]
+        runs.append({'events': events, 'by_op': by_op, 'all_ops_ms': sum(by_op.values()),
+                     'matmul_ms': sum(by_op[event.key] for event in matmuls),
+                     'matmul_gflop': sum(event.flops for event in matmuls) / 1e9, 'other_cpu_load': load})
+    ordered = sorted(runs, key=lambda run: run['all_ops_ms'])
+    print(ordered[len(ordered) // 2]['events'].table(sort_by=time_key, row_limit=15, max_name_column_width=40))
+    names = set().union(*(run['by_op'] for run in runs))
+    op_ms = {name: statistics.median(run['by_op'].get(name, 0.0) for run in runs) for name in names}
+    shares = [1 - run['matmul_ms'] / run['all_ops_ms'] for run in runs]
+    return {'steps': steps,
+            'matmul_ms': statistics.median(run['matmul_ms'] for run in runs),
+            'all_ops_ms': statistics.median(run['all_ops_ms'] for run in runs),
+            'non_matmul_share': statistics.median(shares), 'non_matmul_share_per_step': shares,
+            'per_step': [{key: run[key] for key in ('matmul_ms', 'all_ops_ms', 'other_cpu_load')} for run in runs],
+            'matmul_gflop': runs[0]['matmul_gflop'],
+            'optimizer_ms': sum(op_ms.get(name, 0.0) for name in OPTIMIZER_OPS),
+            'top_ops_ms': dict(sorted(op_ms.items(), key=lambda item: -item[1])[:25])}
 
 
 def epoch_benchmark(args, device):
@@ -332,8 +363,13 @@ def print_table(report):
                           '%.0f%%' % (100 * figures['other_cpu_load']))]
     if 'profile' in report.get('steps', {}):
         profiled = report['steps']['profile']
-        rows.append(('profiled step: matmul ms / all ops ms / matmul GFLOP', '%.0f / %.0f / %.1f' % (
-            profiled['matmul_ms'], profiled['all_ops_ms'], profiled['matmul_gflop'])))
+        rows.append(('profiled steps (median of %d): matmul ms / all ops ms / matmul GFLOP' % profiled['steps'],
+                     '%.0f / %.0f / %.1f' % (profiled['matmul_ms'], profiled['all_ops_ms'], profiled['matmul_gflop'])))
+        rows.append(('outside matmuls: median share (per step, @ others\' CPU share) / optimizer ms',
+                     '%.1f%% (%s) / %.0f' % (100 * profiled['non_matmul_share'], ' '.join(
+                         '%.0f%%@%.0f%%' % (100 * share, 100 * step['other_cpu_load'])
+                         for share, step in zip(profiled['non_matmul_share_per_step'], profiled['per_step'])),
+                         profiled['optimizer_ms'])))
     if 'matmul_gflops' in report:
         rows.append(('fp32 matmul GFLOP/s', '%.1f' % report['matmul_gflops']))
     width = max(len(name) for name, _ in rows)
