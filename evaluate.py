@@ -45,7 +45,6 @@ from runs.tasks import TASKS, VQATask
 from utils import load_json, run_cli, save_json
 
 
-
 def parse_args(argv=None):
     parser = evaluate_parser(__doc__)
     args = parser.parse(argv)

@@ -8,7 +8,6 @@ validation split), exact resume, Ctrl-C checkpoints.
 """
 import math
 import os
-import sys
 import time
 from contextlib import nullcontext
 

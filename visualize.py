@@ -492,15 +492,17 @@ def draw_flickr(args, image):
 # ----------------------------------------------------------------- command line
 
 def parse_args(argv=None):
-    return checkpoints.settle(visualize_parser(__doc__).parse(argv))
-
-
-def main(argv=None):
-    args = parse_args(argv)
+    """Parse, take the checkpoint's settings, then check the flags that depend on its task."""
+    args = checkpoints.settle(visualize_parser(__doc__).parse(argv))
     if args.phrase and args.task != 'flickr':
         raise UserError('--phrase names phrases for a grounding model (--task flickr); %s is a model for --task %s'
                         % (args.checkpoint, args.task))
     check_image_flag(args.image)
+    return args
+
+
+def main(argv=None):
+    args = parse_args(argv)
     figure_class()  # fail early, before the model loads
     image = load_image(args.image) if args.image else None
     if image is None:

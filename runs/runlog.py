@@ -4,7 +4,6 @@ import os
 
 from utils import atomic_write
 
-
 TEXT_LOG = 'log.txt'  # appended to
 JSON_LOG = 'log.jsonl'  # rewritten atomically on resume
 

@@ -3,9 +3,9 @@ features are extracted on the fly (a narrow random-weight detector whose 16
 values per box fit the tiny VQA model) and the attended boxes are drawn on it."""
 import numpy as np
 import pytest
+
 import tiny_detector
 import tiny_vqa
-
 from detection import detector
 from utils import UserError
 

@@ -7,12 +7,12 @@ from pathlib import Path
 
 import pytest
 import torch
-from robust_helpers import converter_cmd, read_json, snapshot, temporary_files
-from data_helpers import FEATURE_DIM
 
 import utils
+from data_helpers import FEATURE_DIM
 from dataset import VQAFeatureDataset
 from formats.dictionary import Dictionary
+from robust_helpers import converter_cmd, read_json, snapshot, temporary_files
 from runs import checkpoints
 from tools import adaptive_detection_features_converter as converter
 from tools import compute_softscore

@@ -11,6 +11,7 @@ import sys
 
 import pytest
 import torch
+
 from bad_inputs import REPO, case, cases_of, check_one_line_error, evaluate_cmd, main_cmd, run_batch
 from robust_helpers import RunsCode
 

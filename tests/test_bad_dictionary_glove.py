@@ -7,6 +7,7 @@ import os
 
 import numpy as np
 import pytest
+
 from bad_inputs import case, cases_of, check_one_line_error, edit_json, main_cmd, rewrite_pickle, val_questions
 from data_helpers import GLOVE_DIM
 from robust_helpers import parser_built_by

@@ -11,6 +11,8 @@ import shutil
 import h5py
 import numpy as np
 import pytest
+
+import utils
 from bad_inputs import (
     case,
     cases_of,
@@ -22,8 +24,6 @@ from bad_inputs import (
 )
 from data_helpers import FEATURE_DIM, image_record, prepared_root
 from robust_helpers import RunsCode, converter_cmd
-
-import utils
 from tools import adaptive_detection_features_converter as converter
 from tools.features_tsv import encode_array
 

@@ -4,10 +4,10 @@ line, exit status 2); flags checked after parsing and the torchrun
 environment give one `error: ...` line. The `@case` machinery is
 tests/helpers/bad_inputs.py."""
 import pytest
-from bad_inputs import argparse_cases, case, cases_of, check_argparse_error, check_one_line_error, main_cmd
-from robust_helpers import converter_cmd
 
 import utils
+from bad_inputs import argparse_cases, case, cases_of, check_argparse_error, check_one_line_error, main_cmd
+from robust_helpers import converter_cmd
 from utils import UserError
 
 

@@ -8,6 +8,7 @@ import os
 import h5py
 import numpy as np
 import pytest
+
 import tiny_flickr
 from bad_inputs import case, cases_of, check_one_line_error, edit_text, flickr_main_cmd, rewrite_hdf5_dataset
 

@@ -6,6 +6,7 @@ machinery is tests/helpers/bad_inputs.py."""
 import os
 
 import pytest
+
 from bad_inputs import case, cases_of, check_one_line_error, main_cmd
 from data_helpers import EVAL_FLAGS
 

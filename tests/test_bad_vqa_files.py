@@ -8,6 +8,7 @@ import os
 import shutil
 
 import pytest
+
 from bad_inputs import (
     case,
     cases_of,
@@ -19,10 +20,8 @@ from bad_inputs import (
     val_annotations,
     val_questions,
 )
-
 from dataset import VisualGenomeFeatureDataset, VQAFeatureDataset
 from formats.dictionary import Dictionary
-
 
 # ----------------------------------------------------------------- questions and annotations JSON
 

@@ -3,7 +3,6 @@ extractions (proposals, kept regions, stage times) and is saved as JSON."""
 import json
 
 import tiny_detector
-
 from detection import detector
 from tools import bench_detector
 

@@ -8,12 +8,11 @@ import os
 
 import numpy as np
 import pytest
-from data_helpers import FEATURE_DIM, questions_json, write_json
 
+from data_helpers import FEATURE_DIM, questions_json, write_json
 from formats import flickr_files
 from formats.features import FeatureStore
-from tools import adaptive_detection_features_converter
-from tools import detection_features_converter
+from tools import adaptive_detection_features_converter, detection_features_converter
 from tools.features_tsv import write_tsv
 from utils import UserError
 

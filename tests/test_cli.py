@@ -10,10 +10,10 @@ import sys
 from types import SimpleNamespace
 
 import pytest
-import tiny_vqa
 import torch
-from robust_helpers import parser_built_by
 
+import tiny_vqa
+from robust_helpers import parser_built_by
 from utils import UserError, run_cli
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -543,10 +543,9 @@ def test_torchrun_two_processes_match_single_process(tiny_root, trained, tmp_pat
 
 
 def test_flickr_train_and_evaluate_end_to_end(tmp_path, capsys):
-    import tiny_flickr
-
     import evaluate
     import main
+    import tiny_flickr
     tiny_flickr.write_raw(tmp_path)
     tiny_flickr.prepare(tmp_path)
     output = tmp_path / 'flickr_model'

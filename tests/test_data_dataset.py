@@ -13,6 +13,8 @@ import h5py
 import numpy as np
 import pytest
 import torch
+from torch.utils.data import DataLoader
+
 from data_helpers import (
     FEATURE_DIM,
     LABELS_MIN1,
@@ -24,8 +26,6 @@ from data_helpers import (
     prepared_root,
     write_raw_root,
 )
-from torch.utils.data import DataLoader
-
 from dataset import VisualGenomeFeatureDataset, VQAFeatureDataset
 from formats import features, paths
 from formats.dictionary import Dictionary

@@ -9,6 +9,7 @@ import sys
 import h5py
 import numpy as np
 import pytest
+
 from data_helpers import (
     FEATURE_DIM,
     TEST_ORDER,
@@ -19,7 +20,6 @@ from data_helpers import (
     image_record,
     write_raw_root,
 )
-
 from tools import adaptive_detection_features_converter as converter
 from tools import detection_features_converter
 from tools.features_tsv import encode_record, iter_tsv_records, write_tsv

@@ -5,6 +5,7 @@ import os
 import pickle
 
 import pytest
+
 from data_helpers import (
     LABELS_MIN1,
     TARGETS_MIN1,
@@ -12,7 +13,6 @@ from data_helpers import (
     rule_targets,
     write_raw_root,
 )
-
 from formats import vqa_files
 from formats.answers import preprocess_answer
 from tools import compute_softscore

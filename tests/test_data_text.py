@@ -8,8 +8,8 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from data_helpers import GLOVE_DIM, glove_vectors, write_raw_root
 
+from data_helpers import GLOVE_DIM, glove_vectors, write_raw_root
 from formats.dictionary import Dictionary
 from formats.glove import create_glove_embedding_init
 from tools import compute_softscore, create_dictionary

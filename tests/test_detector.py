@@ -5,10 +5,10 @@ import math
 
 import numpy as np
 import pytest
-import tiny_detector
 import torch
 import torch.nn.functional as F
 
+import tiny_detector
 from detection import detector, regions
 
 SPEC_ANCHORS = [  # §5, a = 0..11

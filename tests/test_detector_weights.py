@@ -7,11 +7,11 @@ import pickle
 
 import numpy as np
 import pytest
-import tiny_detector
 import torch
-from tiny_detector import TINY
 
+import tiny_detector
 from detection import detector, weight_files
+from tiny_detector import TINY
 from utils import UserError
 
 

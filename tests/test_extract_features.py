@@ -7,8 +7,8 @@ import os
 import h5py
 import numpy as np
 import pytest
-import tiny_detector
 
+import tiny_detector
 from detection import detector
 from tools import extract_features
 from tools.features_tsv import iter_tsv_records

@@ -18,11 +18,11 @@ import tracemalloc
 from pathlib import Path
 
 import pytest
-import tiny_flickr
 import torch
-from data_helpers import FEATURE_DIM, GLOVE_DIM, prepared_root
 
+import tiny_flickr
 import utils
+from data_helpers import FEATURE_DIM, GLOVE_DIM, prepared_root
 from formats.dictionary import Dictionary
 from formats.vqa_files import load_targets
 from runs import checkpoints, flags, runtime

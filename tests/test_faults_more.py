@@ -15,8 +15,6 @@ from pathlib import Path
 
 import pytest
 import torch
-from robust_helpers import snapshot
-from data_helpers import EVAL_FLAGS, FEATURE_DIM, image_record
 
 import ask
 import base_model
@@ -24,8 +22,10 @@ import evaluate
 import main
 import test
 import utils
+from data_helpers import EVAL_FLAGS, FEATURE_DIM, image_record
 from dataset import Flickr30kFeatureDataset, VisualGenomeFeatureDataset, VQAFeatureDataset
 from formats.dictionary import Dictionary, load_dictionary
+from robust_helpers import snapshot
 from runs import checkpoints
 from tools import adaptive_detection_features_converter
 from tools.features_tsv import write_tsv

@@ -20,9 +20,9 @@ import time
 from pathlib import Path
 
 import pytest
+from test_report import EVAL, photos, vqa_report  # noqa: F401  (fixtures)
 
 import evaluate
-from test_report import EVAL, photos, vqa_report  # noqa: F401  (fixtures)
 
 WIDTHS = {'desktop': (1280, 900, False), 'narrow': (400, 800, True)}
 TIMEOUT_S = 60

@@ -8,8 +8,9 @@ import json
 import os
 
 import pytest
-import tiny_vqa
 import torch
+
+import tiny_vqa
 
 FLAGS = ['--emb_dim', str(tiny_vqa.GLOVE_DIM), '--num_hid', '16', '--gamma', '2', '--batch_size', '256',
          '--device', 'cpu']

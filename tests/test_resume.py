@@ -10,10 +10,10 @@ from pathlib import Path
 
 import pytest
 import torch
-from robust_helpers import snapshot, temporary_files
-from data_helpers import TRAIN_FLAGS
 
 import utils
+from data_helpers import TRAIN_FLAGS
+from robust_helpers import snapshot, temporary_files
 from runs import checkpoints
 from utils import UserError
 

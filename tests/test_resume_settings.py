@@ -8,10 +8,10 @@ import signal
 
 import pytest
 import torch
-from data_helpers import EVAL_FLAGS, TRAIN_FLAGS
 
 import evaluate
 import main
+from data_helpers import EVAL_FLAGS, TRAIN_FLAGS
 from runs import checkpoints
 from utils import UserError
 

@@ -8,11 +8,11 @@ import h5py
 import numpy as np
 import pytest
 import torch
-from robust_helpers import snapshot
-from data_helpers import TRAIN_FLAGS
 from test_resume import json_log, run_training
 
 import utils
+from data_helpers import TRAIN_FLAGS
+from robust_helpers import snapshot
 from utils import UserError
 
 

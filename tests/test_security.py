@@ -7,10 +7,10 @@ from pathlib import Path
 
 import pytest
 import torch
-from robust_helpers import RunsCode
 
 import utils
 from formats import flickr_files
+from robust_helpers import RunsCode
 from runs import checkpoints
 from utils import UserError
 

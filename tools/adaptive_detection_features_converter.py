@@ -42,9 +42,9 @@ from formats import (
     vqa_files,  # noqa: E402
 )
 from formats.paths import feature_files, question_path  # noqa: E402
+from runs.flags import FlagParser  # noqa: E402
 from runs.progress import Progress  # noqa: E402
 from tools.features_tsv import FEATURES_FIX, iter_tsv_records  # noqa: E402
-from runs.flags import FlagParser  # noqa: E402
 from utils import UserError, atomic_path, atomic_write, hdf5_os_error, require_file, run_cli  # noqa: E402
 
 VQA_SPLITS = ('train', 'val', 'test2015')

@@ -37,8 +37,8 @@ from detection import (
     weight_files,  # noqa: E402
 )
 from runs import runtime  # noqa: E402
-from tools.benchmark import OtherLoad, machine_info  # noqa: E402
 from runs.flags import FlagParser  # noqa: E402
+from tools.benchmark import OtherLoad, machine_info  # noqa: E402
 from utils import UserError, run_cli, save_json  # noqa: E402
 
 STAGES = ('decode', 'preprocess', 'backbone', 'rpn', 'propose', 'roi_pool', 'res5_pool5', 'heads', 'select')

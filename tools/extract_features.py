@@ -37,9 +37,9 @@ from detection import (
     weight_files,  # noqa: E402
 )
 from runs import runtime  # noqa: E402
+from runs.flags import FlagParser  # noqa: E402
 from runs.progress import Progress  # noqa: E402
 from tools.features_tsv import RELEASE_LINE_END, encode_record, iter_tsv_records  # noqa: E402
-from runs.flags import FlagParser  # noqa: E402
 from utils import UserError, run_cli  # noqa: E402
 
 IMAGE_EXTENSIONS = ('.jpg', '.jpeg', '.png', '.bmp', '.webp', '.tif', '.tiff', '.jp2', '.pgm', '.ppm')

@@ -60,6 +60,7 @@ import torch.nn.functional as F  # noqa: E402
 import base_model  # noqa: E402
 from counting import Counter  # noqa: E402
 from detection import detector, regions  # noqa: E402
+from runs.flags import FlagParser  # noqa: E402
 from tools import bench_detector, bench_loader, benchmark, tiny_vqa  # noqa: E402
 from tools.bench_timing import machine_info  # noqa: E402
 from utils import save_json  # noqa: E402
@@ -513,7 +514,7 @@ def markdown(report):
 
 
 def parse_args(argv):
-    parser = argparse.ArgumentParser(description=__doc__.split('\n\n')[0])
+    parser = FlagParser(description=__doc__.split('\n\n')[0])
     parser.add_argument('--cpu-dry-run', action='store_true', help='every part at tiny size on the CPU')
     parser.add_argument('--output', default=str(REPO / 'results' / 'gpu_check.json'),
                         help='JSON report (the Markdown table goes beside it, .md)')
@@ -522,7 +523,7 @@ def parse_args(argv):
     parser.add_argument('--mode', choices=('cuda', 'dry'), help=argparse.SUPPRESS)
     parser.add_argument('--workdir', help=argparse.SUPPRESS)
     parser.add_argument('--result', help=argparse.SUPPRESS)
-    args = parser.parse_args(argv)
+    args = parser.parse(argv)
     unknown = set(args.parts.split(',')) - set(PARTS)
     if unknown:
         parser.error('--parts: unknown %s (choose from %s)' % (', '.join(sorted(unknown)), ', '.join(PARTS)))

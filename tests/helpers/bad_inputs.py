@@ -21,11 +21,11 @@ import sys
 from pathlib import Path
 
 import h5py
+
 import tiny_flickr
+import utils
 from data_helpers import EVAL_FLAGS, TRAIN_FLAGS
 from robust_helpers import read_json, snapshot
-
-import utils
 
 REPO = Path(__file__).resolve().parents[2]
 FLICKR_FLAGS = ['--task', 'flickr', '--emb_dim', str(tiny_flickr.GLOVE_DIM), '--num_hid', '8', '--batch_size', '4',

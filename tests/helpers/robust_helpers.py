@@ -6,6 +6,7 @@ import json
 import os
 
 import pytest
+
 from data_helpers import FEATURE_DIM
 
 CONVERTER = 'tools/adaptive_detection_features_converter.py'

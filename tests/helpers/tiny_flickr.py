@@ -8,6 +8,7 @@ grounding model learns to pick it.
 import os
 
 import numpy as np
+
 from tiny_vqa import FEATURE_DIM, GLOVE_DIM, tsv_line
 
 SPLITS = {'train': (100, 12), 'val': (200, 4), 'test': (300, 4)}
