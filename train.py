@@ -49,8 +49,6 @@ def learning_rate(base_lr, epoch):
     return WARMUP_FACTORS[-1] * base_lr * DECAY_RATE ** decays
 
 
-
-
 # ----------------------------------------------------------------- engine
 
 def _autocast(device, amp):
