@@ -45,12 +45,10 @@ def parse_args(argv=None):
     args = parser.parse(argv)
     if args.input is not None and args.evaluate:
         args.input = checkpoints.choose(args.input)[0]
-        checkpoints.adopt_from_file(args, args.input)
-        checkpoints.adopt_data_root(args, args.input)
+        checkpoints.adopt_saved_settings(args, args.input)
     elif args.input is not None:  # resume the run, with its settings unless the command line changes them
         args.input = checkpoints.resume_file(args.input)
-        checkpoints.adopt_from_file(args, args.input)
-        checkpoints.adopt_run_settings(args, args.input)
+        checkpoints.adopt_saved_settings(args, args.input, resume=True)
         parser.check(parser, args)  # the flags given, again, with the run's task and settings
     if args.output is None:
         args.output = 'saved_models/flickr' if args.task == 'flickr' else 'saved_models/ban'

@@ -226,12 +226,9 @@ def describe_os_error(err):
     (h5py puts `errno = N` and `name = '...'` in its message instead). A
     temporary file of `atomic_write` is named by the file it stands for."""
     code, path, text = err.errno, err.filename, str(err)
-    if code is None:
-        found = re.search(r'errno = (\d+)', text)
-        code = int(found.group(1)) if found else None
-    if path is None:
-        found = re.search(r"name = '([^']*)'", text)
-        path = found.group(1) if found else None
+    hdf5_code, hdf5_path = _hdf5_errno_and_name(text)
+    code = hdf5_code if code is None else code
+    path = hdf5_path if path is None else path
     advice = _OS_ERROR_ADVICE.get(code) or err.strerror or text or type(err).__name__
     if path is None:
         return advice
@@ -394,12 +391,16 @@ def hdf5_os_error(err):
     """The OSError that an HDF5 error (h5py raises RuntimeError when closing a
     file whose last writes failed) reports as `errno = N` and `filename =
     '...'`, or None when its message names no errno."""
-    found = re.search(r'errno = (\d+)', str(err))
-    if found is None:
-        return None
-    code = int(found.group(1))
-    path = re.search(r"name = '([^']*)'", str(err))
-    return OSError(code, os.strerror(code), path.group(1) if path else None)
+    code, path = _hdf5_errno_and_name(str(err))
+    return None if code is None else OSError(code, os.strerror(code), path)
+
+
+def _hdf5_errno_and_name(text):
+    """(errno, file name) that an h5py error message states as `errno = N`
+    and `name = '...'`; None for what it does not state."""
+    code = re.search(r'errno = (\d+)', text)
+    path = re.search(r"name = '([^']*)'", text)
+    return int(code.group(1)) if code else None, path.group(1) if path else None
 
 
 # ----------------------------------------------------------------- reading

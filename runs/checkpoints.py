@@ -360,8 +360,7 @@ def settle(args):
     data root it was trained on (adopt_data_root)."""
     args.checkpoint, epoch = choose(args.input, args.epoch)
     args.epoch = -1 if epoch is None else epoch
-    adopt_from_file(args, args.checkpoint)
-    adopt_data_root(args, args.checkpoint)
+    adopt_saved_settings(args, args.checkpoint)
     return args
 
 
@@ -385,12 +384,6 @@ def peek(path):
     except Exception:  # corrupt or foreign: load_checkpoint reports it
         return {}
     return checkpoint if isinstance(checkpoint, dict) else {}
-
-
-def read_saved_config(path):
-    """The ModelConfig saved in the checkpoint file at `path`, read without
-    loading the weights; None for a checkpoint without one."""
-    return saved_config(peek(path), path)
 
 
 def adopt(args, config, source):
@@ -417,16 +410,22 @@ def adopt(args, config, source):
     return changed
 
 
-def adopt_from_file(args, path):
-    """`adopt` the config saved in the checkpoint file `path`, if any,
-    printing a note when that changed a flag's value. Returns the config."""
-    config = read_saved_config(path)
+def adopt_saved_settings(args, path, resume=False):
+    """Take what the checkpoint file `path` records, reading it once (peek):
+    the model flags (`adopt`, with a note when that changed a flag's value)
+    and, for main.py's resume, the run's settings (adopt_run_settings), else
+    the data root it was trained on (adopt_data_root)."""
+    checkpoint = peek(path)
+    config = saved_config(checkpoint, path)
     if config is not None:
         changed = adopt(args, config, path)
         if changed:
             note('settings saved in %s: %s' % (path, ' '.join('--%s %s' % (name, _shown(getattr(config, name)))
                                                                      for name in changed)))
-    return config
+    if resume:
+        adopt_run_settings(args, checkpoint, path)
+    else:
+        adopt_data_root(args, checkpoint, path)
 
 
 def check_data(config, wanted, source, dataroot):
@@ -485,8 +484,8 @@ def _change(name, saved, value):
     return '%s (it ran with %s)' % (_flag_text(name, value), _value_text(saved))
 
 
-def adopt_run_settings(args, path):
-    """main.py --input `path` (resume): take the RUN_SETTINGS saved in it for
+def adopt_run_settings(args, checkpoint, path):
+    """main.py --input `path` (resume; `checkpoint` is its peek): take the RUN_SETTINGS saved in it for
     the flags the command line did not give (a note names those that
     differ from the defaults). A flag given with another value than the
     saved one changes the run: one note says how; from a checkpoint saved in
@@ -494,7 +493,6 @@ def adopt_run_settings(args, path):
     the resume could not be exact. A checkpoint that records no settings
     leaves the flags as they are. The run's folder is where the checkpoint
     is: a run folder moved or copied elsewhere continues there."""
-    checkpoint = peek(path)
     settings = dict(saved_settings(checkpoint, path))
     here = os.path.dirname(path) or '.'
     if 'output' in settings and os.path.realpath(settings['output']) != os.path.realpath(here):
@@ -522,10 +520,11 @@ def adopt_run_settings(args, path):
                                                                      for name in changed)))
 
 
-def adopt_data_root(args, path):
+def adopt_data_root(args, checkpoint, path):
     """Without --dataroot on the command line, use the data root that the
-    checkpoint `path` was trained on, when it records one (with a note)."""
-    saved = saved_settings(peek(path), path).get('dataroot')
+    checkpoint `path` (`checkpoint`: its peek) was trained on, when it
+    records one (with a note)."""
+    saved = saved_settings(checkpoint, path).get('dataroot')
     if saved is not None and 'dataroot' not in getattr(args, 'given_flags', frozenset()) and saved != args.dataroot:
         args.dataroot = saved
         note('--dataroot %s, the data root %s was trained on (pass --dataroot to use another)' % (saved, path))

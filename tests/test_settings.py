@@ -62,7 +62,7 @@ def test_saved_checkpoints_keep_the_original_keys_and_add_the_config(tmp_path):
     saved = torch.load(path, weights_only=True)
     assert list(saved)[:3] == ['epoch', 'model_state', 'optimizer_state'] and saved['epoch'] == 1
     assert saved['config'] == CONFIG.to_dict()
-    assert checkpoints.read_saved_config(path) == CONFIG
+    assert checkpoints.saved_config(checkpoints.peek(path), path) == CONFIG
 
 
 def test_the_saved_config_builds_the_model_whatever_the_default_flags_say(tmp_path):
@@ -94,7 +94,7 @@ def test_a_checkpoint_without_config_is_read_as_before(tmp_path):
     path = str(tmp_path / 'model_epoch12.pth')
     torch.save({'epoch': 12, 'model_state': {'module.' + k: v for k, v in model.state_dict().items()},
                 'optimizer_state': {}}, path)
-    assert checkpoints.read_saved_config(path) is None
+    assert checkpoints.saved_config(checkpoints.peek(path), path) is None
     with pytest.raises(UserError, match='does not fit this model'):
         checkpoints.model_from_checkpoint(flags(), 'vqa', path, torch.device('cpu'), *sizes())
     loaded, _ = checkpoints.model_from_checkpoint(flags('--num_hid', '16', '--gamma', '2'), 'vqa', path,
