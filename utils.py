@@ -42,6 +42,8 @@ def require_file(path, fix):
         raise UserError('missing file %s: %s' % (path, fix)) from None
     except OSError as err:  # no permission on a folder of the path, a symlink loop, a name too long
         raise UserError('cannot read %s; %s' % (describe_os_error(err), fix)) from None
+    except ValueError:  # a NUL byte: no file system has such a name
+        raise UserError('%r is not a file name (it holds a NUL byte); %s' % (path, fix)) from None
     if stat.S_ISDIR(mode):
         raise UserError('%s is a folder, but a file is expected here: %s' % (path, fix))
     if not stat.S_ISREG(mode):

@@ -23,6 +23,7 @@ import torch
 import tiny_flickr
 import utils
 from data_helpers import FEATURE_DIM, GLOVE_DIM, prepared_root
+from formats import vqa_metric
 from formats.dictionary import Dictionary
 from formats.vqa_files import load_targets
 from runs import checkpoints, flags, runtime
@@ -369,3 +370,12 @@ def test_process_flickr_finds_glove_beside_the_data_root_and_takes_the_glove_ove
     overridden = run_process_flickr(flickr, elsewhere, GLOVE=str(moved), FEATURE_DIM=str(tiny_flickr.FEATURE_DIM))
     assert overridden.returncode == 0, overridden.stderr
     assert (Path(flickr) / 'dictionary.pkl').exists()
+
+
+def test_a_path_with_a_nul_byte_is_named_not_a_traceback():
+    """os.stat raises ValueError for a NUL byte (hypothesis found it through
+    the metric's results path); every reader goes through require_file."""
+    with pytest.raises(utils.UserError, match=r"^'a\\x00b' is not a file name \(it holds a NUL byte\); run step X$"):
+        utils.require_file('a\x00b', 'run step X')
+    with pytest.raises(utils.UserError, match=r'holds a NUL byte\); write it with test.py'):
+        vqa_metric.evaluate_results('\x00', {'questions': []}, None)
